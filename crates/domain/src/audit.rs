@@ -1,0 +1,169 @@
+//! Audit entries and the rules of the hash chain. Each entry carries the SHA-256 of the one
+//! before it; the newest entry's position and hash (the head) are signed and kept outside the
+//! log table, so edits, deletions, insertions, reordering and truncation are all detectable.
+//! Entries hold pseudonyms, never raw ids or payloads.
+
+use crate::ids::Pseudonym;
+use crate::timestamp::Timestamp;
+
+/// What was done. Stored by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    /// A subject's consent changed (API, banner, ...).
+    ConsentUpdate,
+    /// A Global Privacy Control signal withdrew consents.
+    ConsentGpc,
+    /// A subject's consent state or history was read.
+    ConsentRead,
+    /// A batch of events was ingested.
+    EventsIngest,
+    /// Personal events were read for a purpose.
+    EventsRead,
+    /// The retention sweeper deleted expired events.
+    RetentionSweep,
+    /// An API key was created.
+    KeyCreate,
+}
+
+impl AuditAction {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConsentUpdate => "consent.update",
+            Self::ConsentGpc => "consent.gpc",
+            Self::ConsentRead => "consent.read",
+            Self::EventsIngest => "events.ingest",
+            Self::EventsRead => "events.read",
+            Self::RetentionSweep => "retention.sweep",
+            Self::KeyCreate => "key.create",
+        }
+    }
+}
+
+/// An audit entry before it is sealed into the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditDraft {
+    /// When.
+    pub at: Timestamp,
+    /// Who: `key:<key id>`, `cli` or `system`.
+    pub actor: String,
+    /// What.
+    pub action: AuditAction,
+    /// About whom, as a pseudonym.
+    pub subject: Option<Pseudonym>,
+    /// For which purpose.
+    pub purpose: Option<String>,
+    /// Counts and codes only; never personal data.
+    pub detail: String,
+}
+
+/// A sealed audit entry as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// 1-based position in the chain.
+    pub seq: u64,
+    /// When.
+    pub at: Timestamp,
+    /// Who.
+    pub actor: String,
+    /// What, by stored name.
+    pub action: String,
+    /// About whom, as a pseudonym.
+    pub subject: Option<Pseudonym>,
+    /// For which purpose.
+    pub purpose: Option<String>,
+    /// Counts and codes.
+    pub detail: String,
+    /// Hash of the previous entry (zeros for the first).
+    pub prev_hash: [u8; 32],
+    /// SHA-256 of this entry's canonical bytes.
+    pub hash: [u8; 32],
+    /// Keyed MAC over `hash` under a server secret: an attacker who can write the database
+    /// but lacks the key cannot forge a self-consistent entry, so verification names the
+    /// exact entry that was edited or inserted.
+    pub mac: [u8; 32],
+}
+
+impl AuditEntry {
+    /// The bytes the entry's hash covers: every field but the hash, length-prefixed so that no
+    /// two different entries share an encoding.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160 + self.detail.len());
+        out.extend_from_slice(b"candor-audit-v1");
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.at.0.to_be_bytes());
+        for field in [
+            self.actor.as_bytes(),
+            self.action.as_bytes(),
+            self.subject.as_ref().map(|p| &p.0[..]).unwrap_or(b""),
+            self.purpose.as_deref().unwrap_or("").as_bytes(),
+            self.detail.as_bytes(),
+        ] {
+            out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+            out.extend_from_slice(field);
+        }
+        out.push(self.subject.is_some() as u8);
+        out.push(self.purpose.is_some() as u8);
+        out.extend_from_slice(&self.prev_hash);
+        out
+    }
+}
+
+/// The signed head of the chain: the newest position and its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHead {
+    /// Position of the newest entry.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: [u8; 32],
+    /// Ed25519 signature over [`SignedHead::message`].
+    pub signature: Vec<u8>,
+}
+
+impl SignedHead {
+    /// The bytes the signature covers.
+    pub fn message(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+        let mut out = b"candor-audit-head-v1".to_vec();
+        out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(hash);
+        out
+    }
+}
+
+/// Hashes and signs for the store, which appends entries inside its own transactions but
+/// knows no cryptography. Implemented by the engine over `candor-crypto`.
+pub trait AuditSealer: Send + Sync {
+    /// SHA-256 of the given bytes.
+    fn digest(&self, bytes: &[u8]) -> [u8; 32];
+    /// Keyed MAC of an entry hash.
+    fn mac(&self, hash: &[u8; 32]) -> [u8; 32];
+    /// Signs a head message.
+    fn sign(&self, message: &[u8]) -> Vec<u8>;
+
+    /// Seals a draft at position `seq` after an entry whose hash is `prev_hash`.
+    fn seal(&self, draft: &AuditDraft, seq: u64, prev_hash: [u8; 32]) -> AuditEntry {
+        let mut entry = AuditEntry {
+            seq,
+            at: draft.at,
+            actor: draft.actor.clone(),
+            action: draft.action.as_str().to_owned(),
+            subject: draft.subject,
+            purpose: draft.purpose.clone(),
+            detail: draft.detail.clone(),
+            prev_hash,
+            hash: [0; 32],
+            mac: [0; 32],
+        };
+        entry.hash = self.digest(&entry.canonical_bytes());
+        entry.mac = self.mac(&entry.hash);
+        entry
+    }
+    /// Signs the head at `seq` with `hash`.
+    fn sign_head(&self, seq: u64, hash: [u8; 32]) -> SignedHead {
+        SignedHead {
+            seq,
+            hash,
+            signature: self.sign(&SignedHead::message(seq, &hash)),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Consent rules: how a subject's consent records become a state per purpose. Consent is
+//! opt-in (no record means no consent), per purpose and optionally per category, and a grant
+//! lapses after its purpose's renewal period.
+
+use serde::Serialize;
+
+use crate::ids::Pseudonym;
+use crate::timestamp::Timestamp;
+
+/// How a consent change was collected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentMethod {
+    /// Through the API on the subject's behalf.
+    Api,
+    /// A consent banner or privacy center.
+    Banner,
+    /// A form (web or paper).
+    Form,
+    /// Imported from an earlier system.
+    Import,
+    /// A Global Privacy Control signal (`Sec-GPC: 1`).
+    Gpc,
+    /// An IAB TCF consent string.
+    Tcf,
+}
+
+impl ConsentMethod {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Banner => "banner",
+            Self::Form => "form",
+            Self::Import => "import",
+            Self::Gpc => "gpc",
+            Self::Tcf => "tcf",
+        }
+    }
+    /// Parses a stored or requested name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "api" => Self::Api,
+            "banner" => Self::Banner,
+            "form" => Self::Form,
+            "import" => Self::Import,
+            "gpc" => Self::Gpc,
+            "tcf" => Self::Tcf,
+            _ => return None,
+        })
+    }
+}
+
+/// One immutable consent change for one subject, purpose and category.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRecord {
+    /// Whose consent.
+    pub subject: Pseudonym,
+    /// The purpose.
+    pub purpose: String,
+    /// The data category the change applies to.
+    pub category: String,
+    /// Granted (`true`) or withdrawn (`false`).
+    pub granted: bool,
+    /// When the change was made.
+    pub at: Timestamp,
+    /// When a grant lapses (equal to `at` for a withdrawal).
+    pub expires_at: Timestamp,
+    /// The policy version in force.
+    pub policy_version: String,
+    /// How it was collected.
+    pub method: ConsentMethod,
+}
+
+/// The current consent of one subject for one purpose and category (the latest record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRow {
+    /// The purpose.
+    pub purpose: String,
+    /// The category.
+    pub category: String,
+    /// Whether the latest record is a grant.
+    pub granted: bool,
+    /// When the latest record was made.
+    pub at: Timestamp,
+    /// When the grant lapses.
+    pub expires_at: Timestamp,
+    /// How the latest record was collected.
+    pub method: ConsentMethod,
+}
+
+/// The state of a consent at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentState {
+    /// Granted and not lapsed.
+    Granted,
+    /// Withdrawn.
+    Withdrawn,
+    /// Granted once, but the renewal period has passed.
+    Expired,
+    /// Never given (opt-in: this is no consent).
+    None,
+}
+
+impl ConsentRow {
+    /// This row's state at `now`.
+    pub fn state(&self, now: Timestamp) -> ConsentState {
+        match (self.granted, self.expires_at > now) {
+            (true, true) => ConsentState::Granted,
+            (true, false) => ConsentState::Expired,
+            (false, _) => ConsentState::Withdrawn,
+        }
+    }
+    /// Whether this row is a live grant at `now`.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.state(now) == ConsentState::Granted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_follows_grant_and_expiry() {
+        let row = |granted, expires_at| ConsentRow {
+            purpose: "p".into(),
+            category: "c".into(),
+            granted,
+            at: Timestamp(0),
+            expires_at: Timestamp(expires_at),
+            method: ConsentMethod::Api,
+        };
+        assert_eq!(row(true, 10).state(Timestamp(5)), ConsentState::Granted);
+        assert_eq!(row(true, 10).state(Timestamp(10)), ConsentState::Expired);
+        assert_eq!(row(false, 10).state(Timestamp(5)), ConsentState::Withdrawn);
+        for m in ["api", "banner", "form", "import", "gpc", "tcf"] {
+            assert_eq!(ConsentMethod::parse(m).unwrap().as_str(), m);
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Events: what a subject did with an item. The payload is personal data and is only ever
+//! stored encrypted; refusal reasons are the codes reported per event at ingestion.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ItemId, SubjectId};
+use crate::timestamp::Timestamp;
+
+/// A validated event, ready for the consent check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventInput {
+    /// Who.
+    pub subject: SubjectId,
+    /// Which item.
+    pub item: ItemId,
+    /// The event type, declared in the policy.
+    pub event_type: String,
+    /// Optional numeric value (quantity, rating).
+    pub value: Option<f64>,
+    /// When it happened.
+    pub timestamp: Timestamp,
+    /// Small context values whose keys the policy declares for the event type.
+    pub context: BTreeMap<String, String>,
+}
+
+/// The encrypted part of a stored event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventPayload {
+    /// Item id.
+    #[serde(rename = "i")]
+    pub item: String,
+    /// Event type.
+    #[serde(rename = "t")]
+    pub event_type: String,
+    /// Optional value.
+    #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Context values.
+    #[serde(rename = "c", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub context: BTreeMap<String, String>,
+}
+
+/// Why an event was refused. Nothing about a refused event is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// The subject holds no live consent for a purpose that uses the event's category.
+    ConsentRequired,
+    /// The event type is not declared in the policy.
+    UnknownEventType,
+    /// A field is missing, unknown, of the wrong type or out of range.
+    InvalidField,
+    /// The subject or item id is malformed.
+    InvalidId,
+    /// The item is not in the catalogue.
+    UnknownItem,
+    /// The timestamp is more than the allowed skew in the future.
+    TimestampInFuture,
+    /// The timestamp is older than the category's retention, so it could not be kept.
+    TimestampTooOld,
+    /// A context key not declared for the event type, or a value too long.
+    ContextNotAllowed,
+    /// The same event (subject, item, type, timestamp) was already stored or sent twice.
+    DuplicateEvent,
+}
+
+impl RefusalReason {
+    /// Every reason, for metrics.
+    pub const ALL: [RefusalReason; 9] = [
+        Self::ConsentRequired,
+        Self::UnknownEventType,
+        Self::InvalidField,
+        Self::InvalidId,
+        Self::UnknownItem,
+        Self::TimestampInFuture,
+        Self::TimestampTooOld,
+        Self::ContextNotAllowed,
+        Self::DuplicateEvent,
+    ];
+    /// The machine-readable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::ConsentRequired => "consent_required",
+            Self::UnknownEventType => "unknown_event_type",
+            Self::InvalidField => "invalid_field",
+            Self::InvalidId => "invalid_id",
+            Self::UnknownItem => "unknown_item",
+            Self::TimestampInFuture => "timestamp_in_future",
+            Self::TimestampTooOld => "timestamp_too_old",
+            Self::ContextNotAllowed => "context_not_allowed",
+            Self::DuplicateEvent => "duplicate_event",
+        }
+    }
+}

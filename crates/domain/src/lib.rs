@@ -1,0 +1,19 @@
+//! Pure domain types for Candor: identifiers, timestamps, the policy, consent rules, events,
+//! catalogue items and audit entries. Nothing here performs I/O, so everything here is
+//! deterministic and cannot fail for reasons outside its arguments.
+
+pub mod audit;
+pub mod consent;
+pub mod event;
+pub mod ids;
+pub mod item;
+pub mod policy;
+pub mod timestamp;
+
+pub use audit::{AuditAction, AuditDraft, AuditEntry, AuditSealer, SignedHead};
+pub use consent::{ConsentMethod, ConsentRecord, ConsentRow, ConsentState};
+pub use event::{EventInput, EventPayload, RefusalReason};
+pub use ids::{IdError, ItemId, Pseudonym, SubjectId};
+pub use item::Item;
+pub use policy::{Policy, PolicyError, Purpose};
+pub use timestamp::Timestamp;

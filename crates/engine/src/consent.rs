@@ -1,0 +1,310 @@
+//! Consent: recording changes (API, banner, GPC), and reading a subject's state and history.
+//! A grant is stored per purpose and category so that narrowed grants and purpose-bound reads
+//! are a plain lookup; a Global Privacy Control signal withdraws the policy's GPC purposes
+//! even over an earlier opt-in.
+
+use std::collections::BTreeMap;
+
+use candor_domain::{
+    AuditAction, ConsentMethod, ConsentRecord, ConsentRow, ConsentState, Pseudonym, SubjectId,
+    Timestamp,
+};
+use serde::Serialize;
+
+use crate::{Actor, Engine, EngineError, Result};
+
+/// One purpose's requested choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurposeChoice {
+    /// Grant (`true`) or withdraw (`false`).
+    pub granted: bool,
+    /// Narrow a grant to these categories of the purpose (`None`: all of them).
+    pub categories: Option<Vec<String>>,
+}
+
+/// A requested consent change for one subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentUpdate {
+    /// Choices by purpose name; purposes not named are left as they are.
+    pub purposes: BTreeMap<String, PurposeChoice>,
+    /// How the consent was collected.
+    pub method: ConsentMethod,
+}
+
+/// One category's consent within a purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CategoryConsent {
+    /// The category.
+    pub category: String,
+    /// Its state now.
+    pub state: ConsentState,
+    /// When the latest change was made (RFC 3339).
+    pub changed_at: Option<String>,
+    /// When a grant lapses (RFC 3339).
+    pub expires_at: Option<String>,
+    /// How the latest change was collected.
+    pub method: Option<ConsentMethod>,
+}
+
+/// One purpose's consent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PurposeConsent {
+    /// Granted if any category is live; else expired, withdrawn or none.
+    pub state: ConsentState,
+    /// Per category.
+    pub categories: Vec<CategoryConsent>,
+}
+
+/// A subject's consent, by purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsentView {
+    /// The policy version in force.
+    pub policy_version: String,
+    /// By purpose name; every purpose of the policy is listed.
+    pub purposes: BTreeMap<String, PurposeConsent>,
+}
+
+/// One consent history record, as shown to the subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsentHistoryEntry {
+    /// The purpose.
+    pub purpose: String,
+    /// The category.
+    pub category: String,
+    /// Granted or withdrawn.
+    pub granted: bool,
+    /// When (RFC 3339).
+    pub at: String,
+    /// When the grant lapses (RFC 3339), for grants.
+    pub expires_at: Option<String>,
+    /// The policy version in force then.
+    pub policy_version: String,
+    /// How it was collected.
+    pub method: ConsentMethod,
+}
+
+impl Engine {
+    fn consent_record(&self, subject: Pseudonym, purpose: &str, category: &str, granted: bool, method: ConsentMethod, now: Timestamp) -> ConsentRecord {
+        let renewal = self.policy.purposes[purpose].consent_renewal_days;
+        ConsentRecord {
+            subject,
+            purpose: purpose.to_owned(),
+            category: category.to_owned(),
+            granted,
+            at: now,
+            expires_at: if granted { now.plus_days(renewal) } else { now },
+            policy_version: self.policy.version.clone(),
+            method,
+        }
+    }
+
+    /// The withdrawals a GPC signal causes for a subject whose current rows are `rows`: every
+    /// category of every GPC purpose that is not already withdrawn.
+    pub(crate) fn gpc_records(&self, subject: Pseudonym, rows: &[ConsentRow], now: Timestamp) -> Vec<ConsentRecord> {
+        let mut out = Vec::new();
+        for purpose in self.policy.gpc_purposes() {
+            for category in &purpose.categories {
+                let withdrawn = rows
+                    .iter()
+                    .any(|r| r.purpose == purpose.name && &r.category == category && !r.granted);
+                if !withdrawn {
+                    out.push(self.consent_record(subject, &purpose.name, category, false, ConsentMethod::Gpc, now));
+                }
+            }
+        }
+        out
+    }
+
+    fn gpc_drafts(&self, actor: &Actor, subject: Pseudonym, records: &[ConsentRecord]) -> Vec<candor_domain::AuditDraft> {
+        let mut purposes: Vec<&str> = records.iter().map(|r| r.purpose.as_str()).collect();
+        purposes.dedup();
+        purposes
+            .into_iter()
+            .map(|p| self.draft(actor, AuditAction::ConsentGpc, Some(subject), Some(p), "withdrawn method=gpc".into()))
+            .collect()
+    }
+
+    /// Applies a GPC signal for already-known subjects; returns how many subjects changed.
+    pub(crate) async fn apply_gpc(&self, actor: &Actor, subjects: &[Pseudonym]) -> Result<usize> {
+        let now = Timestamp::now();
+        let current = self.store.consent_current(subjects).await?;
+        let mut records = Vec::new();
+        let mut drafts = Vec::new();
+        let mut changed = 0;
+        for subject in subjects {
+            let rows: Vec<ConsentRow> = current.iter().filter(|(s, _)| s == subject).map(|(_, r)| r.clone()).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let new = self.gpc_records(*subject, &rows, now);
+            if !new.is_empty() {
+                changed += 1;
+                drafts.extend(self.gpc_drafts(actor, *subject, &new));
+                records.extend(new);
+            }
+        }
+        if !records.is_empty() {
+            self.store.record_consent(&records, &drafts).await?;
+        }
+        Ok(changed)
+    }
+
+    /// Records a consent change (and, with `gpc`, the GPC withdrawals, which win) and returns
+    /// the new state.
+    pub async fn set_consent(&self, actor: &Actor, subject: &SubjectId, update: &ConsentUpdate, gpc: bool) -> Result<ConsentView> {
+        if update.method == ConsentMethod::Gpc {
+            return Err(EngineError::invalid(
+                "invalid_field",
+                "the consent method `gpc` is recorded only from a Sec-GPC header",
+            ));
+        }
+        if update.purposes.is_empty() && !gpc {
+            return Err(EngineError::invalid("invalid_field", "name at least one purpose to change"));
+        }
+        let now = Timestamp::now();
+        let pseudonym = self.pseudonymize(subject);
+        let mut records = Vec::new();
+        let mut drafts = Vec::new();
+        for (name, choice) in &update.purposes {
+            let Some(purpose) = self.policy.purposes.get(name) else {
+                return Err(EngineError::invalid(
+                    "unknown_purpose",
+                    format!("the policy has no purpose named `{name}`"),
+                ));
+            };
+            if let Some(cats) = &choice.categories {
+                if let Some(bad) = cats.iter().find(|c| !purpose.uses(c)) {
+                    return Err(EngineError::invalid(
+                        "unknown_category",
+                        format!("the purpose `{name}` does not use the category `{bad}`"),
+                    ));
+                }
+                if choice.granted && cats.is_empty() {
+                    return Err(EngineError::invalid(
+                        "invalid_field",
+                        format!("a grant of `{name}` narrowed to no category grants nothing; withdraw it instead"),
+                    ));
+                }
+            }
+            let mut granted_cats = Vec::new();
+            for category in &purpose.categories {
+                let granted = choice.granted && choice.categories.as_ref().is_none_or(|c| c.contains(category));
+                if granted {
+                    granted_cats.push(category.as_str());
+                }
+                records.push(self.consent_record(pseudonym, name, category, granted, update.method, now));
+            }
+            let detail = if choice.granted {
+                format!("granted categories={} method={}", granted_cats.join(","), update.method.as_str())
+            } else {
+                format!("withdrawn method={}", update.method.as_str())
+            };
+            drafts.push(self.draft(actor, AuditAction::ConsentUpdate, Some(pseudonym), Some(name), detail));
+        }
+        if gpc {
+            let mut current = self.store.consent_current(&[pseudonym]).await?.into_iter().map(|(_, r)| r).collect::<Vec<_>>();
+            // The update above is about to become current: GPC applies on top of it.
+            for r in &records {
+                current.retain(|c| !(c.purpose == r.purpose && c.category == r.category));
+                current.push(ConsentRow {
+                    purpose: r.purpose.clone(),
+                    category: r.category.clone(),
+                    granted: r.granted,
+                    at: r.at,
+                    expires_at: r.expires_at,
+                    method: r.method,
+                });
+            }
+            let gpc_records = self.gpc_records(pseudonym, &current, now);
+            drafts.extend(self.gpc_drafts(actor, pseudonym, &gpc_records));
+            records.extend(gpc_records);
+        }
+        self.store.record_consent(&records, &drafts).await?;
+        let rows = self.current_rows(&pseudonym).await?;
+        Ok(self.view(&rows, now))
+    }
+
+    async fn current_rows(&self, subject: &Pseudonym) -> Result<Vec<ConsentRow>> {
+        Ok(self
+            .store
+            .consent_current(std::slice::from_ref(subject))
+            .await?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
+    }
+
+    /// Rows of a subject that must already be known (any consent record or data key).
+    async fn known_rows(&self, subject: &Pseudonym) -> Result<Vec<ConsentRow>> {
+        let rows = self.current_rows(subject).await?;
+        if rows.is_empty() && self.store.subject_key(subject).await?.is_none() {
+            return Err(EngineError::not_found("unknown_subject", "no data or consent is held for this subject"));
+        }
+        Ok(rows)
+    }
+
+    /// A subject's consent now (applying a GPC signal first, if sent).
+    pub async fn consent(&self, actor: &Actor, subject: &SubjectId, gpc: bool) -> Result<ConsentView> {
+        let pseudonym = self.pseudonymize(subject);
+        let mut rows = self.known_rows(&pseudonym).await?;
+        if gpc && self.apply_gpc(actor, &[pseudonym]).await? > 0 {
+            rows = self.current_rows(&pseudonym).await?;
+        }
+        let draft = self.draft(actor, AuditAction::ConsentRead, Some(pseudonym), None, "state".into());
+        self.store.append_audit(&[draft]).await?;
+        Ok(self.view(&rows, Timestamp::now()))
+    }
+
+    /// A subject's whole consent history, oldest first (applying a GPC signal first, if sent).
+    pub async fn consent_history(&self, actor: &Actor, subject: &SubjectId, gpc: bool) -> Result<Vec<ConsentHistoryEntry>> {
+        let pseudonym = self.pseudonymize(subject);
+        self.known_rows(&pseudonym).await?;
+        if gpc {
+            self.apply_gpc(actor, &[pseudonym]).await?;
+        }
+        let history = self.store.consent_history(&pseudonym).await?;
+        let draft = self.draft(actor, AuditAction::ConsentRead, Some(pseudonym), None, format!("history records={}", history.len()));
+        self.store.append_audit(&[draft]).await?;
+        Ok(history
+            .into_iter()
+            .map(|r| ConsentHistoryEntry {
+                purpose: r.purpose,
+                category: r.category,
+                granted: r.granted,
+                at: r.at.to_rfc3339(),
+                expires_at: r.granted.then(|| r.expires_at.to_rfc3339()),
+                policy_version: r.policy_version,
+                method: r.method,
+            })
+            .collect())
+    }
+
+    fn view(&self, rows: &[ConsentRow], now: Timestamp) -> ConsentView {
+        let mut purposes = BTreeMap::new();
+        for purpose in self.policy.purposes.values() {
+            let categories: Vec<CategoryConsent> = purpose
+                .categories
+                .iter()
+                .map(|category| {
+                    let row = rows.iter().find(|r| r.purpose == purpose.name && &r.category == category);
+                    CategoryConsent {
+                        category: category.clone(),
+                        state: row.map_or(ConsentState::None, |r| r.state(now)),
+                        changed_at: row.map(|r| r.at.to_rfc3339()),
+                        expires_at: row.filter(|r| r.granted).map(|r| r.expires_at.to_rfc3339()),
+                        method: row.map(|r| r.method),
+                    }
+                })
+                .collect();
+            let state = [ConsentState::Granted, ConsentState::Expired, ConsentState::Withdrawn]
+                .into_iter()
+                .find(|s| categories.iter().any(|c| c.state == *s))
+                .unwrap_or(ConsentState::None);
+            purposes.insert(purpose.name.clone(), PurposeConsent { state, categories });
+        }
+        ConsentView {
+            policy_version: self.policy.version.clone(),
+            purposes,
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Consent-gated ingestion. Each event is validated against the policy, its subject's live
+//! consent is checked, and only then is it pseudonymized, encrypted and stored. Refused events
+//! are reported per event with a reason code and leave no trace. The accepted events of one
+//! call are committed in a single transaction: all of them or none.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use candor_domain::policy::EventType;
+use candor_domain::{
+    AuditAction, ConsentRow, EventInput, EventPayload, ItemId, Pseudonym, RefusalReason,
+    SubjectId, Timestamp,
+};
+use candor_store::NewEvent;
+
+use crate::{Actor, Engine, EngineError, Result};
+
+/// Longest context value, in bytes.
+pub const MAX_CONTEXT_VALUE_LEN: usize = 128;
+
+/// An event as received, before any validation.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventDraft {
+    /// Subject id.
+    pub subject: String,
+    /// Item id.
+    pub item: String,
+    /// Event type.
+    pub event_type: String,
+    /// Optional value.
+    pub value: Option<f64>,
+    /// Optional RFC 3339 timestamp (default: now).
+    pub timestamp: Option<String>,
+    /// Context values.
+    pub context: BTreeMap<String, String>,
+}
+
+/// Why one event of a batch was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// Position in the batch.
+    pub index: usize,
+    /// The reason code.
+    pub reason: RefusalReason,
+    /// A sentence for people (never containing the event's data).
+    pub message: String,
+}
+
+/// The outcome of an ingestion call.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IngestReport {
+    /// Events stored.
+    pub accepted: usize,
+    /// Events refused, in batch order.
+    pub refused: Vec<Refusal>,
+}
+
+struct Candidate {
+    index: usize,
+    event: EventInput,
+    category: String,
+    subject: Pseudonym,
+}
+
+impl Engine {
+    fn validate(&self, draft: &EventDraft, now: Timestamp) -> std::result::Result<(EventInput, &EventType), (RefusalReason, String)> {
+        let subject = SubjectId::parse(&draft.subject).map_err(|e| (RefusalReason::InvalidId, e.to_string()))?;
+        let item = ItemId::parse(&draft.item).map_err(|e| (RefusalReason::InvalidId, e.to_string()))?;
+        let Some(event_type) = self.policy.event_types.get(&draft.event_type) else {
+            return Err((RefusalReason::UnknownEventType, "the policy declares no such event type".into()));
+        };
+        match (draft.value, event_type.value) {
+            (None, _) => {}
+            (Some(_), None) => {
+                return Err((RefusalReason::InvalidField, format!("events of type `{}` carry no value", event_type.name)));
+            }
+            (Some(v), Some(rule)) => {
+                if !(v.is_finite() && v >= rule.min && v <= rule.max) {
+                    return Err((
+                        RefusalReason::InvalidField,
+                        format!("value must be between {} and {} for `{}`", rule.min, rule.max, event_type.name),
+                    ));
+                }
+            }
+        }
+        for (key, value) in &draft.context {
+            if !event_type.context.iter().any(|k| k == key) {
+                return Err((
+                    RefusalReason::ContextNotAllowed,
+                    format!("the policy allows no context key `{key}` for `{}`", event_type.name),
+                ));
+            }
+            if value.len() > MAX_CONTEXT_VALUE_LEN {
+                return Err((
+                    RefusalReason::ContextNotAllowed,
+                    format!("context value `{key}` is longer than {MAX_CONTEXT_VALUE_LEN} bytes"),
+                ));
+            }
+        }
+        let timestamp = match &draft.timestamp {
+            None => now,
+            Some(raw) => Timestamp::parse_rfc3339(raw)
+                .ok_or((RefusalReason::InvalidField, "timestamp is not an RFC 3339 date-time".to_string()))?,
+        };
+        if timestamp.0 > now.0 + self.config.future_skew_ms {
+            return Err((RefusalReason::TimestampInFuture, "timestamp is in the future".into()));
+        }
+        let retention = self.policy.retention_days(&event_type.category);
+        if timestamp.plus_days(retention) <= now {
+            return Err((
+                RefusalReason::TimestampTooOld,
+                format!("timestamp is older than the {retention}-day retention of its data category"),
+            ));
+        }
+        Ok((
+            EventInput {
+                subject,
+                item,
+                event_type: event_type.name.clone(),
+                value: draft.value,
+                timestamp,
+                context: draft.context.clone(),
+            },
+            event_type,
+        ))
+    }
+
+    fn has_live_consent(&self, rows: Option<&Vec<ConsentRow>>, category: &str, now: Timestamp) -> bool {
+        let Some(rows) = rows else { return false };
+        rows.iter().any(|r| {
+            r.category == category
+                && r.is_live(now)
+                && self.policy.purposes.get(&r.purpose).is_some_and(|p| p.uses(category))
+        })
+    }
+
+    /// Ingests a batch: validates, checks consent, encrypts and stores what may be stored.
+    /// With `gpc`, the GPC signal is applied to the batch's known subjects first.
+    pub async fn ingest(&self, actor: &Actor, drafts: &[EventDraft], gpc: bool) -> Result<IngestReport> {
+        if drafts.len() > self.config.max_batch {
+            return Err(EngineError::invalid(
+                "batch_too_large",
+                format!("a batch holds at most {} events", self.config.max_batch),
+            ));
+        }
+        let now = Timestamp::now();
+        let mut report = IngestReport::default();
+        let mut refuse = |index: usize, reason: RefusalReason, message: String| {
+            report.refused.push(Refusal { index, reason, message });
+        };
+
+        // 1. Validate each event against the policy, and pseudonymize its subject.
+        let mut pseudonyms: HashMap<&str, Pseudonym> = HashMap::new();
+        let mut candidates = Vec::with_capacity(drafts.len());
+        for (index, draft) in drafts.iter().enumerate() {
+            match self.validate(draft, now) {
+                Err((reason, message)) => refuse(index, reason, message),
+                Ok((event, event_type)) => {
+                    let subject = *pseudonyms
+                        .entry(draft.subject.as_str())
+                        .or_insert_with(|| self.pseudonymize(&event.subject));
+                    candidates.push(Candidate {
+                        index,
+                        category: event_type.category.clone(),
+                        event,
+                        subject,
+                    });
+                }
+            }
+        }
+        let subjects: Vec<Pseudonym> = {
+            let set: HashSet<Pseudonym> = candidates.iter().map(|c| c.subject).collect();
+            set.into_iter().collect()
+        };
+
+        // 2. A GPC signal withdraws before anything is checked.
+        if gpc && !subjects.is_empty() {
+            self.apply_gpc(actor, &subjects).await?;
+        }
+
+        // 3. Items must be in the catalogue.
+        let item_ids: Vec<&str> = {
+            let set: HashSet<&str> = candidates.iter().map(|c| c.event.item.as_str()).collect();
+            set.into_iter().collect()
+        };
+        let known_items = self.store.existing_items(&item_ids).await?;
+
+        // 4. Live consent for a purpose that uses the event's category.
+        let mut consent: HashMap<Pseudonym, Vec<ConsentRow>> = HashMap::new();
+        for (subject, row) in self.store.consent_current(&subjects).await? {
+            consent.entry(subject).or_default().push(row);
+        }
+        let mut seen_dedup = HashSet::new();
+        let mut kept = Vec::with_capacity(candidates.len());
+        for c in candidates {
+            if !known_items.contains(c.event.item.as_str()) {
+                refuse(c.index, RefusalReason::UnknownItem, "the item is not in the catalogue".into());
+                continue;
+            }
+            if !self.has_live_consent(consent.get(&c.subject), &c.category, now) {
+                refuse(
+                    c.index,
+                    RefusalReason::ConsentRequired,
+                    format!("the subject holds no live consent for a purpose that uses `{}`", c.category),
+                );
+                continue;
+            }
+            let dedup = self.dedup_key(&c);
+            if !seen_dedup.insert(dedup) {
+                refuse(c.index, RefusalReason::DuplicateEvent, "the same event appears earlier in this batch".into());
+                continue;
+            }
+            kept.push((c, dedup));
+        }
+
+        // 5. Encrypt under each subject's data key.
+        let mut rows = Vec::with_capacity(kept.len());
+        let mut keys = HashMap::new();
+        for (c, dedup) in &kept {
+            if !keys.contains_key(&c.subject) {
+                let key = self.data_key(&c.subject, true).await?.ok_or(EngineError::Crypto)?;
+                keys.insert(c.subject, key);
+            }
+            let payload = EventPayload {
+                item: c.event.item.as_str().to_owned(),
+                event_type: c.event.event_type.clone(),
+                value: c.event.value,
+                context: c.event.context.clone(),
+            };
+            let plaintext = serde_json::to_vec(&payload).expect("an event payload always serializes");
+            let retention = self.policy.retention_days(&c.category);
+            rows.push(NewEvent {
+                subject: c.subject,
+                category: c.category.clone(),
+                occurred_at: c.event.timestamp,
+                expires_at: c.event.timestamp.plus_days(retention),
+                dedup: *dedup,
+                payload: keys[&c.subject].seal(&plaintext, &c.subject.0),
+            });
+        }
+
+        // 6. Store all accepted events and the audit entry in one transaction.
+        let single_subject = (subjects.len() == 1).then(|| subjects[0]);
+        let audit = |n: u64| {
+            self.draft(actor, AuditAction::EventsIngest, single_subject, None, format!("stored={n} subjects={}", subjects.len()))
+        };
+        let inserted = if rows.is_empty() {
+            Vec::new()
+        } else {
+            self.store.insert_events(&rows, &audit).await?
+        };
+        for ((c, _), stored) in kept.iter().zip(inserted) {
+            if stored {
+                report.accepted += 1;
+            } else {
+                report.refused.push(Refusal {
+                    index: c.index,
+                    reason: RefusalReason::DuplicateEvent,
+                    message: "this event was already stored".into(),
+                });
+            }
+        }
+        report.refused.sort_by_key(|r| r.index);
+        Ok(report)
+    }
+
+    fn dedup_key(&self, c: &Candidate) -> [u8; 16] {
+        let full = self.keys.keyed_hash(
+            b"event-dedup",
+            &[
+                &c.subject.0,
+                c.event.item.as_str().as_bytes(),
+                c.event.event_type.as_bytes(),
+                &c.event.timestamp.0.to_be_bytes(),
+            ],
+        );
+        full[..16].try_into().expect("16 of 32 bytes")
+    }
+}

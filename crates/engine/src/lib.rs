@@ -1,0 +1,259 @@
+//! The one boundary to personal data. The server, the CLI and the tests all go through
+//! [`Engine`]: it pseudonymizes subject ids, checks consent before anything is stored, binds
+//! every read to a purpose, encrypts payloads under per-subject keys, and appends every access
+//! and consent change to the audit chain. Nothing above it touches the store directly.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use candor_crypto::{KeyRing, SecretKey};
+use candor_domain::{AuditDraft, Policy, Pseudonym, SubjectId, Timestamp};
+use candor_store::{Store, StoreError};
+
+pub mod audit;
+pub mod auth;
+pub mod consent;
+pub mod ingest;
+pub mod items;
+pub mod keys;
+pub mod read;
+
+pub use audit::AuditReport;
+pub use auth::{Principal, Role};
+pub use consent::{ConsentUpdate, ConsentView, PurposeChoice};
+pub use ingest::{EventDraft, IngestReport, Refusal};
+pub use read::Event;
+
+/// What went wrong. `Invalid` and `NotFound` are the caller's mistakes and carry a code and a
+/// sentence safe to show; every other variant is an internal fault whose details are logged
+/// and never shown.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request is malformed or breaks a rule.
+    #[error("{message}")]
+    Invalid {
+        /// Machine-readable code.
+        code: &'static str,
+        /// A sentence for people.
+        message: String,
+    },
+    /// The subject, item or other thing named does not exist.
+    #[error("{message}")]
+    NotFound {
+        /// Machine-readable code.
+        code: &'static str,
+        /// A sentence for people.
+        message: String,
+    },
+    /// A storage fault.
+    #[error("storage error: {0}")]
+    Store(#[from] StoreError),
+    /// Stored data could not be decrypted or a key could not be unwrapped.
+    #[error("stored data failed authentication")]
+    Crypto,
+    /// Start-up could not proceed (key file, key mismatch, configuration).
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl EngineError {
+    pub(crate) fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+    pub(crate) fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::NotFound {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Result alias for the engine.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Who is acting, as recorded in the audit log: `key:<id>`, `cli` or `system`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(pub String);
+
+impl Actor {
+    /// The CLI acting for an operator.
+    pub fn cli() -> Self {
+        Self("cli".into())
+    }
+    /// Candor itself (sweeper, demo loader).
+    pub fn system() -> Self {
+        Self("system".into())
+    }
+}
+
+/// How the engine is set up.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// `sqlite://PATH` or `postgres://...`.
+    pub store_url: String,
+    /// Where the key file lives (and the SQLite database by default).
+    pub data_dir: PathBuf,
+    /// The policy in force.
+    pub policy: Policy,
+    /// The largest accepted event batch.
+    pub max_batch: usize,
+    /// How far in the future an event timestamp may be, in milliseconds (clock skew).
+    pub future_skew_ms: i64,
+}
+
+impl EngineConfig {
+    /// Defaults for a data directory: SQLite inside it, the shipped policy.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            store_url: format!("sqlite://{}", data_dir.join("candor.db").display()),
+            data_dir,
+            policy: Policy::default_policy(),
+            max_batch: 10_000,
+            future_skew_ms: 5 * 60 * 1000,
+        }
+    }
+}
+
+/// Most unwrapped subject keys kept in memory.
+const KEY_CACHE_LIMIT: usize = 200_000;
+
+/// The engine. Cheap to share behind an `Arc`.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    keys: Arc<KeyRing>,
+    policy: Arc<Policy>,
+    config: EngineConfig,
+    key_cache: Mutex<std::collections::HashMap<Pseudonym, SecretKey>>,
+    api_keys: RwLock<std::collections::HashMap<String, auth::CachedKey>>,
+}
+
+impl Engine {
+    /// Opens the engine: loads or creates the key ring, opens and migrates the store, and
+    /// checks that the key ring is the one the database was written with.
+    pub async fn open(config: EngineConfig) -> Result<Self> {
+        let keys = Arc::new(keys::load_or_create(&config.data_dir)?);
+        Self::open_with_keys(config, keys).await
+    }
+
+    /// Opens the engine with a given key ring (tests, or keys from a secrets manager).
+    pub async fn open_with_keys(config: EngineConfig, keys: Arc<KeyRing>) -> Result<Self> {
+        let sealer = Arc::new(audit::Sealer::new(keys.clone()));
+        let store = candor_store::open(&config.store_url, sealer).await?;
+        Self::with_store(config, keys, store).await
+    }
+
+    /// Builds the engine over an already opened store whose sealer uses the same key ring.
+    pub async fn with_store(config: EngineConfig, keys: Arc<KeyRing>, store: Arc<dyn Store>) -> Result<Self> {
+        let fingerprint = keys.fingerprint();
+        match store.get_meta("keyring_fingerprint").await? {
+            Some(stored) if stored != fingerprint => {
+                return Err(EngineError::Setup(
+                    "the key ring does not match the one this database was created with; \
+                     refusing to start (check the key file or CANDOR_* key variables)"
+                        .into(),
+                ));
+            }
+            Some(_) => {}
+            None => store.put_meta("keyring_fingerprint", &fingerprint).await?,
+        }
+        Ok(Self {
+            store,
+            keys,
+            policy: Arc::new(config.policy.clone()),
+            config,
+            key_cache: Mutex::new(Default::default()),
+            api_keys: RwLock::new(Default::default()),
+        })
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The store backend's name, for health output.
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
+    /// Row counts (no personal data).
+    pub async fn stats(&self) -> Result<candor_store::StoreStats> {
+        Ok(self.store.stats().await?)
+    }
+
+    /// The public half of the server's signing key.
+    pub fn verifying_key(&self) -> [u8; 32] {
+        self.keys.verifying_key()
+    }
+
+    pub(crate) fn pseudonymize(&self, subject: &SubjectId) -> Pseudonym {
+        Pseudonym(self.keys.pseudonymize(subject.as_str()))
+    }
+
+    pub(crate) fn draft(
+        &self,
+        actor: &Actor,
+        action: candor_domain::AuditAction,
+        subject: Option<Pseudonym>,
+        purpose: Option<&str>,
+        detail: String,
+    ) -> AuditDraft {
+        AuditDraft {
+            at: Timestamp::now(),
+            actor: actor.0.clone(),
+            action,
+            subject,
+            purpose: purpose.map(str::to_owned),
+            detail,
+        }
+    }
+
+    /// The subject's data key: from the cache, else unwrapped from the store, else (when
+    /// `create` is set) freshly made and stored.
+    pub(crate) async fn data_key(&self, subject: &Pseudonym, create: bool) -> Result<Option<SecretKey>> {
+        if let Some(key) = self.key_cache.lock().expect("key cache lock").get(subject) {
+            return Ok(Some(key.clone()));
+        }
+        let wrapped = match self.store.subject_key(subject).await? {
+            Some(wrapped) => wrapped,
+            None if create => {
+                let fresh = SecretKey::generate();
+                let wrapped = self.keys.wrap(&fresh, &subject.0);
+                self.store
+                    .ensure_subject_key(subject, &wrapped, Timestamp::now())
+                    .await?
+            }
+            None => return Ok(None),
+        };
+        let key = self.keys.unwrap(&wrapped, &subject.0).map_err(|_| EngineError::Crypto)?;
+        let mut cache = self.key_cache.lock().expect("key cache lock");
+        if cache.len() >= KEY_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(*subject, key.clone());
+        Ok(Some(key))
+    }
+
+    /// Deletes events past their retention; returns how many.
+    pub async fn sweep_retention(&self, actor: &Actor) -> Result<u64> {
+        let audit = |n: u64| {
+            self.draft(
+                actor,
+                candor_domain::AuditAction::RetentionSweep,
+                None,
+                None,
+                format!("deleted={n}"),
+            )
+        };
+        Ok(self.store.delete_expired_events(Timestamp::now(), &audit).await?)
+    }
+}

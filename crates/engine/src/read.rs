@@ -1,0 +1,64 @@
+//! Purpose-bound reads of personal data: the only way to get events back out. Each read names
+//! its purpose, returns only events consented for it now, is decrypted here and is audited.
+
+use candor_domain::{AuditAction, EventPayload, Pseudonym, SubjectId, Timestamp};
+use candor_store::PurposeRead;
+
+use crate::{Actor, Engine, EngineError, Result};
+
+/// A decrypted event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Storage order.
+    pub id: i64,
+    /// The subject's pseudonym.
+    pub subject: Pseudonym,
+    /// The data category.
+    pub category: String,
+    /// When it happened.
+    pub occurred_at: Timestamp,
+    /// The decrypted payload.
+    pub payload: EventPayload,
+}
+
+impl Engine {
+    /// Reads events for `purpose` (one subject's, or everyone's), in storage order after
+    /// `after_id`, at most `limit`. Audited.
+    pub async fn read_events(
+        &self,
+        actor: &Actor,
+        purpose: &str,
+        subject: Option<&SubjectId>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>> {
+        let Some(purpose_def) = self.policy.purposes.get(purpose) else {
+            return Err(EngineError::invalid("unknown_purpose", format!("the policy has no purpose named `{purpose}`")));
+        };
+        let pseudonym = subject.map(|s| self.pseudonymize(s));
+        let read = PurposeRead {
+            purpose: purpose_def,
+            subject: pseudonym.as_ref(),
+            now: Timestamp::now(),
+            after_id,
+            limit,
+        };
+        let rows = self.store.read_events(&read).await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let key = self.data_key(&row.subject, false).await?.ok_or(EngineError::Crypto)?;
+            let plaintext = key.open(&row.payload, &row.subject.0).map_err(|_| EngineError::Crypto)?;
+            let payload: EventPayload = serde_json::from_slice(&plaintext).map_err(|_| EngineError::Crypto)?;
+            events.push(Event {
+                id: row.id,
+                subject: row.subject,
+                category: row.category,
+                occurred_at: row.occurred_at,
+                payload,
+            });
+        }
+        let draft = self.draft(actor, AuditAction::EventsRead, pseudonym, Some(purpose), format!("events={}", events.len()));
+        self.store.append_audit(&[draft]).await?;
+        Ok(events)
+    }
+}

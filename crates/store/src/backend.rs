@@ -1,0 +1,619 @@
+//! The SQLite and PostgreSQL backends. Their SQL is the same apart from the schema file and
+//! how a write transaction serialises audit appends, so one macro implements [`Store`] for
+//! both and each backend supplies `begin_write` and `lock_audit`.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use candor_domain::{
+    AuditDraft, AuditEntry, AuditSealer, ConsentMethod, ConsentRecord, ConsentRow, Item, Pseudonym,
+    SignedHead, Timestamp,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+
+use crate::{
+    ApiKeyRecord, NewEvent, PurposeRead, Result, Store, StoreError, StoreStats, StoredEvent,
+    CountAudit,
+};
+
+/// Rows per multi-row INSERT (kept well under both engines' bind-parameter limits).
+const INSERT_CHUNK: usize = 1000;
+/// Ids per `IN (...)` list.
+const IN_CHUNK: usize = 900;
+
+/// The embedded SQLite backend: one writer connection (SQLite has one writer anyway, and this
+/// serialises audit appends in-process) and a small pool of readers, in WAL mode with full
+/// synchronous commits and `secure_delete` so deleted rows are overwritten.
+pub struct SqliteStore {
+    read: SqlitePool,
+    write: SqlitePool,
+    sealer: Arc<dyn AuditSealer>,
+}
+
+impl SqliteStore {
+    /// Opens or creates the database file at `path` and migrates it.
+    pub async fn open(path: &str, sealer: Arc<dyn AuditSealer>) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("secure_delete", "on");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { read, write, sealer })
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    async fn lock_audit(_tx: &mut Transaction<'static, Sqlite>) -> Result<()> {
+        // The single writer connection and BEGIN IMMEDIATE already serialise appends.
+        Ok(())
+    }
+}
+
+/// The PostgreSQL backend, for shared deployments: audit appends are serialised across
+/// servers by a transaction-scoped advisory lock.
+pub struct PostgresStore {
+    read: PgPool,
+    write: PgPool,
+    sealer: Arc<dyn AuditSealer>,
+}
+
+/// The advisory lock key that serialises audit-chain appends.
+const AUDIT_LOCK_KEY: i64 = 0x43_61_6e_64_6f_72; // "Candor"
+
+impl PostgresStore {
+    /// Connects to `url` and migrates the database.
+    pub async fn open(url: &str, sealer: Arc<dyn AuditSealer>) -> Result<Self> {
+        Self::open_in_schema(url, None, sealer).await
+    }
+
+    /// Connects with `search_path` set to `schema` (created if missing): lets tests and
+    /// tenants share one database.
+    pub async fn open_in_schema(
+        url: &str,
+        schema: Option<&str>,
+        sealer: Arc<dyn AuditSealer>,
+    ) -> Result<Self> {
+        let mut options = PgConnectOptions::from_str(url)?;
+        if let Some(schema) = schema {
+            if !schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                return Err(StoreError::UnsupportedUrl);
+            }
+            let admin = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute(&admin)
+                .await?;
+            admin.close().await;
+            options = options.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self {
+            read: pool.clone(),
+            write: pool,
+            sealer,
+        })
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.write.begin().await?)
+    }
+
+    async fn lock_audit(tx: &mut Transaction<'static, Postgres>) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(AUDIT_LOCK_KEY)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+fn pseudonym(bytes: Vec<u8>, table: &'static str) -> Result<Pseudonym> {
+    Pseudonym::from_slice(&bytes).ok_or(StoreError::Corrupt(table))
+}
+
+fn hash32(bytes: Vec<u8>, table: &'static str) -> Result<[u8; 32]> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt(table))
+}
+
+fn method(raw: &str) -> Result<ConsentMethod> {
+    ConsentMethod::parse(raw).ok_or(StoreError::Corrupt("consent"))
+}
+
+macro_rules! impl_store {
+    ($store:ident, $db:ty, $name:literal) => {
+        impl $store {
+            /// Seals `drafts` onto the chain inside `tx` and re-signs the head.
+            async fn append_in_tx(
+                &self,
+                tx: &mut Transaction<'static, $db>,
+                drafts: &[AuditDraft],
+            ) -> Result<()> {
+                if drafts.is_empty() {
+                    return Ok(());
+                }
+                Self::lock_audit(tx).await?;
+                let last: Option<(i64, Vec<u8>)> =
+                    sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                let (mut seq, mut prev) = match last {
+                    Some((seq, hash)) => (seq as u64, hash32(hash, "audit_log")?),
+                    None => (0, [0u8; 32]),
+                };
+                let mut entries = Vec::with_capacity(drafts.len());
+                for draft in drafts {
+                    seq += 1;
+                    let entry = self.sealer.seal(draft, seq, prev);
+                    prev = entry.hash;
+                    entries.push(entry);
+                }
+                for chunk in entries.chunks(INSERT_CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new(
+                        "INSERT INTO audit_log (seq, at, actor, action, subject, purpose, detail, prev_hash, hash, mac) ",
+                    );
+                    q.push_values(chunk, |mut b, e| {
+                        b.push_bind(e.seq as i64)
+                            .push_bind(e.at.0)
+                            .push_bind(e.actor.clone())
+                            .push_bind(e.action.clone())
+                            .push_bind(e.subject.map(|p| p.0.to_vec()))
+                            .push_bind(e.purpose.clone())
+                            .push_bind(e.detail.clone())
+                            .push_bind(e.prev_hash.to_vec())
+                            .push_bind(e.hash.to_vec())
+                            .push_bind(e.mac.to_vec());
+                    });
+                    q.build().execute(&mut **tx).await?;
+                }
+                let head = self.sealer.sign_head(seq, prev);
+                sqlx::query(
+                    "INSERT INTO audit_head (id, seq, hash, signature) VALUES (1, $1, $2, $3) \
+                     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, signature = excluded.signature",
+                )
+                .bind(head.seq as i64)
+                .bind(head.hash.to_vec())
+                .bind(head.signature)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $name
+            }
+
+            async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+                Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(&self.read)
+                    .await?)
+            }
+
+            async fn put_meta(&self, key: &str, value: &str) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(key)
+                .bind(value)
+                .execute(&self.write)
+                .await?;
+                Ok(())
+            }
+
+            async fn put_items(&self, items: &[Item], at: Timestamp) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                for chunk in items.chunks(INSERT_CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new(
+                        "INSERT INTO items (id, title, category, provider, attributes, updated_at) ",
+                    );
+                    q.push_values(chunk, |mut b, item| {
+                        b.push_bind(item.id.clone())
+                            .push_bind(item.title.clone())
+                            .push_bind(item.category.clone())
+                            .push_bind(item.provider.clone())
+                            .push_bind(serde_json::Value::Object(item.attributes.clone()).to_string())
+                            .push_bind(at.0);
+                    });
+                    q.push(
+                        " ON CONFLICT (id) DO UPDATE SET title = excluded.title, category = excluded.category, \
+                         provider = excluded.provider, attributes = excluded.attributes, updated_at = excluded.updated_at",
+                    );
+                    q.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_item(&self, id: &str) -> Result<Option<Item>> {
+                let row = sqlx::query(
+                    "SELECT id, title, category, provider, attributes FROM items WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
+                row.map(|r| item_from_row!(r)).transpose()
+            }
+
+            async fn list_items(&self, after: Option<&str>, limit: u32) -> Result<Vec<Item>> {
+                let rows = sqlx::query(
+                    "SELECT id, title, category, provider, attributes FROM items WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(after.unwrap_or(""))
+                .bind(limit as i64)
+                .fetch_all(&self.read)
+                .await?;
+                rows.into_iter().map(|r| item_from_row!(r)).collect()
+            }
+
+            async fn delete_item(&self, id: &str) -> Result<bool> {
+                let done = sqlx::query("DELETE FROM items WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.write)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn existing_items(&self, ids: &[&str]) -> Result<HashSet<String>> {
+                let mut found = HashSet::new();
+                for chunk in ids.chunks(IN_CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new("SELECT id FROM items WHERE id IN (");
+                    let mut sep = q.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(id.to_string());
+                    }
+                    q.push(")");
+                    let rows: Vec<(String,)> = q.build_query_as().fetch_all(&self.read).await?;
+                    found.extend(rows.into_iter().map(|(id,)| id));
+                }
+                Ok(found)
+            }
+
+            async fn subject_key(&self, subject: &Pseudonym) -> Result<Option<Vec<u8>>> {
+                Ok(sqlx::query_scalar("SELECT wrapped_key FROM subject_keys WHERE subject = $1")
+                    .bind(subject.0.to_vec())
+                    .fetch_optional(&self.read)
+                    .await?)
+            }
+
+            async fn ensure_subject_key(
+                &self,
+                subject: &Pseudonym,
+                wrapped: &[u8],
+                at: Timestamp,
+            ) -> Result<Vec<u8>> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO subject_keys (subject, wrapped_key, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (subject) DO NOTHING",
+                )
+                .bind(subject.0.to_vec())
+                .bind(wrapped.to_vec())
+                .bind(at.0)
+                .execute(&mut *tx)
+                .await?;
+                let key: Vec<u8> =
+                    sqlx::query_scalar("SELECT wrapped_key FROM subject_keys WHERE subject = $1")
+                        .bind(subject.0.to_vec())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                tx.commit().await?;
+                Ok(key)
+            }
+
+            async fn record_consent(&self, records: &[ConsentRecord], audit: &[AuditDraft]) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                for chunk in records.chunks(INSERT_CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new(
+                        "INSERT INTO consent_history (subject, purpose, category, granted, at, expires_at, policy_version, method) ",
+                    );
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.subject.0.to_vec())
+                            .push_bind(r.purpose.clone())
+                            .push_bind(r.category.clone())
+                            .push_bind(r.granted)
+                            .push_bind(r.at.0)
+                            .push_bind(r.expires_at.0)
+                            .push_bind(r.policy_version.clone())
+                            .push_bind(r.method.as_str());
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                for r in records {
+                    sqlx::query(
+                        "INSERT INTO consent_current (subject, purpose, category, granted, at, expires_at, method) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (subject, purpose, category) DO UPDATE SET \
+                         granted = excluded.granted, at = excluded.at, expires_at = excluded.expires_at, method = excluded.method",
+                    )
+                    .bind(r.subject.0.to_vec())
+                    .bind(r.purpose.clone())
+                    .bind(r.category.clone())
+                    .bind(r.granted)
+                    .bind(r.at.0)
+                    .bind(r.expires_at.0)
+                    .bind(r.method.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                self.append_in_tx(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn consent_current(&self, subjects: &[Pseudonym]) -> Result<Vec<(Pseudonym, ConsentRow)>> {
+                let mut out = Vec::new();
+                for chunk in subjects.chunks(IN_CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new(
+                        "SELECT subject, purpose, category, granted, at, expires_at, method FROM consent_current WHERE subject IN (",
+                    );
+                    let mut sep = q.separated(", ");
+                    for s in chunk {
+                        sep.push_bind(s.0.to_vec());
+                    }
+                    q.push(")");
+                    for r in q.build().fetch_all(&self.read).await? {
+                        out.push((
+                            pseudonym(r.try_get("subject")?, "consent_current")?,
+                            ConsentRow {
+                                purpose: r.try_get("purpose")?,
+                                category: r.try_get("category")?,
+                                granted: r.try_get("granted")?,
+                                at: Timestamp(r.try_get("at")?),
+                                expires_at: Timestamp(r.try_get("expires_at")?),
+                                method: method(r.try_get::<&str, _>("method")?)?,
+                            },
+                        ));
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn consent_history(&self, subject: &Pseudonym) -> Result<Vec<ConsentRecord>> {
+                let rows = sqlx::query(
+                    "SELECT purpose, category, granted, at, expires_at, policy_version, method \
+                     FROM consent_history WHERE subject = $1 ORDER BY id",
+                )
+                .bind(subject.0.to_vec())
+                .fetch_all(&self.read)
+                .await?;
+                rows.into_iter()
+                    .map(|r| {
+                        Ok(ConsentRecord {
+                            subject: *subject,
+                            purpose: r.try_get("purpose")?,
+                            category: r.try_get("category")?,
+                            granted: r.try_get("granted")?,
+                            at: Timestamp(r.try_get("at")?),
+                            expires_at: Timestamp(r.try_get("expires_at")?),
+                            policy_version: r.try_get("policy_version")?,
+                            method: method(r.try_get::<&str, _>("method")?)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn insert_events(&self, events: &[NewEvent], audit: CountAudit<'_>) -> Result<Vec<bool>> {
+                let mut tx = self.begin_write().await?;
+                let mut inserted: HashSet<Vec<u8>> = HashSet::with_capacity(events.len());
+                for chunk in events.chunks(INSERT_CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new(
+                        "INSERT INTO events (subject, category, occurred_at, expires_at, dedup, payload) ",
+                    );
+                    q.push_values(chunk, |mut b, e| {
+                        b.push_bind(e.subject.0.to_vec())
+                            .push_bind(e.category.clone())
+                            .push_bind(e.occurred_at.0)
+                            .push_bind(e.expires_at.0)
+                            .push_bind(e.dedup.to_vec())
+                            .push_bind(e.payload.clone());
+                    });
+                    q.push(" ON CONFLICT (dedup) DO NOTHING RETURNING dedup");
+                    let rows: Vec<(Vec<u8>,)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    inserted.extend(rows.into_iter().map(|(d,)| d));
+                }
+                if !inserted.is_empty() {
+                    self.append_in_tx(&mut tx, &[audit(inserted.len() as u64)]).await?;
+                }
+                tx.commit().await?;
+                Ok(events.iter().map(|e| inserted.contains(&e.dedup[..])).collect())
+            }
+
+            async fn read_events(&self, read: &PurposeRead<'_>) -> Result<Vec<StoredEvent>> {
+                let mut q = QueryBuilder::<$db>::new(
+                    "SELECT e.id, e.subject, e.category, e.occurred_at, e.payload FROM events e \
+                     JOIN consent_current c ON c.subject = e.subject AND c.category = e.category WHERE c.purpose = ",
+                );
+                q.push_bind(read.purpose.name.clone());
+                q.push(" AND c.granted = ").push_bind(true);
+                q.push(" AND c.expires_at > ").push_bind(read.now.0);
+                q.push(" AND e.expires_at > ").push_bind(read.now.0);
+                q.push(" AND e.id > ").push_bind(read.after_id);
+                q.push(" AND e.category IN (");
+                let mut sep = q.separated(", ");
+                for category in &read.purpose.categories {
+                    sep.push_bind(category.clone());
+                }
+                q.push(")");
+                if let Some(subject) = read.subject {
+                    q.push(" AND e.subject = ").push_bind(subject.0.to_vec());
+                }
+                q.push(" ORDER BY e.id LIMIT ").push_bind(read.limit as i64);
+                let rows = q.build().fetch_all(&self.read).await?;
+                rows.into_iter()
+                    .map(|r| {
+                        Ok(StoredEvent {
+                            id: r.try_get("id")?,
+                            subject: pseudonym(r.try_get("subject")?, "events")?,
+                            category: r.try_get("category")?,
+                            occurred_at: Timestamp(r.try_get("occurred_at")?),
+                            payload: r.try_get("payload")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn delete_expired_events(&self, now: Timestamp, audit: CountAudit<'_>) -> Result<u64> {
+                let mut tx = self.begin_write().await?;
+                let deleted = sqlx::query("DELETE FROM events WHERE expires_at <= $1")
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if deleted > 0 {
+                    self.append_in_tx(&mut tx, &[audit(deleted)]).await?;
+                }
+                tx.commit().await?;
+                Ok(deleted)
+            }
+
+            async fn append_audit(&self, audit: &[AuditDraft]) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                self.append_in_tx(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>> {
+                let rows = sqlx::query(
+                    "SELECT seq, at, actor, action, subject, purpose, detail, prev_hash, hash, mac FROM audit_log \
+                     WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(after_seq as i64)
+                .bind(limit as i64)
+                .fetch_all(&self.read)
+                .await?;
+                rows.into_iter()
+                    .map(|r| {
+                        let subject: Option<Vec<u8>> = r.try_get("subject")?;
+                        Ok(AuditEntry {
+                            seq: r.try_get::<i64, _>("seq")? as u64,
+                            at: Timestamp(r.try_get("at")?),
+                            actor: r.try_get("actor")?,
+                            action: r.try_get("action")?,
+                            subject: subject.map(|s| pseudonym(s, "audit_log")).transpose()?,
+                            purpose: r.try_get("purpose")?,
+                            detail: r.try_get("detail")?,
+                            prev_hash: hash32(r.try_get("prev_hash")?, "audit_log")?,
+                            hash: hash32(r.try_get("hash")?, "audit_log")?,
+                            mac: hash32(r.try_get("mac")?, "audit_log")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn audit_head(&self) -> Result<Option<SignedHead>> {
+                let row: Option<(i64, Vec<u8>, Vec<u8>)> =
+                    sqlx::query_as("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
+                        .fetch_optional(&self.read)
+                        .await?;
+                row.map(|(seq, hash, signature)| {
+                    Ok(SignedHead {
+                        seq: seq as u64,
+                        hash: hash32(hash, "audit_head")?,
+                        signature,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn put_api_key(&self, key: &ApiKeyRecord, audit: &[AuditDraft]) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO api_keys (id, role, secret_hash, label, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(key.id.clone())
+                .bind(key.role.clone())
+                .bind(key.secret_hash.clone())
+                .bind(key.label.clone())
+                .bind(key.created_at.0)
+                .execute(&mut *tx)
+                .await?;
+                self.append_in_tx(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+                let row = sqlx::query(
+                    "SELECT id, role, secret_hash, label, created_at FROM api_keys WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
+                row.map(|r| {
+                    Ok(ApiKeyRecord {
+                        id: r.try_get("id")?,
+                        role: r.try_get("role")?,
+                        secret_hash: r.try_get("secret_hash")?,
+                        label: r.try_get("label")?,
+                        created_at: Timestamp(r.try_get("created_at")?),
+                    })
+                })
+                .transpose()
+            }
+
+            async fn stats(&self) -> Result<StoreStats> {
+                let count = |table: &'static str| {
+                    let pool = self.read.clone();
+                    async move {
+                        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                            .fetch_one(&pool)
+                            .await?;
+                        Ok::<u64, StoreError>(n as u64)
+                    }
+                };
+                Ok(StoreStats {
+                    events: count("events").await?,
+                    subjects: count("subject_keys").await?,
+                    consent_records: count("consent_history").await?,
+                    audit_entries: count("audit_log").await?,
+                    items: count("items").await?,
+                })
+            }
+        }
+    };
+}
+
+macro_rules! item_from_row {
+    ($r:expr) => {{
+        let r = $r;
+        let attributes: String = r.try_get("attributes")?;
+        let attributes = match serde_json::from_str::<serde_json::Value>(&attributes) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => return Err(StoreError::Corrupt("items")),
+        };
+        Ok::<Item, StoreError>(Item {
+            id: r.try_get("id")?,
+            title: r.try_get("title")?,
+            category: r.try_get("category")?,
+            provider: r.try_get("provider")?,
+            attributes,
+        })
+    }};
+}
+
+impl_store!(SqliteStore, Sqlite, "sqlite");
+impl_store!(PostgresStore, Postgres, "postgres");

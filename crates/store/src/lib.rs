@@ -1,0 +1,194 @@
+//! The `Store` trait and its two backends, SQLite (embedded, the default) and PostgreSQL.
+//! This is the only crate that knows SQL. It stores what the engine hands it: pseudonyms,
+//! ciphertexts, consent records, plain catalogue rows and sealed audit entries. Its one read
+//! path to personal data, [`Store::read_events`], takes a purpose and returns only events whose
+//! category the subject has consented to for that purpose at the time of reading.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use candor_domain::{
+    AuditDraft, AuditEntry, AuditSealer, ConsentRecord, ConsentRow, Item, Pseudonym, Purpose,
+    SignedHead, Timestamp,
+};
+
+mod backend;
+
+pub use backend::{PostgresStore, SqliteStore};
+
+/// What went wrong in the store. Callers map it to "internal error"; details are logged, not
+/// shown to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is not `sqlite://...` or `postgres://...`.
+    #[error("unsupported store URL scheme (use sqlite://PATH or postgres://...)")]
+    UnsupportedUrl,
+    /// A database error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be decoded.
+    #[error("corrupt stored value in {0}")]
+    Corrupt(&'static str),
+}
+
+/// Result alias for the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An event ready to be stored: pseudonymous, with an encrypted payload.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The subject's pseudonym.
+    pub subject: Pseudonym,
+    /// The data category, in plain form so reads can be purpose-bound.
+    pub category: String,
+    /// When it happened.
+    pub occurred_at: Timestamp,
+    /// When the retention sweeper deletes it.
+    pub expires_at: Timestamp,
+    /// Keyed hash of (subject, item, type, time): refuses duplicates without revealing them.
+    pub dedup: [u8; 16],
+    /// AEAD ciphertext of the payload under the subject's data key.
+    pub payload: Vec<u8>,
+}
+
+/// A stored event as returned by a purpose-bound read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Row id, increasing with insertion.
+    pub id: i64,
+    /// The subject's pseudonym.
+    pub subject: Pseudonym,
+    /// The data category.
+    pub category: String,
+    /// When it happened.
+    pub occurred_at: Timestamp,
+    /// The encrypted payload.
+    pub payload: Vec<u8>,
+}
+
+/// A purpose-bound read: the purpose, optionally one subject, and a page.
+#[derive(Debug, Clone)]
+pub struct PurposeRead<'a> {
+    /// The purpose the data will be used for.
+    pub purpose: &'a Purpose,
+    /// Only this subject's events, if set.
+    pub subject: Option<&'a Pseudonym>,
+    /// The time at which consent must be live.
+    pub now: Timestamp,
+    /// Return events with `id > after_id`.
+    pub after_id: i64,
+    /// At most this many events.
+    pub limit: u32,
+}
+
+/// An API key as stored: the secret only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// Public id.
+    pub id: String,
+    /// Role name.
+    pub role: String,
+    /// SHA-256 of the secret part.
+    pub secret_hash: Vec<u8>,
+    /// A label for people.
+    pub label: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// Row counts, for health and benchmarks. Counts only; no personal data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    /// Stored events.
+    pub events: u64,
+    /// Subjects holding a data key.
+    pub subjects: u64,
+    /// Consent history records.
+    pub consent_records: u64,
+    /// Audit entries.
+    pub audit_entries: u64,
+    /// Catalogue items.
+    pub items: u64,
+}
+
+/// Builds the audit entry for a write once the number of affected rows is known (inside the
+/// write's transaction).
+pub type CountAudit<'a> = &'a (dyn Fn(u64) -> AuditDraft + Send + Sync);
+
+/// Persistent state. Every method that writes personal data or consent also appends the given
+/// audit drafts to the hash chain in the same transaction, so the log and the data never
+/// disagree.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+
+    /// Reads a metadata value.
+    async fn get_meta(&self, key: &str) -> Result<Option<String>>;
+    /// Writes a metadata value.
+    async fn put_meta(&self, key: &str, value: &str) -> Result<()>;
+
+    /// Inserts or replaces catalogue items, all or none.
+    async fn put_items(&self, items: &[Item], at: Timestamp) -> Result<()>;
+    /// One item.
+    async fn get_item(&self, id: &str) -> Result<Option<Item>>;
+    /// Items in id order after `after`.
+    async fn list_items(&self, after: Option<&str>, limit: u32) -> Result<Vec<Item>>;
+    /// Deletes an item; `false` if it did not exist.
+    async fn delete_item(&self, id: &str) -> Result<bool>;
+    /// Which of the given ids are in the catalogue.
+    async fn existing_items(&self, ids: &[&str]) -> Result<HashSet<String>>;
+
+    /// A subject's wrapped data key.
+    async fn subject_key(&self, subject: &Pseudonym) -> Result<Option<Vec<u8>>>;
+    /// Stores `wrapped` as the subject's key unless one exists; returns the key in force.
+    async fn ensure_subject_key(&self, subject: &Pseudonym, wrapped: &[u8], at: Timestamp) -> Result<Vec<u8>>;
+
+    /// Appends consent records (history) and makes them current, with audit entries.
+    async fn record_consent(&self, records: &[ConsentRecord], audit: &[AuditDraft]) -> Result<()>;
+    /// Current consent rows of the given subjects.
+    async fn consent_current(&self, subjects: &[Pseudonym]) -> Result<Vec<(Pseudonym, ConsentRow)>>;
+    /// A subject's whole consent history, oldest first.
+    async fn consent_history(&self, subject: &Pseudonym) -> Result<Vec<ConsentRecord>>;
+
+    /// Stores events, and the audit entry built from the number stored, in one transaction.
+    /// Returns, per event, whether it was inserted (`false`: an event with the same dedup key
+    /// already exists).
+    async fn insert_events(&self, events: &[NewEvent], audit: CountAudit<'_>) -> Result<Vec<bool>>;
+    /// The one read path to personal data: events whose category is consented for the
+    /// purpose at `read.now`, in id order. Audit entries are appended by the engine.
+    async fn read_events(&self, read: &PurposeRead<'_>) -> Result<Vec<StoredEvent>>;
+    /// Deletes events past their retention, auditing the count.
+    async fn delete_expired_events(&self, now: Timestamp, audit: CountAudit<'_>) -> Result<u64>;
+
+    /// Appends audit entries on their own.
+    async fn append_audit(&self, audit: &[AuditDraft]) -> Result<()>;
+    /// Audit entries in chain order, from position `after_seq + 1`.
+    async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>>;
+    /// The signed head, if any entry exists.
+    async fn audit_head(&self) -> Result<Option<SignedHead>>;
+
+    /// Stores an API key, with an audit entry.
+    async fn put_api_key(&self, key: &ApiKeyRecord, audit: &[AuditDraft]) -> Result<()>;
+    /// Looks an API key up by id.
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
+
+    /// Row counts.
+    async fn stats(&self) -> Result<StoreStats>;
+}
+
+/// Opens (creating and migrating as needed) the store at `url`: `sqlite://PATH` or
+/// `postgres://...`.
+pub async fn open(url: &str, sealer: Arc<dyn AuditSealer>) -> Result<Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(Arc::new(SqliteStore::open(path, sealer).await?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PostgresStore::open(url, sealer).await?));
+    }
+    Err(StoreError::UnsupportedUrl)
+}
