@@ -1,1 +1,329 @@
-fn main() {}
+//! The `candor` binary: parse flags, load settings, start tracing, run the command.
+
+mod bench;
+mod demo;
+mod settings;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use candor_engine::{Actor, Engine, Role};
+use clap::{Args, Parser, Subcommand};
+use settings::{Overrides, Settings};
+
+/// Candor: a personalization engine that keeps its privacy promises in code.
+#[derive(Parser)]
+#[command(name = "candor", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone, Default)]
+struct Common {
+    /// Settings file (TOML).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory: key file and, by default, the SQLite database.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Store URL: sqlite://PATH or postgres://...
+    #[arg(long, global = true)]
+    store: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Generate a synthetic shop, load it through the engine, and serve it.
+    Demo {
+        #[command(flatten)]
+        common: Common,
+        /// Address to listen on.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Delete an earlier demo database in the data directory first.
+        #[arg(long)]
+        fresh: bool,
+        /// RNG seed for the generated data.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Number of subjects.
+        #[arg(long, default_value_t = 1000)]
+        subjects: usize,
+        /// Number of catalogue items.
+        #[arg(long, default_value_t = 2000)]
+        items: usize,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Check policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Verify the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Delete events past their retention now.
+    Sweep {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print only the key.
+    Create {
+        #[command(flatten)]
+        common: Common,
+        /// admin, service, analyst or dpo.
+        #[arg(long)]
+        role: String,
+        /// A label for people.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file; errors name the line and the field.
+    Check {
+        /// The policy TOML file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain and the signed head; exit 1 naming the first bad position.
+    Verify {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Ingestion through the engine (consent check, encryption, durable commit).
+    Ingest {
+        #[command(flatten)]
+        common: Common,
+        /// Events to ingest.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Events per batch.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// Distinct consenting subjects.
+        #[arg(long, default_value_t = 2_000)]
+        subjects: usize,
+        /// Catalogue size.
+        #[arg(long, default_value_t = 20_000)]
+        items: usize,
+    },
+}
+
+fn load_settings(common: &Common, listen: Option<String>) -> anyhow::Result<Settings> {
+    let overrides = Overrides {
+        data_dir: common.data_dir.clone(),
+        listen,
+        store_url: common.store.clone(),
+    };
+    Settings::load(common.config.as_deref(), Settings::process_env(), &overrides)
+}
+
+fn init_tracing(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if settings.log.json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn open_engine(settings: &Settings) -> anyhow::Result<Arc<Engine>> {
+    let config = settings.engine_config()?;
+    Ok(Arc::new(Engine::open(config).await?))
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli).await {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { common, listen } => {
+            let settings = load_settings(&common, listen)?;
+            init_tracing(&settings);
+            let engine = open_engine(&settings).await?;
+            serve(&settings, engine, None).await
+        }
+        Command::Demo { common, listen, fresh, seed, subjects, items } => {
+            let settings = load_settings(&common, listen)?;
+            init_tracing(&settings);
+            if fresh {
+                for suffix in ["", "-wal", "-shm"] {
+                    let path = settings.store.data_dir.join(format!("candor.db{suffix}"));
+                    if path.exists() {
+                        std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+                    }
+                }
+            }
+            let engine = open_engine(&settings).await?;
+            let shape = demo::DemoShape { seed, items, subjects };
+            if engine.stats().await?.items == 0 {
+                let summary = demo::load(&engine, &shape).await?;
+                println!(
+                    "demo shop: {items} items; {subjects} subjects ({} consenting, {} without consent, {} with expired consent)",
+                    summary.consenting, summary.without_consent, summary.expired
+                );
+                let refused: Vec<String> = summary.refused.iter().map(|(k, v)| format!("{v} {k}")).collect();
+                println!("events: {} stored, refused: {}", summary.accepted, if refused.is_empty() { "none".into() } else { refused.join(", ") });
+            } else {
+                println!("demo shop already loaded in {} (use --fresh to regenerate)", settings.store.data_dir.display());
+            }
+            let key = engine.create_api_key(&Actor::cli(), Role::Admin, "demo admin").await?;
+            serve(&settings, engine, Some(key.to_string())).await
+        }
+        Command::Keys { command: KeysCommand::Create { common, role, label } } => {
+            let settings = load_settings(&common, None)?;
+            let role = Role::parse(&role).context("--role must be one of admin, service, analyst, dpo")?;
+            let engine = open_engine(&settings).await?;
+            let key = engine.create_api_key(&Actor::cli(), role, &label).await?;
+            println!("{}", key.as_str());
+            Ok(())
+        }
+        Command::Policy { command: PolicyCommand::Check { file } } => {
+            let policy = settings::load_policy(&file)?;
+            println!(
+                "policy {} is valid: version {}, {} purposes, {} data categories, {} event types",
+                file.display(),
+                policy.version,
+                policy.purposes.len(),
+                policy.categories.len(),
+                policy.event_types.len()
+            );
+            Ok(())
+        }
+        Command::Audit { command: AuditCommand::Verify { common } } => {
+            let settings = load_settings(&common, None)?;
+            let engine = open_engine(&settings).await?;
+            let report = engine.verify_audit().await?;
+            if report.ok {
+                println!("audit log verified: {} entries, signed head matches", report.entries);
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "audit log broken at position {}: {}",
+                    report.first_bad_position.unwrap_or(0),
+                    report.problem.unwrap_or_default()
+                )
+            }
+        }
+        Command::Sweep { common } => {
+            let settings = load_settings(&common, None)?;
+            let engine = open_engine(&settings).await?;
+            let deleted = engine.sweep_retention(&Actor::cli()).await?;
+            println!("deleted {deleted} events past their retention");
+            Ok(())
+        }
+        Command::Bench { command: BenchCommand::Ingest { common, events, batch, subjects, items } } => {
+            let mut settings = load_settings(&common, None)?;
+            let _tmp;
+            if common.data_dir.is_none() {
+                let dir = tempfile_dir()?;
+                settings.store.data_dir = dir.clone();
+                _tmp = TempDir(dir);
+            }
+            settings.ingest.max_batch = settings.ingest.max_batch.max(batch);
+            let engine = open_engine(&settings).await?;
+            anyhow::ensure!(subjects >= 1 && items >= 1 && batch >= 1, "--subjects, --items and --batch must be at least 1");
+            bench::ingest(&engine, bench::IngestBench { events, batch, subjects, items }).await
+        }
+    }
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("candor-bench-{}-{}", std::process::id(), rand::random::<u32>()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn serve(settings: &Settings, engine: Arc<Engine>, admin_key: Option<String>) -> anyhow::Result<()> {
+    candor_engine::spawn_retention_sweeper(Arc::downgrade(&engine), Duration::from_secs(settings.retention.sweep_interval_secs));
+    let listener = tokio::net::TcpListener::bind(&settings.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+    let addr = listener.local_addr()?;
+    let state = candor_server::AppState::new(engine.clone(), settings.server.max_body_bytes);
+    let app = candor_server::app(state);
+    println!("listening on http://{addr} (store: {})", engine.backend());
+    if let Some(key) = admin_key {
+        let base = format!("http://{addr}");
+        println!("try:");
+        println!("  export KEY={key}");
+        println!("  curl -s {base}/v1/policy");
+        println!("  curl -s -H \"Authorization: Bearer $KEY\" {base}/v1/subjects/user-0001/consent");
+        println!(
+            "  curl -s -X POST -H \"Authorization: Bearer $KEY\" -H 'Content-Type: application/json' \
+             -d '{{\"subject\":\"user-0001\",\"item\":\"item-00001\",\"type\":\"view\"}}' {base}/v1/events"
+        );
+        println!(
+            "  curl -s -X POST -H \"Authorization: Bearer $KEY\" -H 'Content-Type: application/json' \
+             -d '{{\"subject\":\"user-0008\",\"item\":\"item-00001\",\"type\":\"view\"}}' {base}/v1/events   # no consent: refused"
+        );
+        println!("  curl -s -H \"Authorization: Bearer $KEY\" {base}/v1/audit/verify");
+        println!("  curl -s {base}/metrics | grep candor_events");
+        println!("admin key: {key}");
+    }
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    axum_serve(listener, app).await
+}
+
+async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) -> anyhow::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("the server stopped with an error")
+}

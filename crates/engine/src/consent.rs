@@ -29,6 +29,9 @@ pub struct ConsentUpdate {
     pub purposes: BTreeMap<String, PurposeChoice>,
     /// How the consent was collected.
     pub method: ConsentMethod,
+    /// For `import` only: when the consent was originally given (in the past), so that
+    /// imported grants keep their original expiry.
+    pub recorded_at: Option<Timestamp>,
 }
 
 /// One category's consent within a purpose.
@@ -161,7 +164,17 @@ impl Engine {
         if update.purposes.is_empty() && !gpc {
             return Err(EngineError::invalid("invalid_field", "name at least one purpose to change"));
         }
-        let now = Timestamp::now();
+        let real_now = Timestamp::now();
+        let now = match update.recorded_at {
+            None => real_now,
+            Some(at) if update.method == ConsentMethod::Import && at <= real_now => at,
+            Some(_) => {
+                return Err(EngineError::invalid(
+                    "invalid_field",
+                    "a consent time may be given only for imported records, and not in the future",
+                ));
+            }
+        };
         let pseudonym = self.pseudonymize(subject);
         let mut records = Vec::new();
         let mut drafts = Vec::new();
@@ -215,13 +228,13 @@ impl Engine {
                     method: r.method,
                 });
             }
-            let gpc_records = self.gpc_records(pseudonym, &current, now);
+            let gpc_records = self.gpc_records(pseudonym, &current, real_now);
             drafts.extend(self.gpc_drafts(actor, pseudonym, &gpc_records));
             records.extend(gpc_records);
         }
         self.store.record_consent(&records, &drafts).await?;
         let rows = self.current_rows(&pseudonym).await?;
-        Ok(self.view(&rows, now))
+        Ok(self.view(&rows, real_now))
     }
 
     async fn current_rows(&self, subject: &Pseudonym) -> Result<Vec<ConsentRow>> {

@@ -257,3 +257,19 @@ impl Engine {
         Ok(self.store.delete_expired_events(Timestamp::now(), &audit).await?)
     }
 }
+
+/// Runs the retention sweeper every `every` until the engine is dropped by everyone else.
+pub fn spawn_retention_sweeper(engine: std::sync::Weak<Engine>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        loop {
+            ticker.tick().await;
+            let Some(engine) = engine.upgrade() else { return };
+            match engine.sweep_retention(&Actor::system()).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "retention sweep"),
+                Err(error) => tracing::warn!(%error, "retention sweep failed"),
+            }
+        }
+    })
+}

@@ -1,1 +1,134 @@
-//! placeholder
+//! Candor's HTTP API. [`app`] builds the axum router (the tests call it too); routes and their
+//! OpenAPI descriptions are registered together so the document served at `/openapi.json`
+//! cannot drift from the code. This is the only crate that knows HTTP and JSON wire types; it
+//! reaches personal data only through `candor-engine`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::MatchedPath;
+use axum::http::{Request, StatusCode};
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use candor_engine::Engine;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+pub mod wire;
+
+pub use metrics::Metrics;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine: the only way to personal data.
+    pub engine: Arc<Engine>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// The largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// State over an engine, with fresh metrics.
+    pub fn new(engine: Arc<Engine>, max_body_bytes: usize) -> Self {
+        Self {
+            engine,
+            metrics: Arc::new(Metrics::default()),
+            max_body_bytes,
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Candor",
+        description = "A self-hosted personalization engine that enforces its privacy policy in code. \
+            Errors are `{\"error\": {\"code\", \"message\"}}`. Authenticate with `Authorization: Bearer <key>`.",
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "events", description = "Consent-gated ingestion"),
+        (name = "consent", description = "Per-purpose, expiring, opt-in consent"),
+        (name = "catalogue", description = "Items (not personal data)"),
+        (name = "policy", description = "The policy in force"),
+        (name = "audit", description = "The tamper-evident audit log"),
+        (name = "keys", description = "API keys"),
+        (name = "system", description = "Health and metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("api_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+fn api_router() -> OpenApiRouter<AppState> {
+    use routes::*;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(metrics_text))
+        .routes(routes!(get_policy))
+        .routes(routes!(post_events))
+        .routes(routes!(get_consent, put_consent))
+        .routes(routes!(get_consent_history))
+        .routes(routes!(put_item, get_item, delete_item))
+        .routes(routes!(import_items, list_items))
+        .routes(routes!(verify_audit))
+        .routes(routes!(create_key))
+}
+
+/// The OpenAPI 3 document of the API, generated from the route annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+/// The application router.
+pub fn app(state: AppState) -> Router {
+    let (router, api) = api_router().split_for_parts();
+    let api_json = Arc::new(api.to_pretty_json().expect("the OpenAPI document serializes"));
+    router
+        .route(
+            "/openapi.json",
+            get(move || {
+                let body = api_json.clone();
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body.as_str().to_owned()) }
+            }),
+        )
+        .fallback(|| async { error::ApiError::no_route() })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
+        })
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(
+            // Spans name the route template, never the URI: paths hold subject ids.
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
+                tracing::info_span!("request", method = %req.method(), route)
+            }),
+        )
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a handler panicked");
+            error::ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the server could not complete the request")
+                .into_response()
+        }))
+        .with_state(state)
+}

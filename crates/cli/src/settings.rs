@@ -1,0 +1,243 @@
+//! Settings, loaded in layers: compiled-in defaults, then an optional TOML file, then
+//! `CANDOR__SECTION__KEY` environment variables, then command-line flags. Unknown keys at any
+//! layer are an error that names them. Secrets are not settings: keys come from the key file
+//! or the `CANDOR_*_KEY` variables (see `candor_engine::keys`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// All settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP server.
+    pub server: ServerSettings,
+    /// Storage.
+    pub store: StoreSettings,
+    /// The policy file.
+    pub policy: PolicySettings,
+    /// Ingestion limits.
+    pub ingest: IngestSettings,
+    /// The retention sweeper.
+    pub retention: RetentionSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Data directory (key file, and the SQLite database by default).
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://...`; empty means `sqlite://DATA_DIR/candor.db`.
+    pub url: String,
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySettings {
+    /// Path of a policy TOML file; empty means the shipped default policy.
+    pub file: String,
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Most events per batch.
+    pub max_batch: usize,
+    /// Accepted clock skew for future timestamps, in seconds.
+    pub future_skew_secs: u32,
+}
+
+/// `[retention]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Seconds between sweeps.
+    pub sweep_interval_secs: u64,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// A `tracing` filter such as `info` or `candor_server=debug`.
+    pub level: String,
+    /// JSON lines instead of text.
+    pub json: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings {
+                listen: "127.0.0.1:8080".into(),
+                max_body_bytes: 16 * 1024 * 1024,
+            },
+            store: StoreSettings {
+                data_dir: PathBuf::from("candor-data"),
+                url: String::new(),
+            },
+            policy: PolicySettings { file: String::new() },
+            ingest: IngestSettings {
+                max_batch: 10_000,
+                future_skew_secs: 300,
+            },
+            retention: RetentionSettings {
+                sweep_interval_secs: 3600,
+            },
+            log: LogSettings {
+                level: "info".into(),
+                json: false,
+            },
+        }
+    }
+}
+
+/// Flags that override settings (the last layer).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--data-dir`
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`
+    pub listen: Option<String>,
+    /// `--store`
+    pub store_url: Option<String>,
+}
+
+impl Settings {
+    /// Loads the layers. `env` is the environment to read (the process's, or a test's).
+    pub fn load(file: Option<&Path>, env: Env, overrides: &Overrides) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            anyhow::ensure!(file.exists(), "the settings file {} does not exist", file.display());
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(env);
+        if let Some(dir) = &overrides.data_dir {
+            figment = figment.merge(("store.data_dir", dir));
+        }
+        if let Some(listen) = &overrides.listen {
+            figment = figment.merge(("server.listen", listen));
+        }
+        if let Some(url) = &overrides.store_url {
+            figment = figment.merge(("store.url", url));
+        }
+        let settings: Settings = figment.extract().map_err(|e| anyhow::anyhow!(figment_message(e)))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// The process environment's `CANDOR__` variables.
+    pub fn process_env() -> Env {
+        Env::prefixed("CANDOR__").split("__")
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.ingest.max_batch >= 1, "ingest.max_batch must be at least 1");
+        anyhow::ensure!(self.retention.sweep_interval_secs >= 1, "retention.sweep_interval_secs must be at least 1");
+        anyhow::ensure!(self.server.max_body_bytes >= 1024, "server.max_body_bytes must be at least 1024");
+        Ok(())
+    }
+
+    /// The store URL in force.
+    pub fn store_url(&self) -> String {
+        if self.store.url.is_empty() {
+            format!("sqlite://{}", self.store.data_dir.join("candor.db").display())
+        } else {
+            self.store.url.clone()
+        }
+    }
+
+    /// The engine configuration these settings describe.
+    pub fn engine_config(&self) -> anyhow::Result<candor_engine::EngineConfig> {
+        let policy = if self.policy.file.is_empty() {
+            candor_domain::Policy::default_policy()
+        } else {
+            load_policy(Path::new(&self.policy.file))?
+        };
+        Ok(candor_engine::EngineConfig {
+            store_url: self.store_url(),
+            data_dir: self.store.data_dir.clone(),
+            policy,
+            max_batch: self.ingest.max_batch,
+            future_skew_ms: self.ingest.future_skew_secs as i64 * 1000,
+        })
+    }
+}
+
+/// Reads and checks a policy file.
+pub fn load_policy(path: &Path) -> anyhow::Result<candor_domain::Policy> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read policy file {}", path.display()))?;
+    candor_domain::Policy::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn figment_message(err: figment::Error) -> String {
+    err.into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
+            match (key.is_empty(), source.is_empty()) {
+                (true, _) => format!("settings: {}", e.kind),
+                (false, true) => format!("settings key `{key}`: {}", e.kind),
+                (false, false) => format!("settings key `{key}` (from {source}): {}", e.kind),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_env_and_flags_layer_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("candor.toml");
+        std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9000\"\n[ingest]\nmax_batch = 50\n").unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CANDOR__INGEST__MAX_BATCH", "70");
+            let s = Settings::load(Some(&file), Settings::process_env(), &Overrides::default()).unwrap();
+            assert_eq!(s.server.listen, "127.0.0.1:9000");
+            assert_eq!(s.ingest.max_batch, 70);
+            let flags = Overrides { listen: Some("127.0.0.1:9100".into()), ..Default::default() };
+            let s = Settings::load(Some(&file), Settings::process_env(), &flags).unwrap();
+            assert_eq!(s.server.listen, "127.0.0.1:9100");
+            assert_eq!(s.store.data_dir, PathBuf::from("candor-data"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("candor.toml");
+        std::fs::write(&file, "[server]\nlisen = \"x\"\n").unwrap();
+        let err = Settings::load(Some(&file), Env::prefixed("CANDOR_TEST_NONE__"), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CANDOR__STORE__COLOUR", "blue");
+            let err = Settings::load(None, Settings::process_env(), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("colour"), "{err}");
+            Ok(())
+        });
+    }
+}

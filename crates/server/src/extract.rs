@@ -1,0 +1,39 @@
+//! Extractors whose rejections are [`ApiError`]s, so malformed bodies and query strings get the
+//! same JSON error shape as everything else; and the small header helpers routes share.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// `axum::Json` with [`ApiError`] rejections.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// `axum::extract::Query` with [`ApiError`] rejections.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// Whether the request carries a Global Privacy Control signal: `Sec-GPC: 1` exactly; any
+/// other value is ignored, as the GPC specification says.
+pub fn gpc(headers: &HeaderMap) -> bool {
+    headers.get("sec-gpc").is_some_and(|v| v.as_bytes() == b"1")
+}

@@ -1,0 +1,319 @@
+//! Route handlers. Each one authorizes its caller, converts the wire body to engine types,
+//! calls the engine and converts back; none reaches the store or holds business rules.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use candor_domain::{ConsentMethod, RefusalReason, SubjectId};
+use candor_engine::{ConsentUpdate, EventDraft, IngestReport, PurposeChoice, Refusal, Role};
+use serde_json::Value;
+
+use crate::AppState;
+use crate::auth::authorize;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery, gpc};
+use crate::wire::*;
+
+const SUBJECT_READERS: &[Role] = &[Role::Service, Role::Dpo];
+const CATALOGUE_READERS: &[Role] = &[Role::Service, Role::Analyst, Role::Dpo];
+
+fn subject_id(raw: &str) -> Result<SubjectId, ApiError> {
+    SubjectId::parse(raw).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()))
+}
+
+/// Liveness and the store backend in use.
+#[utoipa::path(get, path = "/healthz", tag = "system",
+    responses((status = 200, description = "The server is up", body = HealthResponse)))]
+pub async fn healthz(State(state): State<AppState>) -> Json<HealthResponse> {
+    Json(HealthResponse {
+        status: "ok".into(),
+        store: state.engine.backend().into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+/// Prometheus metrics in text format.
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+pub async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The policy in force: categories, purposes and event types. Public.
+#[utoipa::path(get, path = "/v1/policy", tag = "policy",
+    responses((status = 200, description = "The policy in force", body = Object)))]
+pub async fn get_policy(State(state): State<AppState>) -> Response {
+    Json(state.engine.policy()).into_response()
+}
+
+/// Ingest one event or a batch of up to 10,000.
+///
+/// Each event is accepted or refused with a reason code. Refused events leave no trace. The
+/// accepted events of one request are committed together in one transaction: if storage
+/// fails, none is stored and the response is a 500. A single event (a JSON object) answers
+/// 202 when stored and 422 with the reason code when refused; a batch (an array) answers 200
+/// with the per-event report.
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    request_body(content = Vec<EventBody>, description = "An event object, or an array of up to 10,000 events"),
+    responses(
+        (status = 200, description = "Batch processed", body = IngestResponse),
+        (status = 202, description = "The single event was stored", body = IngestResponse),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "Role not allowed", body = ErrorBody),
+        (status = 413, description = "Batch or body too large", body = ErrorBody),
+        (status = 422, description = "The single event was refused", body = ErrorBody),
+    ),
+    params(("Sec-GPC" = Option<String>, Header, description = "`1` withdraws sale/sharing and cross-context purposes for the batch's subjects")),
+    security(("api_key" = [])))]
+pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, ApiJson(body): ApiJson<Value>) -> Result<Response, ApiError> {
+    let principal = authorize(&state, &headers, &[Role::Service]).await?;
+    let (values, single) = match body {
+        Value::Array(values) => (values, false),
+        value @ Value::Object(_) => (vec![value], true),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "the body must be an event object or an array of events",
+            ));
+        }
+    };
+    let max = state.engine.config().max_batch;
+    if values.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("a batch holds at most {max} events"),
+        ));
+    }
+    let mut refused = Vec::new();
+    let mut positions = Vec::with_capacity(values.len());
+    let mut drafts: Vec<EventDraft> = Vec::with_capacity(values.len());
+    for (index, value) in values.into_iter().enumerate() {
+        match serde_json::from_value::<EventBody>(value) {
+            Ok(body) => {
+                positions.push(index);
+                drafts.push(body.into());
+            }
+            Err(e) => refused.push(Refusal {
+                index,
+                reason: RefusalReason::InvalidField,
+                message: format!("the event does not have the expected fields: {e}"),
+            }),
+        }
+    }
+    let mut report = state.engine.ingest(&principal.actor(), &drafts, gpc(&headers)).await?;
+    for r in &mut report.refused {
+        r.index = positions[r.index];
+    }
+    report.refused.extend(refused);
+    report.refused.sort_by_key(|r| r.index);
+    state
+        .metrics
+        .record_events(report.accepted, report.refused.iter().map(|r| r.reason));
+    if single {
+        return Ok(single_event_response(report));
+    }
+    Ok((StatusCode::OK, Json(IngestResponse::from(report))).into_response())
+}
+
+fn single_event_response(report: IngestReport) -> Response {
+    match report.refused.into_iter().next() {
+        None => (StatusCode::ACCEPTED, Json(IngestResponse { accepted: report.accepted, refused: vec![] })).into_response(),
+        Some(r) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, r.reason.code(), r.message).into_response(),
+    }
+}
+
+/// A subject's consent per purpose and category.
+#[utoipa::path(get, path = "/v1/subjects/{id}/consent", tag = "consent",
+    params(("id" = String, Path, description = "Subject id"),
+           ("Sec-GPC" = Option<String>, Header, description = "`1` withdraws sale/sharing and cross-context purposes")),
+    responses(
+        (status = 200, body = ConsentResponse, description = "Consent now"),
+        (status = 400, body = ErrorBody, description = "Invalid id"),
+        (status = 404, body = ErrorBody, description = "Unknown subject"),
+    ),
+    security(("api_key" = [])))]
+pub async fn get_consent(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<ConsentResponse>, ApiError> {
+    let principal = authorize(&state, &headers, SUBJECT_READERS).await?;
+    let subject = subject_id(&id)?;
+    let view = state.engine.consent(&principal.actor(), &subject, gpc(&headers)).await?;
+    Ok(Json(view.into()))
+}
+
+/// Grant or withdraw consent per purpose, optionally narrowed per category.
+///
+/// Body: `{"purposes": {"personalize.content.profiling": true, "analytics.reporting": false}}`;
+/// a purpose may instead take `{"granted": true, "categories": [...]}`. With `Sec-GPC: 1` the
+/// GPC purposes end withdrawn whatever the body says.
+#[utoipa::path(put, path = "/v1/subjects/{id}/consent", tag = "consent",
+    params(("id" = String, Path, description = "Subject id"),
+           ("Sec-GPC" = Option<String>, Header, description = "`1` withdraws sale/sharing and cross-context purposes")),
+    request_body = ConsentRequest,
+    responses(
+        (status = 200, body = ConsentResponse, description = "Consent after the change"),
+        (status = 400, body = ErrorBody, description = "Unknown purpose or category, bad method or id"),
+        (status = 422, body = ErrorBody, description = "Body of the wrong shape"),
+    ),
+    security(("api_key" = [])))]
+pub async fn put_consent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ConsentRequest>,
+) -> Result<Json<ConsentResponse>, ApiError> {
+    let principal = authorize(&state, &headers, &[Role::Service]).await?;
+    let subject = subject_id(&id)?;
+    let method = match body.method.as_deref() {
+        None => ConsentMethod::Api,
+        Some(raw) => match ConsentMethod::parse(raw) {
+            Some(m @ (ConsentMethod::Api | ConsentMethod::Banner | ConsentMethod::Form | ConsentMethod::Import)) => m,
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_field",
+                    "method must be one of api, banner, form, import",
+                ));
+            }
+        },
+    };
+    let purposes = body
+        .purposes
+        .into_iter()
+        .map(|(name, choice)| {
+            let choice = match choice {
+                ChoiceBody::Plain(granted) => PurposeChoice { granted, categories: None },
+                ChoiceBody::Narrowed { granted, categories } => PurposeChoice { granted, categories },
+            };
+            (name, choice)
+        })
+        .collect();
+    let update = ConsentUpdate { purposes, method, recorded_at: None };
+    let view = state.engine.set_consent(&principal.actor(), &subject, &update, gpc(&headers)).await?;
+    Ok(Json(view.into()))
+}
+
+/// Every consent change ever recorded for a subject, oldest first.
+#[utoipa::path(get, path = "/v1/subjects/{id}/consent/history", tag = "consent",
+    params(("id" = String, Path, description = "Subject id"),
+           ("Sec-GPC" = Option<String>, Header, description = "`1` withdraws sale/sharing and cross-context purposes")),
+    responses(
+        (status = 200, body = ConsentHistoryResponse, description = "The history"),
+        (status = 404, body = ErrorBody, description = "Unknown subject"),
+    ),
+    security(("api_key" = [])))]
+pub async fn get_consent_history(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<ConsentHistoryResponse>, ApiError> {
+    let principal = authorize(&state, &headers, SUBJECT_READERS).await?;
+    let subject = subject_id(&id)?;
+    let history = state.engine.consent_history(&principal.actor(), &subject, gpc(&headers)).await?;
+    Ok(Json(history.into()))
+}
+
+/// Insert or replace one catalogue item.
+#[utoipa::path(put, path = "/v1/items/{id}", tag = "catalogue",
+    params(("id" = String, Path, description = "Item id")),
+    request_body = ItemFields,
+    responses((status = 200, body = ItemBody, description = "Stored"), (status = 400, body = ErrorBody, description = "Invalid item")),
+    security(("api_key" = [])))]
+pub async fn put_item(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(fields): ApiJson<ItemFields>,
+) -> Result<Json<ItemBody>, ApiError> {
+    authorize(&state, &headers, &[Role::Service]).await?;
+    let item = candor_domain::Item {
+        id,
+        title: fields.title,
+        category: fields.category,
+        provider: fields.provider,
+        attributes: fields.attributes.unwrap_or_default(),
+    };
+    state.engine.put_items(std::slice::from_ref(&item)).await?;
+    Ok(Json(item.into()))
+}
+
+/// One catalogue item.
+#[utoipa::path(get, path = "/v1/items/{id}", tag = "catalogue",
+    params(("id" = String, Path, description = "Item id")),
+    responses((status = 200, body = ItemBody, description = "The item"), (status = 404, body = ErrorBody, description = "Unknown item")),
+    security(("api_key" = [])))]
+pub async fn get_item(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<ItemBody>, ApiError> {
+    authorize(&state, &headers, CATALOGUE_READERS).await?;
+    Ok(Json(state.engine.get_item(&id).await?.into()))
+}
+
+/// Delete a catalogue item.
+#[utoipa::path(delete, path = "/v1/items/{id}", tag = "catalogue",
+    params(("id" = String, Path, description = "Item id")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody, description = "Unknown item")),
+    security(("api_key" = [])))]
+pub async fn delete_item(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    authorize(&state, &headers, &[Role::Service]).await?;
+    state.engine.delete_item(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Import up to 10,000 items at once, all or none.
+#[utoipa::path(post, path = "/v1/items", tag = "catalogue",
+    request_body = ItemImport,
+    responses((status = 200, body = ImportResponse, description = "Imported"), (status = 400, body = ErrorBody, description = "An item is invalid; nothing was imported")),
+    security(("api_key" = [])))]
+pub async fn import_items(State(state): State<AppState>, headers: HeaderMap, ApiJson(body): ApiJson<ItemImport>) -> Result<Json<ImportResponse>, ApiError> {
+    authorize(&state, &headers, &[Role::Service]).await?;
+    let items: Vec<candor_domain::Item> = body.items.into_iter().map(Into::into).collect();
+    state.engine.put_items(&items).await?;
+    Ok(Json(ImportResponse { imported: items.len() }))
+}
+
+/// A page of the catalogue, in id order.
+#[utoipa::path(get, path = "/v1/items", tag = "catalogue",
+    params(PageParams),
+    responses((status = 200, body = ItemsPage, description = "A page")),
+    security(("api_key" = [])))]
+pub async fn list_items(State(state): State<AppState>, headers: HeaderMap, ApiQuery(page): ApiQuery<PageParams>) -> Result<Json<ItemsPage>, ApiError> {
+    authorize(&state, &headers, CATALOGUE_READERS).await?;
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let items = state.engine.list_items(page.after.as_deref(), limit).await?;
+    let next_after = (items.len() as u32 == limit).then(|| items.last().map(|i| i.id.clone())).flatten();
+    Ok(Json(ItemsPage {
+        items: items.into_iter().map(Into::into).collect(),
+        next_after,
+    }))
+}
+
+/// Verify the audit chain: every entry's hash, MAC, position and link, and the signed head.
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
+    responses((status = 200, body = AuditVerifyResponse, description = "The verification (check `ok`)")),
+    security(("api_key" = [])))]
+pub async fn verify_audit(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<AuditVerifyResponse>, ApiError> {
+    authorize(&state, &headers, &[Role::Dpo]).await?;
+    Ok(Json(state.engine.verify_audit().await?.into()))
+}
+
+/// Create an API key (admin only). The key is shown once.
+#[utoipa::path(post, path = "/v1/keys", tag = "keys",
+    request_body = CreateKeyRequest,
+    responses((status = 201, body = CreateKeyResponse, description = "Created"), (status = 400, body = ErrorBody, description = "Unknown role")),
+    security(("api_key" = [])))]
+pub async fn create_key(State(state): State<AppState>, headers: HeaderMap, ApiJson(body): ApiJson<CreateKeyRequest>) -> Result<Response, ApiError> {
+    let principal = authorize(&state, &headers, &[]).await?;
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", "role must be one of admin, service, analyst, dpo")
+    })?;
+    let key = state
+        .engine
+        .create_api_key(&principal.actor(), role, body.label.as_deref().unwrap_or(""))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreateKeyResponse { key: key.to_string(), role: role.as_str().into() }),
+    )
+        .into_response())
+}

@@ -1,0 +1,375 @@
+//! JSON wire types: the request and response bodies of the HTTP API, converted explicitly to
+//! and from engine types. They carry the OpenAPI schemas.
+
+use std::collections::BTreeMap;
+
+use candor_domain::Item;
+use candor_engine::consent::{ConsentHistoryEntry, ConsentView};
+use candor_engine::{AuditReport, EventDraft, IngestReport};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// One event.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventBody {
+    /// Subject id (1-128 of `A-Z a-z 0-9 _ . : @ -`). Never stored: only its keyed hash is.
+    pub subject: String,
+    /// Item id; the item must be in the catalogue.
+    pub item: String,
+    /// Event type declared in the policy, e.g. `view` or `purchase`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Numeric value where the event type declares one (quantity, rating).
+    #[serde(default)]
+    pub value: Option<f64>,
+    /// RFC 3339 time of the event; defaults to now.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// Context values whose keys the policy declares for the event type.
+    #[serde(default)]
+    pub context: Option<BTreeMap<String, String>>,
+}
+
+impl From<EventBody> for EventDraft {
+    fn from(body: EventBody) -> Self {
+        Self {
+            subject: body.subject,
+            item: body.item,
+            event_type: body.event_type,
+            value: body.value,
+            timestamp: body.timestamp,
+            context: body.context.unwrap_or_default(),
+        }
+    }
+}
+
+/// A refused event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefusedEvent {
+    /// Position in the batch (0 for a single event).
+    pub index: usize,
+    /// Reason code: `consent_required`, `unknown_event_type`, `invalid_field`, `invalid_id`,
+    /// `unknown_item`, `timestamp_in_future`, `timestamp_too_old`, `context_not_allowed` or
+    /// `duplicate_event`.
+    pub code: String,
+    /// What was wrong, for people.
+    pub message: String,
+}
+
+/// The outcome of an ingestion request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestResponse {
+    /// Events stored.
+    pub accepted: usize,
+    /// Events refused; nothing about them was stored.
+    pub refused: Vec<RefusedEvent>,
+}
+
+impl From<IngestReport> for IngestResponse {
+    fn from(report: IngestReport) -> Self {
+        Self {
+            accepted: report.accepted,
+            refused: report
+                .refused
+                .into_iter()
+                .map(|r| RefusedEvent {
+                    index: r.index,
+                    code: r.reason.code().to_owned(),
+                    message: r.message,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A purpose's choice: `true`/`false`, or a grant narrowed to some of its categories.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ChoiceBody {
+    /// Grant or withdraw the whole purpose.
+    Plain(bool),
+    /// Grant or withdraw, narrowed to categories.
+    Narrowed {
+        /// Grant or withdraw.
+        granted: bool,
+        /// The categories of the purpose the grant covers.
+        categories: Option<Vec<String>>,
+    },
+}
+
+/// A consent change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentRequest {
+    /// Choices by purpose name.
+    pub purposes: BTreeMap<String, ChoiceBody>,
+    /// How consent was collected: `api` (default), `banner`, `form` or `import`.
+    #[serde(default)]
+    pub method: Option<String>,
+}
+
+/// One category's consent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CategoryConsentBody {
+    /// The data category.
+    pub category: String,
+    /// `granted`, `withdrawn`, `expired` or `none`.
+    pub state: String,
+    /// When it last changed.
+    pub changed_at: Option<String>,
+    /// When a grant lapses.
+    pub expires_at: Option<String>,
+    /// How the latest change was collected.
+    pub method: Option<String>,
+}
+
+/// One purpose's consent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PurposeConsentBody {
+    /// `granted` if any category is live, else `expired`, `withdrawn` or `none`.
+    pub state: String,
+    /// Per category.
+    pub categories: Vec<CategoryConsentBody>,
+}
+
+/// A subject's consent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentResponse {
+    /// The policy version in force.
+    pub policy_version: String,
+    /// By purpose.
+    pub purposes: BTreeMap<String, PurposeConsentBody>,
+}
+
+fn name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+impl From<ConsentView> for ConsentResponse {
+    fn from(view: ConsentView) -> Self {
+        Self {
+            policy_version: view.policy_version,
+            purposes: view
+                .purposes
+                .into_iter()
+                .map(|(purpose, p)| {
+                    let body = PurposeConsentBody {
+                        state: name(&p.state),
+                        categories: p
+                            .categories
+                            .into_iter()
+                            .map(|c| CategoryConsentBody {
+                                category: c.category,
+                                state: name(&c.state),
+                                changed_at: c.changed_at,
+                                expires_at: c.expires_at,
+                                method: c.method.map(|m| m.as_str().to_owned()),
+                            })
+                            .collect(),
+                    };
+                    (purpose, body)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One consent record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentRecordBody {
+    /// The purpose.
+    pub purpose: String,
+    /// The category.
+    pub category: String,
+    /// Granted or withdrawn.
+    pub granted: bool,
+    /// When.
+    pub at: String,
+    /// When a grant lapses.
+    pub expires_at: Option<String>,
+    /// The policy version then in force.
+    pub policy_version: String,
+    /// `api`, `banner`, `form`, `import`, `gpc` or `tcf`.
+    pub method: String,
+}
+
+/// A subject's consent history, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentHistoryResponse {
+    /// Every record; records are never changed or removed.
+    pub records: Vec<ConsentRecordBody>,
+}
+
+impl From<Vec<ConsentHistoryEntry>> for ConsentHistoryResponse {
+    fn from(entries: Vec<ConsentHistoryEntry>) -> Self {
+        Self {
+            records: entries
+                .into_iter()
+                .map(|e| ConsentRecordBody {
+                    purpose: e.purpose,
+                    category: e.category,
+                    granted: e.granted,
+                    at: e.at,
+                    expires_at: e.expires_at,
+                    policy_version: e.policy_version,
+                    method: e.method.as_str().to_owned(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An item's fields (the id is in the path).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemFields {
+    /// Display title.
+    pub title: String,
+    /// Category, e.g. a genre or a department.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Provider, e.g. a seller or a studio.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Free-form attributes (a JSON object, at most 4 KiB).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A catalogue item.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemBody {
+    /// Item id.
+    pub id: String,
+    /// Display title.
+    pub title: String,
+    /// Category.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Provider.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Free-form attributes.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl From<ItemBody> for Item {
+    fn from(b: ItemBody) -> Self {
+        Item {
+            id: b.id,
+            title: b.title,
+            category: b.category,
+            provider: b.provider,
+            attributes: b.attributes,
+        }
+    }
+}
+
+impl From<Item> for ItemBody {
+    fn from(i: Item) -> Self {
+        ItemBody {
+            id: i.id,
+            title: i.title,
+            category: i.category,
+            provider: i.provider,
+            attributes: i.attributes,
+        }
+    }
+}
+
+/// A batch import of items.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemImport {
+    /// Up to 10,000 items, inserted or replaced all or none.
+    pub items: Vec<ItemBody>,
+}
+
+/// The result of an import.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportResponse {
+    /// Items inserted or replaced.
+    pub imported: usize,
+}
+
+/// A page of items.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemsPage {
+    /// Items in id order.
+    pub items: Vec<ItemBody>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
+/// Paging parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    /// Return items with ids after this one.
+    pub after: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// The audit chain's verification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditVerifyResponse {
+    /// Whether every entry and the signed head check out.
+    pub ok: bool,
+    /// Entries checked.
+    pub entries: u64,
+    /// The first broken position, if any.
+    pub first_bad_position: Option<u64>,
+    /// What is wrong there.
+    pub problem: Option<String>,
+}
+
+impl From<AuditReport> for AuditVerifyResponse {
+    fn from(r: AuditReport) -> Self {
+        Self {
+            ok: r.ok,
+            entries: r.entries,
+            first_bad_position: r.first_bad_position,
+            problem: r.problem,
+        }
+    }
+}
+
+/// A key to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// `admin`, `service`, `analyst` or `dpo`.
+    pub role: String,
+    /// A label for people.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// A new key, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreateKeyResponse {
+    /// The bearer token. It is not stored and cannot be shown again.
+    pub key: String,
+    /// Its role.
+    pub role: String,
+}
+
+/// Liveness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthResponse {
+    /// `ok`.
+    pub status: String,
+    /// `sqlite` or `postgres`.
+    pub store: String,
+    /// Candor's version.
+    pub version: String,
+}
