@@ -1,0 +1,474 @@
+//! DESIGN §3 invariants 1, 2, 3, 5, 9 and 10 as tests, each run on SQLite and, when
+//! `CANDOR_TEST_POSTGRES_URL` is set, on PostgreSQL. One test binary for the engine.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use candor_domain::{ConsentMethod, ConsentState, Policy, RefusalReason, SubjectId, Timestamp};
+use candor_engine::{Actor, ConsentUpdate, EngineError, EventDraft, PurposeChoice};
+use support::Harness;
+
+const PROFILING: &str = "personalize.content.profiling";
+const ANALYTICS: &str = "analytics.reporting";
+const SHARING: &str = "third_party_sharing";
+
+fn sid(raw: &str) -> SubjectId {
+    SubjectId::parse(raw).unwrap()
+}
+
+fn grant(purposes: &[&str]) -> ConsentUpdate {
+    ConsentUpdate {
+        purposes: purposes.iter().map(|p| (p.to_string(), PurposeChoice { granted: true, categories: None })).collect(),
+        method: ConsentMethod::Banner,
+        recorded_at: None,
+    }
+}
+
+fn withdraw(purposes: &[&str]) -> ConsentUpdate {
+    ConsentUpdate {
+        purposes: purposes.iter().map(|p| (p.to_string(), PurposeChoice { granted: false, categories: None })).collect(),
+        method: ConsentMethod::Api,
+        recorded_at: None,
+    }
+}
+
+fn event(subject: &str, item: &str, event_type: &str) -> EventDraft {
+    EventDraft {
+        subject: subject.into(),
+        item: item.into(),
+        event_type: event_type.into(),
+        value: matches!(event_type, "purchase" | "add_to_cart").then_some(1.0),
+        ..Default::default()
+    }
+}
+
+fn with_context(mut e: EventDraft, key: &str, value: &str) -> EventDraft {
+    e.context.insert(key.into(), value.into());
+    e
+}
+
+fn actor() -> Actor {
+    Actor("test".into())
+}
+
+fn reasons(report: &candor_engine::IngestReport) -> Vec<RefusalReason> {
+    report.refused.iter().map(|r| r.reason).collect()
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(super::Harness::sqlite().await).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(h) = super::Harness::postgres().await {
+                        super::$name(h).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+
+on_both_backends!(
+    refused_event_leaves_no_trace,
+    raw_ids_and_payloads_never_reach_the_database,
+    reads_are_bound_to_purpose,
+    withdrawn_or_expired_consent_stops_ingestion_at_once,
+    narrowed_consent_covers_only_its_categories,
+    gpc_withdraws_sharing_even_over_opt_in,
+    every_consent_change_and_read_is_audited,
+    audit_edit_is_detected,
+    audit_delete_is_detected,
+    audit_insert_is_detected,
+    audit_reorder_is_detected,
+    audit_truncate_is_detected,
+    bad_input_changes_nothing,
+    duplicates_are_refused,
+    retention_sweeper_deletes_expired_events,
+    wrong_keys_refuse_to_open,
+);
+
+/// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
+async fn refused_event_leaves_no_trace(h: Harness) {
+    h.items(&["i1"]).await;
+    h.engine.set_consent(&actor(), &sid("consenting-subject"), &grant(&[PROFILING]), false).await.unwrap();
+    let marker = "refused-marker-3f9c1a";
+    let drafts = vec![
+        with_context(event("nonconsenting-subject-77", "i1", "view"), "page", marker),
+        with_context(event("consenting-subject", "i1", "search"), "query", marker), // search needs personalize.content.search
+        with_context(event("consenting-subject", "i1", "view"), "referrer", &format!("{marker}-bad-type")).tap_type("nonexistent"),
+    ];
+    let report = h.engine.ingest(&actor(), &drafts, false).await.unwrap();
+    assert_eq!(report.accepted, 0);
+    assert_eq!(
+        reasons(&report),
+        vec![RefusalReason::ConsentRequired, RefusalReason::ConsentRequired, RefusalReason::UnknownEventType]
+    );
+    assert_eq!(h.engine.stats().await.unwrap().events, 0);
+    h.assert_absent(marker).await;
+    h.assert_absent("nonconsenting-subject-77").await;
+}
+
+trait TapType {
+    fn tap_type(self, t: &str) -> Self;
+}
+impl TapType for EventDraft {
+    fn tap_type(mut self, t: &str) -> Self {
+        self.event_type = t.into();
+        self
+    }
+}
+
+/// Invariant 3: identifiers are keyed-hashed and payloads encrypted at rest.
+async fn raw_ids_and_payloads_never_reach_the_database(h: Harness) {
+    h.items(&["i1", "i2"]).await;
+    let subject = "alice.raw-id-5d21@example";
+    h.engine.set_consent(&actor(), &sid(subject), &grant(&[PROFILING]), false).await.unwrap();
+    let marker = "stored-marker-88e0b2";
+    let report = h
+        .engine
+        .ingest(&actor(), &[with_context(event(subject, "i2", "view"), "page", marker)], false)
+        .await
+        .unwrap();
+    assert_eq!(report.accepted, 1, "{:?}", report.refused);
+    h.assert_absent(subject).await;
+    h.assert_absent(marker).await;
+    // Yet the engine can read it back for a consented purpose.
+    let events = h.engine.read_events(&actor(), PROFILING, Some(&sid(subject)), 0, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].payload.context["page"], marker);
+    assert_eq!(events[0].payload.item, "i2");
+}
+
+/// Invariant 2: reads name a purpose and return only data consented for it, now.
+async fn reads_are_bound_to_purpose(h: Harness) {
+    h.items(&["i1", "i2"]).await;
+    let (a, b) = (sid("subject-a"), sid("subject-b"));
+    h.engine.set_consent(&actor(), &a, &grant(&[PROFILING]), false).await.unwrap();
+    h.engine.set_consent(&actor(), &b, &grant(&[ANALYTICS]), false).await.unwrap();
+    let report = h
+        .engine
+        .ingest(
+            &actor(),
+            &[event("subject-a", "i1", "view"), event("subject-a", "i2", "purchase"), event("subject-b", "i1", "view")],
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.accepted, 3, "{:?}", report.refused);
+    let profiling = h.engine.read_events(&actor(), PROFILING, None, 0, 100).await.unwrap();
+    assert_eq!(profiling.len(), 2);
+    assert!(profiling.iter().all(|e| e.subject == profiling[0].subject));
+    let analytics = h.engine.read_events(&actor(), ANALYTICS, None, 0, 100).await.unwrap();
+    assert_eq!(analytics.len(), 1);
+    assert_ne!(analytics[0].subject, profiling[0].subject);
+    // A purpose that uses neither category sees nothing.
+    assert!(h.engine.read_events(&actor(), SHARING, None, 0, 100).await.unwrap().is_empty());
+    // Withdrawal applies to the very next read, though the rows are still stored.
+    h.engine.set_consent(&actor(), &a, &withdraw(&[PROFILING]), false).await.unwrap();
+    assert!(h.engine.read_events(&actor(), PROFILING, None, 0, 100).await.unwrap().is_empty());
+    assert_eq!(h.engine.stats().await.unwrap().events, 3);
+    // Unknown purposes are refused.
+    assert!(matches!(
+        h.engine.read_events(&actor(), "marketing.everything", None, 0, 1).await,
+        Err(EngineError::Invalid { code: "unknown_purpose", .. })
+    ));
+}
+
+/// Invariants 1 and 9: withdrawal and expiry stop ingestion at once.
+async fn withdrawn_or_expired_consent_stops_ingestion_at_once(h: Harness) {
+    h.items(&["i1"]).await;
+    let s = sid("subject-w");
+    h.engine.set_consent(&actor(), &s, &grant(&[PROFILING]), false).await.unwrap();
+    assert_eq!(h.engine.ingest(&actor(), &[event("subject-w", "i1", "view")], false).await.unwrap().accepted, 1);
+    h.engine.set_consent(&actor(), &s, &withdraw(&[PROFILING]), false).await.unwrap();
+    let mut late = event("subject-w", "i1", "click");
+    late.timestamp = Some(Timestamp(Timestamp::now().0 - 1000).to_rfc3339());
+    let report = h.engine.ingest(&actor(), &[late], false).await.unwrap();
+    assert_eq!(reasons(&report), vec![RefusalReason::ConsentRequired]);
+
+    // A grant imported from 400 days ago has lapsed after its 365-day renewal period.
+    let old = sid("subject-expired");
+    let mut update = grant(&[PROFILING]);
+    update.method = ConsentMethod::Import;
+    update.recorded_at = Some(Timestamp(Timestamp::now().0 - 400 * candor_domain::timestamp::DAY_MS));
+    let view = h.engine.set_consent(&actor(), &old, &update, false).await.unwrap();
+    assert_eq!(view.purposes[PROFILING].state, ConsentState::Expired);
+    let report = h.engine.ingest(&actor(), &[event("subject-expired", "i1", "view")], false).await.unwrap();
+    assert_eq!(reasons(&report), vec![RefusalReason::ConsentRequired]);
+    // Renewal restores it.
+    h.engine.set_consent(&actor(), &old, &grant(&[PROFILING]), false).await.unwrap();
+    assert_eq!(h.engine.ingest(&actor(), &[event("subject-expired", "i1", "view")], false).await.unwrap().accepted, 1);
+    // A time may be given only for imports, and never in the future.
+    let mut future = grant(&[PROFILING]);
+    future.method = ConsentMethod::Import;
+    future.recorded_at = Some(Timestamp(Timestamp::now().0 + 86_400_000));
+    assert!(h.engine.set_consent(&actor(), &old, &future, false).await.is_err());
+}
+
+async fn narrowed_consent_covers_only_its_categories(h: Harness) {
+    h.items(&["i1"]).await;
+    let s = sid("subject-n");
+    let update = ConsentUpdate {
+        purposes: BTreeMap::from([(
+            PROFILING.to_string(),
+            PurposeChoice { granted: true, categories: Some(vec!["user.behavior.browsing_history".into()]) },
+        )]),
+        method: ConsentMethod::Api,
+        recorded_at: None,
+    };
+    let view = h.engine.set_consent(&actor(), &s, &update, false).await.unwrap();
+    let cats = &view.purposes[PROFILING].categories;
+    assert_eq!(cats.iter().filter(|c| c.state == ConsentState::Granted).count(), 1);
+    let report = h
+        .engine
+        .ingest(&actor(), &[event("subject-n", "i1", "view"), event("subject-n", "i1", "purchase")], false)
+        .await
+        .unwrap();
+    assert_eq!(report.accepted, 1);
+    assert_eq!(reasons(&report), vec![RefusalReason::ConsentRequired]);
+    assert_eq!(report.refused[0].index, 1);
+    // A category outside the purpose is refused.
+    let bad = ConsentUpdate {
+        purposes: BTreeMap::from([(
+            PROFILING.to_string(),
+            PurposeChoice { granted: true, categories: Some(vec!["user.behavior.search_history".into()]) },
+        )]),
+        method: ConsentMethod::Api,
+        recorded_at: None,
+    };
+    assert!(matches!(
+        h.engine.set_consent(&actor(), &s, &bad, false).await,
+        Err(EngineError::Invalid { code: "unknown_category", .. })
+    ));
+}
+
+/// Invariant 9: Sec-GPC withdraws sale/sharing and cross-context purposes, over an opt-in.
+async fn gpc_withdraws_sharing_even_over_opt_in(h: Harness) {
+    h.items(&["i1"]).await;
+    let s = sid("subject-g");
+    let view = h.engine.set_consent(&actor(), &s, &grant(&[PROFILING, SHARING]), false).await.unwrap();
+    assert_eq!(view.purposes[SHARING].state, ConsentState::Granted);
+    // An event request with GPC: the purchase is then covered by profiling only.
+    let report = h.engine.ingest(&actor(), &[event("subject-g", "i1", "purchase")], true).await.unwrap();
+    assert_eq!(report.accepted, 1);
+    let view = h.engine.consent(&actor(), &s, false).await.unwrap();
+    assert_eq!(view.purposes[SHARING].state, ConsentState::Withdrawn);
+    assert_eq!(view.purposes["marketing.advertising.third_party.targeted"].state, ConsentState::Withdrawn);
+    assert_eq!(view.purposes[PROFILING].state, ConsentState::Granted);
+    assert!(view.purposes[SHARING].categories.iter().all(|c| c.method == Some(ConsentMethod::Gpc)));
+    // An opt-in sent together with GPC still ends withdrawn.
+    let view = h.engine.set_consent(&actor(), &s, &grant(&[SHARING]), true).await.unwrap();
+    assert_eq!(view.purposes[SHARING].state, ConsentState::Withdrawn);
+    let history = h.engine.consent_history(&actor(), &s, false).await.unwrap();
+    assert!(history.iter().any(|r| r.method == ConsentMethod::Gpc && r.purpose == SHARING && !r.granted));
+    // GPC is recorded as a method only from the signal, never from a request body.
+    let mut fake = grant(&[SHARING]);
+    fake.method = ConsentMethod::Gpc;
+    assert!(h.engine.set_consent(&actor(), &s, &fake, false).await.is_err());
+    // A repeated signal adds no records.
+    let before = h.engine.stats().await.unwrap().consent_records;
+    h.engine.consent(&actor(), &s, true).await.unwrap();
+    assert_eq!(h.engine.stats().await.unwrap().consent_records, before);
+}
+
+/// Invariant 5: consent changes, consent reads and event reads append audit entries that
+/// hold pseudonyms only.
+async fn every_consent_change_and_read_is_audited(h: Harness) {
+    h.items(&["i1"]).await;
+    let subject = "audited-subject-41";
+    let s = sid(subject);
+    let n0 = h.engine.stats().await.unwrap().audit_entries;
+    h.engine.set_consent(&actor(), &s, &grant(&[PROFILING, ANALYTICS]), false).await.unwrap();
+    let n1 = h.engine.stats().await.unwrap().audit_entries;
+    assert_eq!(n1 - n0, 2, "one entry per purpose changed");
+    h.engine.consent(&actor(), &s, false).await.unwrap();
+    h.engine.ingest(&actor(), &[event(subject, "i1", "view")], false).await.unwrap();
+    h.engine.read_events(&actor(), PROFILING, Some(&s), 0, 10).await.unwrap();
+    let n2 = h.engine.stats().await.unwrap().audit_entries;
+    assert_eq!(n2 - n1, 3, "consent read, ingestion and event read");
+    let report = h.engine.verify_audit().await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.entries, n2);
+    h.assert_absent(subject).await;
+}
+
+async fn tamper_setup(h: &Harness) -> u64 {
+    for i in 0..6 {
+        h.engine.set_consent(&actor(), &sid(&format!("tamper-{i}")), &grant(&[PROFILING]), false).await.unwrap();
+    }
+    let report = h.engine.verify_audit().await.unwrap();
+    assert!(report.ok, "{report:?}");
+    report.entries
+}
+
+async fn expect_broken_at(h: &Harness, position: u64) {
+    let report = h.engine.verify_audit().await.unwrap();
+    assert!(!report.ok, "tampering went unnoticed");
+    assert_eq!(report.first_bad_position, Some(position), "{report:?}");
+}
+
+async fn audit_edit_is_detected(h: Harness) {
+    tamper_setup(&h).await;
+    h.sql(&["UPDATE audit_log SET detail = 'granted categories=nothing method=api' WHERE seq = 3"]).await;
+    expect_broken_at(&h, 3).await;
+}
+
+async fn audit_delete_is_detected(h: Harness) {
+    tamper_setup(&h).await;
+    h.sql(&["DELETE FROM audit_log WHERE seq = 4"]).await;
+    expect_broken_at(&h, 4).await;
+}
+
+async fn audit_insert_is_detected(h: Harness) {
+    tamper_setup(&h).await;
+    // A well-formed forgery: correct position, correct link to entry 2, correct SHA-256. It
+    // lacks only the server's MAC key.
+    let entries = h.audit_entries().await;
+    let mut forged = entries[1].clone();
+    forged.seq = 3;
+    forged.detail = "withdrawn method=api".into();
+    forged.prev_hash = entries[1].hash;
+    forged.hash = candor_crypto::sha256(&forged.canonical_bytes());
+    h.sql(&[
+        "UPDATE audit_log SET seq = seq + 1000 WHERE seq >= 3",
+        "UPDATE audit_log SET seq = seq - 999 WHERE seq >= 1003",
+    ])
+    .await;
+    h.insert_audit_row(&forged).await;
+    expect_broken_at(&h, 3).await;
+}
+
+async fn audit_reorder_is_detected(h: Harness) {
+    tamper_setup(&h).await;
+    h.sql(&[
+        "UPDATE audit_log SET seq = 1000 WHERE seq = 2",
+        "UPDATE audit_log SET seq = 2 WHERE seq = 3",
+        "UPDATE audit_log SET seq = 3 WHERE seq = 1000",
+    ])
+    .await;
+    expect_broken_at(&h, 2).await;
+}
+
+async fn audit_truncate_is_detected(h: Harness) {
+    let n = tamper_setup(&h).await;
+    h.sql(&[&format!("DELETE FROM audit_log WHERE seq >= {}", n - 1)]).await;
+    expect_broken_at(&h, n - 1).await;
+}
+
+/// Invariant 10: bad input gets a coded error and changes nothing.
+async fn bad_input_changes_nothing(h: Harness) {
+    h.items(&["i1"]).await;
+    let s = sid("subject-bad");
+    h.engine.set_consent(&actor(), &s, &grant(&[PROFILING]), false).await.unwrap();
+    let before = h.engine.stats().await.unwrap();
+
+    let mut future = event("subject-bad", "i1", "view");
+    future.timestamp = Some(Timestamp(Timestamp::now().0 + 3_600_000).to_rfc3339());
+    let mut ancient = event("subject-bad", "i1", "view");
+    ancient.timestamp = Some("2001-01-01T00:00:00Z".into());
+    let mut garbage_time = event("subject-bad", "i1", "view");
+    garbage_time.timestamp = Some("yesterday".into());
+    let mut rating = event("subject-bad", "i1", "rating");
+    rating.value = Some(11.0);
+    let mut valued_view = event("subject-bad", "i1", "view");
+    valued_view.value = Some(1.0);
+    let drafts = vec![
+        future,
+        ancient,
+        garbage_time,
+        rating,
+        valued_view,
+        event("subject bad", "i1", "view"),
+        event("subject-bad", &"x".repeat(129), "view"),
+        event("subject-bad", "no-such-item", "view"),
+        with_context(event("subject-bad", "i1", "view"), "email", "someone@example.com"),
+        with_context(event("subject-bad", "i1", "view"), "page", &"p".repeat(200)),
+    ];
+    let report = h.engine.ingest(&actor(), &drafts, false).await.unwrap();
+    assert_eq!(report.accepted, 0);
+    assert_eq!(
+        reasons(&report),
+        vec![
+            RefusalReason::TimestampInFuture,
+            RefusalReason::TimestampTooOld,
+            RefusalReason::InvalidField,
+            RefusalReason::InvalidField,
+            RefusalReason::InvalidField,
+            RefusalReason::InvalidId,
+            RefusalReason::InvalidId,
+            RefusalReason::UnknownItem,
+            RefusalReason::ContextNotAllowed,
+            RefusalReason::ContextNotAllowed,
+        ]
+    );
+    assert_eq!(report.refused.iter().map(|r| r.index).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+
+    // An oversize batch is refused whole.
+    let big = vec![event("subject-bad", "i1", "view"); h.engine.config().max_batch + 1];
+    assert!(matches!(
+        h.engine.ingest(&actor(), &big, false).await,
+        Err(EngineError::Invalid { code: "batch_too_large", .. })
+    ));
+    // Unknown purposes in a consent change: nothing recorded, not even the valid part.
+    let mut update = grant(&[ANALYTICS]);
+    update.purposes.insert("no.such.purpose".into(), PurposeChoice { granted: true, categories: None });
+    assert!(matches!(
+        h.engine.set_consent(&actor(), &s, &update, false).await,
+        Err(EngineError::Invalid { code: "unknown_purpose", .. })
+    ));
+    // One bad item in an import: nothing imported.
+    let good = candor_domain::Item { id: "fresh".into(), title: "Fresh".into(), category: None, provider: None, attributes: Default::default() };
+    let bad = candor_domain::Item { id: "bad id".into(), ..good.clone() };
+    assert!(h.engine.put_items(&[good, bad]).await.is_err());
+    // Unknown subjects are reported as such.
+    assert!(matches!(
+        h.engine.consent(&actor(), &sid("never-seen"), false).await,
+        Err(EngineError::NotFound { code: "unknown_subject", .. })
+    ));
+    assert_eq!(h.engine.stats().await.unwrap(), before);
+}
+
+async fn duplicates_are_refused(h: Harness) {
+    h.items(&["i1"]).await;
+    h.engine.set_consent(&actor(), &sid("subject-d"), &grant(&[PROFILING]), false).await.unwrap();
+    let mut e = event("subject-d", "i1", "view");
+    e.timestamp = Some(Timestamp(Timestamp::now().0 - 5000).to_rfc3339());
+    let report = h.engine.ingest(&actor(), &[e.clone(), e.clone()], false).await.unwrap();
+    assert_eq!(report.accepted, 1);
+    assert_eq!(reasons(&report), vec![RefusalReason::DuplicateEvent]);
+    let report = h.engine.ingest(&actor(), &[e], false).await.unwrap();
+    assert_eq!(reasons(&report), vec![RefusalReason::DuplicateEvent]);
+    assert_eq!(h.engine.stats().await.unwrap().events, 1);
+}
+
+async fn retention_sweeper_deletes_expired_events(h: Harness) {
+    let h = h.with_policy(Policy::from_toml(&candor_domain::policy::DEFAULT_POLICY_TOML.replace("retention_days = 365", "retention_days = 1")
+        .replace("retention_days = 180", "retention_days = 1")
+        .replace("retention_days = 90", "retention_days = 1")).unwrap()).await;
+    h.items(&["i1"]).await;
+    h.engine.set_consent(&actor(), &sid("subject-r"), &grant(&[PROFILING]), false).await.unwrap();
+    let mut old = event("subject-r", "i1", "view");
+    old.timestamp = Some(Timestamp(Timestamp::now().0 - candor_domain::timestamp::DAY_MS + 700).to_rfc3339());
+    let fresh = event("subject-r", "i1", "click");
+    assert_eq!(h.engine.ingest(&actor(), &[old, fresh], false).await.unwrap().accepted, 2);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    // Expired rows are invisible to reads even before the sweep...
+    assert_eq!(h.engine.read_events(&actor(), PROFILING, None, 0, 10).await.unwrap().len(), 1);
+    // ...and the sweep deletes them, audited.
+    assert_eq!(h.engine.sweep_retention(&actor()).await.unwrap(), 1);
+    assert_eq!(h.engine.stats().await.unwrap().events, 1);
+    assert!(h.engine.verify_audit().await.unwrap().ok);
+}
+
+async fn wrong_keys_refuse_to_open(h: Harness) {
+    let err = h.reopen_with_other_keys().await.err().expect("opening with other keys must fail");
+    assert!(matches!(err, EngineError::Setup(_)), "{err:?}");
+    assert!(!format!("{err}").contains("key_file"), "{err}");
+}
