@@ -45,14 +45,32 @@ pub async fn ingest(engine: &Engine, bench: IngestBench) -> anyhow::Result<()> {
     }
     let setup = Instant::now();
     let update = ConsentUpdate {
-        purposes: [("personalize.content.profiling".to_string(), PurposeChoice { granted: true, categories: None })].into(),
+        purposes: [(
+            "personalize.content.profiling".to_string(),
+            PurposeChoice {
+                granted: true,
+                categories: None,
+            },
+        )]
+        .into(),
         method: ConsentMethod::Api,
         recorded_at: None,
     };
     for s in 0..bench.subjects {
-        engine.set_consent(&actor, &SubjectId::parse(&format!("bench-user-{s}"))?, &update, false).await?;
+        engine
+            .set_consent(
+                &actor,
+                &SubjectId::parse(&format!("bench-user-{s}"))?,
+                &update,
+                false,
+            )
+            .await?;
     }
-    eprintln!("consent for {} subjects in {:.1} s", bench.subjects, setup.elapsed().as_secs_f64());
+    eprintln!(
+        "consent for {} subjects in {:.1} s",
+        bench.subjects,
+        setup.elapsed().as_secs_f64()
+    );
 
     let base = Timestamp::now().0 - 10 * candor_domain::timestamp::DAY_MS;
     let mut accepted = 0usize;
@@ -74,7 +92,11 @@ pub async fn ingest(engine: &Engine, bench: IngestBench) -> anyhow::Result<()> {
         let report = engine.ingest(&actor, &drafts, false).await?;
         spent += start.elapsed().as_secs_f64();
         accepted += report.accepted;
-        anyhow::ensure!(report.refused.is_empty(), "benchmark events were refused: {:?}", report.refused.first());
+        anyhow::ensure!(
+            report.refused.is_empty(),
+            "benchmark events were refused: {:?}",
+            report.refused.first()
+        );
         made += n;
     }
     println!(

@@ -37,12 +37,16 @@ pub struct DemoSummary {
     pub refused: BTreeMap<&'static str, usize>,
 }
 
-const CATEGORIES: [&str; 8] = ["books", "music", "film", "games", "garden", "kitchen", "sports", "toys"];
+const CATEGORIES: [&str; 8] = [
+    "books", "music", "film", "games", "garden", "kitchen", "sports", "toys",
+];
 const ADJECTIVES: [&str; 12] = [
-    "Quiet", "Bright", "Hidden", "Golden", "Wild", "Small", "Electric", "Northern", "Lost", "Silver", "Patient", "Urban",
+    "Quiet", "Bright", "Hidden", "Golden", "Wild", "Small", "Electric", "Northern", "Lost",
+    "Silver", "Patient", "Urban",
 ];
 const NOUNS: [&str; 12] = [
-    "Harbour", "Garden", "Engine", "River", "Lantern", "Orchard", "Signal", "Compass", "Meadow", "Atlas", "Kettle", "Bridge",
+    "Harbour", "Garden", "Engine", "River", "Lantern", "Orchard", "Signal", "Compass", "Meadow",
+    "Atlas", "Kettle", "Bridge",
 ];
 const CLUSTERS: usize = 4;
 
@@ -67,7 +71,10 @@ pub fn catalogue(shape: &DemoShape) -> (Vec<Item>, Vec<f64>) {
             i + 1
         );
         let mut attributes = serde_json::Map::new();
-        attributes.insert("price".into(), serde_json::json!((rng.gen_range(300..9000) as f64) / 100.0));
+        attributes.insert(
+            "price".into(),
+            serde_json::json!((rng.gen_range(300..9000) as f64) / 100.0),
+        );
         items.push(Item {
             id: format!("item-{:05}", i + 1),
             title,
@@ -93,7 +100,9 @@ pub async fn load(engine: &Engine, shape: &DemoShape) -> anyhow::Result<DemoSumm
     // Per-category popularity samplers.
     let mut by_category: Vec<(Vec<usize>, WeightedIndex<f64>)> = Vec::new();
     for (c, _) in CATEGORIES.iter().enumerate() {
-        let members: Vec<usize> = (0..items.len()).filter(|i| i % CATEGORIES.len() == c).collect();
+        let members: Vec<usize> = (0..items.len())
+            .filter(|i| i % CATEGORIES.len() == c)
+            .collect();
         let weights: Vec<f64> = members.iter().map(|&i| popularity[i]).collect();
         by_category.push((members, WeightedIndex::new(weights)?));
     }
@@ -109,20 +118,46 @@ pub async fn load(engine: &Engine, shape: &DemoShape) -> anyhow::Result<DemoSumm
             9 => {
                 // Imported from an earlier system 400 days ago; the 365-day grant has lapsed.
                 let update = ConsentUpdate {
-                    purposes: personalization.iter().map(|p| (p.to_string(), PurposeChoice { granted: true, categories: None })).collect(),
+                    purposes: personalization
+                        .iter()
+                        .map(|p| {
+                            (
+                                p.to_string(),
+                                PurposeChoice {
+                                    granted: true,
+                                    categories: None,
+                                },
+                            )
+                        })
+                        .collect(),
                     method: ConsentMethod::Import,
                     recorded_at: Some(Timestamp(now.0 - 400 * candor_domain::timestamp::DAY_MS)),
                 };
-                engine.set_consent(&actor, &candor_subject, &update, false).await?;
+                engine
+                    .set_consent(&actor, &candor_subject, &update, false)
+                    .await?;
                 summary.expired += 1;
             }
             _ => {
                 let update = ConsentUpdate {
-                    purposes: personalization.iter().map(|p| (p.to_string(), PurposeChoice { granted: true, categories: None })).collect(),
+                    purposes: personalization
+                        .iter()
+                        .map(|p| {
+                            (
+                                p.to_string(),
+                                PurposeChoice {
+                                    granted: true,
+                                    categories: None,
+                                },
+                            )
+                        })
+                        .collect(),
                     method: ConsentMethod::Banner,
                     recorded_at: None,
                 };
-                engine.set_consent(&actor, &candor_subject, &update, false).await?;
+                engine
+                    .set_consent(&actor, &candor_subject, &update, false)
+                    .await?;
                 summary.consenting += 1;
             }
         }
@@ -148,7 +183,10 @@ pub async fn load(engine: &Engine, shape: &DemoShape) -> anyhow::Result<DemoSumm
             };
             let at = Timestamp(now.0 - rng.gen_range(0..60 * candor_domain::timestamp::DAY_MS));
             let mut context = BTreeMap::new();
-            context.insert("device".to_string(), ["mobile", "desktop", "tablet"][rng.gen_range(0..3)].to_string());
+            context.insert(
+                "device".to_string(),
+                ["mobile", "desktop", "tablet"][rng.gen_range(0..3)].to_string(),
+            );
             drafts.push(EventDraft {
                 subject: subject.clone(),
                 item: item.id.clone(),

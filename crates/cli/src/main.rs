@@ -151,13 +151,19 @@ fn load_settings(common: &Common, listen: Option<String>) -> anyhow::Result<Sett
         listen,
         store_url: common.store.clone(),
     };
-    Settings::load(common.config.as_deref(), Settings::process_env(), &overrides)
+    Settings::load(
+        common.config.as_deref(),
+        Settings::process_env(),
+        &overrides,
+    )
 }
 
 fn init_tracing(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if settings.log.json {
         builder.json().init();
     } else {
@@ -187,42 +193,81 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let engine = open_engine(&settings).await?;
             serve(&settings, engine, None).await
         }
-        Command::Demo { common, listen, fresh, seed, subjects, items } => {
+        Command::Demo {
+            common,
+            listen,
+            fresh,
+            seed,
+            subjects,
+            items,
+        } => {
             let settings = load_settings(&common, listen)?;
             init_tracing(&settings);
             if fresh {
                 for suffix in ["", "-wal", "-shm"] {
                     let path = settings.store.data_dir.join(format!("candor.db{suffix}"));
                     if path.exists() {
-                        std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+                        std::fs::remove_file(&path)
+                            .with_context(|| format!("cannot remove {}", path.display()))?;
                     }
                 }
             }
             let engine = open_engine(&settings).await?;
-            let shape = demo::DemoShape { seed, items, subjects };
+            let shape = demo::DemoShape {
+                seed,
+                items,
+                subjects,
+            };
             if engine.stats().await?.items == 0 {
                 let summary = demo::load(&engine, &shape).await?;
                 println!(
                     "demo shop: {items} items; {subjects} subjects ({} consenting, {} without consent, {} with expired consent)",
                     summary.consenting, summary.without_consent, summary.expired
                 );
-                let refused: Vec<String> = summary.refused.iter().map(|(k, v)| format!("{v} {k}")).collect();
-                println!("events: {} stored, refused: {}", summary.accepted, if refused.is_empty() { "none".into() } else { refused.join(", ") });
+                let refused: Vec<String> = summary
+                    .refused
+                    .iter()
+                    .map(|(k, v)| format!("{v} {k}"))
+                    .collect();
+                println!(
+                    "events: {} stored, refused: {}",
+                    summary.accepted,
+                    if refused.is_empty() {
+                        "none".into()
+                    } else {
+                        refused.join(", ")
+                    }
+                );
             } else {
-                println!("demo shop already loaded in {} (use --fresh to regenerate)", settings.store.data_dir.display());
+                println!(
+                    "demo shop already loaded in {} (use --fresh to regenerate)",
+                    settings.store.data_dir.display()
+                );
             }
-            let key = engine.create_api_key(&Actor::cli(), Role::Admin, "demo admin").await?;
+            let key = engine
+                .create_api_key(&Actor::cli(), Role::Admin, "demo admin")
+                .await?;
             serve(&settings, engine, Some(key.to_string())).await
         }
-        Command::Keys { command: KeysCommand::Create { common, role, label } } => {
+        Command::Keys {
+            command:
+                KeysCommand::Create {
+                    common,
+                    role,
+                    label,
+                },
+        } => {
             let settings = load_settings(&common, None)?;
-            let role = Role::parse(&role).context("--role must be one of admin, service, analyst, dpo")?;
+            let role =
+                Role::parse(&role).context("--role must be one of admin, service, analyst, dpo")?;
             let engine = open_engine(&settings).await?;
             let key = engine.create_api_key(&Actor::cli(), role, &label).await?;
             println!("{}", key.as_str());
             Ok(())
         }
-        Command::Policy { command: PolicyCommand::Check { file } } => {
+        Command::Policy {
+            command: PolicyCommand::Check { file },
+        } => {
             let policy = settings::load_policy(&file)?;
             println!(
                 "policy {} is valid: version {}, {} purposes, {} data categories, {} event types",
@@ -234,12 +279,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Audit { command: AuditCommand::Verify { common } } => {
+        Command::Audit {
+            command: AuditCommand::Verify { common },
+        } => {
             let settings = load_settings(&common, None)?;
             let engine = open_engine(&settings).await?;
             let report = engine.verify_audit().await?;
             if report.ok {
-                println!("audit log verified: {} entries, signed head matches", report.entries);
+                println!(
+                    "audit log verified: {} entries, signed head matches",
+                    report.entries
+                );
                 Ok(())
             } else {
                 anyhow::bail!(
@@ -256,7 +306,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("deleted {deleted} events past their retention");
             Ok(())
         }
-        Command::Bench { command: BenchCommand::Ingest { common, events, batch, subjects, items } } => {
+        Command::Bench {
+            command:
+                BenchCommand::Ingest {
+                    common,
+                    events,
+                    batch,
+                    subjects,
+                    items,
+                },
+        } => {
             let mut settings = load_settings(&common, None)?;
             let _tmp;
             if common.data_dir.is_none() {
@@ -266,8 +325,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             settings.ingest.max_batch = settings.ingest.max_batch.max(batch);
             let engine = open_engine(&settings).await?;
-            anyhow::ensure!(subjects >= 1 && items >= 1 && batch >= 1, "--subjects, --items and --batch must be at least 1");
-            bench::ingest(&engine, bench::IngestBench { events, batch, subjects, items }).await
+            anyhow::ensure!(
+                subjects >= 1 && items >= 1 && batch >= 1,
+                "--subjects, --items and --batch must be at least 1"
+            );
+            bench::ingest(
+                &engine,
+                bench::IngestBench {
+                    events,
+                    batch,
+                    subjects,
+                    items,
+                },
+            )
+            .await
         }
     }
 }
@@ -282,13 +353,24 @@ impl Drop for TempDir {
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("candor-bench-{}-{}", std::process::id(), rand::random::<u32>()));
+    let dir = std::env::temp_dir().join(format!(
+        "candor-bench-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
 
-async fn serve(settings: &Settings, engine: Arc<Engine>, admin_key: Option<String>) -> anyhow::Result<()> {
-    candor_engine::spawn_retention_sweeper(Arc::downgrade(&engine), Duration::from_secs(settings.retention.sweep_interval_secs));
+async fn serve(
+    settings: &Settings,
+    engine: Arc<Engine>,
+    admin_key: Option<String>,
+) -> anyhow::Result<()> {
+    candor_engine::spawn_retention_sweeper(
+        Arc::downgrade(&engine),
+        Duration::from_secs(settings.retention.sweep_interval_secs),
+    );
     let listener = tokio::net::TcpListener::bind(&settings.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
@@ -301,7 +383,9 @@ async fn serve(settings: &Settings, engine: Arc<Engine>, admin_key: Option<Strin
         println!("try:");
         println!("  export KEY={key}");
         println!("  curl -s {base}/v1/policy");
-        println!("  curl -s -H \"Authorization: Bearer $KEY\" {base}/v1/subjects/user-0001/consent");
+        println!(
+            "  curl -s -H \"Authorization: Bearer $KEY\" {base}/v1/subjects/user-0001/consent"
+        );
         println!(
             "  curl -s -X POST -H \"Authorization: Bearer $KEY\" -H 'Content-Type: application/json' \
              -d '{{\"subject\":\"user-0001\",\"item\":\"item-00001\",\"type\":\"view\"}}' {base}/v1/events"

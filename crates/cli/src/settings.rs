@@ -95,7 +95,9 @@ impl Default for Settings {
                 data_dir: PathBuf::from("candor-data"),
                 url: String::new(),
             },
-            policy: PolicySettings { file: String::new() },
+            policy: PolicySettings {
+                file: String::new(),
+            },
             ingest: IngestSettings {
                 max_batch: 10_000,
                 future_skew_secs: 300,
@@ -127,7 +129,11 @@ impl Settings {
     pub fn load(file: Option<&Path>, env: Env, overrides: &Overrides) -> anyhow::Result<Self> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(file) = file {
-            anyhow::ensure!(file.exists(), "the settings file {} does not exist", file.display());
+            anyhow::ensure!(
+                file.exists(),
+                "the settings file {} does not exist",
+                file.display()
+            );
             figment = figment.merge(Toml::file(file));
         }
         figment = figment.merge(env);
@@ -140,7 +146,9 @@ impl Settings {
         if let Some(url) = &overrides.store_url {
             figment = figment.merge(("store.url", url));
         }
-        let settings: Settings = figment.extract().map_err(|e| anyhow::anyhow!(figment_message(e)))?;
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!(figment_message(e)))?;
         settings.check()?;
         Ok(settings)
     }
@@ -151,16 +159,28 @@ impl Settings {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.ingest.max_batch >= 1, "ingest.max_batch must be at least 1");
-        anyhow::ensure!(self.retention.sweep_interval_secs >= 1, "retention.sweep_interval_secs must be at least 1");
-        anyhow::ensure!(self.server.max_body_bytes >= 1024, "server.max_body_bytes must be at least 1024");
+        anyhow::ensure!(
+            self.ingest.max_batch >= 1,
+            "ingest.max_batch must be at least 1"
+        );
+        anyhow::ensure!(
+            self.retention.sweep_interval_secs >= 1,
+            "retention.sweep_interval_secs must be at least 1"
+        );
+        anyhow::ensure!(
+            self.server.max_body_bytes >= 1024,
+            "server.max_body_bytes must be at least 1024"
+        );
         Ok(())
     }
 
     /// The store URL in force.
     pub fn store_url(&self) -> String {
         if self.store.url.is_empty() {
-            format!("sqlite://{}", self.store.data_dir.join("candor.db").display())
+            format!(
+                "sqlite://{}",
+                self.store.data_dir.join("candor.db").display()
+            )
         } else {
             self.store.url.clone()
         }
@@ -185,7 +205,8 @@ impl Settings {
 
 /// Reads and checks a policy file.
 pub fn load_policy(path: &Path) -> anyhow::Result<candor_domain::Policy> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read policy file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy file {}", path.display()))?;
     candor_domain::Policy::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
@@ -193,7 +214,11 @@ fn figment_message(err: figment::Error) -> String {
     err.into_iter()
         .map(|e| {
             let key = e.path.join(".");
-            let source = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| m.name.to_string())
+                .unwrap_or_default();
             match (key.is_empty(), source.is_empty()) {
                 (true, _) => format!("settings: {}", e.kind),
                 (false, true) => format!("settings key `{key}`: {}", e.kind),
@@ -205,6 +230,8 @@ fn figment_message(err: figment::Error) -> String {
 }
 
 #[cfg(test)]
+// figment's `Jail` closures return its own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -212,13 +239,21 @@ mod tests {
     fn defaults_file_env_and_flags_layer_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("candor.toml");
-        std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9000\"\n[ingest]\nmax_batch = 50\n").unwrap();
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"127.0.0.1:9000\"\n[ingest]\nmax_batch = 50\n",
+        )
+        .unwrap();
         figment::Jail::expect_with(|jail| {
             jail.set_env("CANDOR__INGEST__MAX_BATCH", "70");
-            let s = Settings::load(Some(&file), Settings::process_env(), &Overrides::default()).unwrap();
+            let s = Settings::load(Some(&file), Settings::process_env(), &Overrides::default())
+                .unwrap();
             assert_eq!(s.server.listen, "127.0.0.1:9000");
             assert_eq!(s.ingest.max_batch, 70);
-            let flags = Overrides { listen: Some("127.0.0.1:9100".into()), ..Default::default() };
+            let flags = Overrides {
+                listen: Some("127.0.0.1:9100".into()),
+                ..Default::default()
+            };
             let s = Settings::load(Some(&file), Settings::process_env(), &flags).unwrap();
             assert_eq!(s.server.listen, "127.0.0.1:9100");
             assert_eq!(s.store.data_dir, PathBuf::from("candor-data"));
@@ -231,11 +266,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("candor.toml");
         std::fs::write(&file, "[server]\nlisen = \"x\"\n").unwrap();
-        let err = Settings::load(Some(&file), Env::prefixed("CANDOR_TEST_NONE__"), &Overrides::default()).unwrap_err();
+        let err = Settings::load(
+            Some(&file),
+            Env::prefixed("CANDOR_TEST_NONE__"),
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
         figment::Jail::expect_with(|jail| {
             jail.set_env("CANDOR__STORE__COLOUR", "blue");
-            let err = Settings::load(None, Settings::process_env(), &Overrides::default()).unwrap_err();
+            let err =
+                Settings::load(None, Settings::process_env(), &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains("colour"), "{err}");
             Ok(())
         });

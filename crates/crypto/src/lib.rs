@@ -41,7 +41,9 @@ impl SecretKey {
         Self(bytes)
     }
     fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::BadKey("a key must be 32 bytes"))?;
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::BadKey("a key must be 32 bytes"))?;
         Ok(Self(Zeroizing::new(arr)))
     }
     fn cipher(&self) -> XChaCha20Poly1305 {
@@ -53,7 +55,13 @@ impl SecretKey {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let ct = self
             .cipher()
-            .encrypt(&nonce, Payload { msg: plaintext, aad })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
@@ -120,7 +128,11 @@ impl KeyRing {
     }
 
     /// Builds a key ring from three base64 strings (32 bytes each).
-    pub fn from_base64(master: &str, hmac_secret: &str, signing: &str) -> Result<Self, CryptoError> {
+    pub fn from_base64(
+        master: &str,
+        hmac_secret: &str,
+        signing: &str,
+    ) -> Result<Self, CryptoError> {
         let signing = decode_key(signing)?;
         Ok(Self {
             master: decode_key(master)?,
@@ -143,10 +155,14 @@ impl KeyRing {
     /// Parses the text written by [`KeyRing::to_key_file`].
     pub fn from_key_file(text: &str) -> Result<Self, CryptoError> {
         let mut fields: [Option<&str>; 3] = [None; 3];
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-            let (name, value) = line
-                .split_once('=')
-                .ok_or(CryptoError::BadKey("a key file line is not `name = \"value\"`"))?;
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let (name, value) = line.split_once('=').ok_or(CryptoError::BadKey(
+                "a key file line is not `name = \"value\"`",
+            ))?;
             let value = value.trim().trim_matches('"');
             let slot = match name.trim() {
                 "master_key" => 0,
@@ -327,7 +343,11 @@ mod tests {
         let sig = ring.sign(b"head");
         assert!(verify_signature(&ring.verifying_key(), b"head", &sig));
         assert!(!verify_signature(&ring.verifying_key(), b"heae", &sig));
-        assert!(!verify_signature(&KeyRing::generate().verifying_key(), b"head", &sig));
+        assert!(!verify_signature(
+            &KeyRing::generate().verifying_key(),
+            b"head",
+            &sig
+        ));
     }
 
     #[test]

@@ -117,8 +117,14 @@ mod tests {
         assert!(SubjectId::parse("user-42@shop.example").is_ok());
         assert_eq!(SubjectId::parse(""), Err(IdError::Empty("subject")));
         assert_eq!(ItemId::parse("a b"), Err(IdError::BadChar("item")));
-        assert_eq!(ItemId::parse(&"x".repeat(129)), Err(IdError::TooLong("item")));
+        assert_eq!(
+            ItemId::parse(&"x".repeat(129)),
+            Err(IdError::TooLong("item"))
+        );
         assert!(ItemId::parse(&"x".repeat(128)).is_ok());
-        assert_eq!(format!("{:?}", SubjectId::parse("alice").unwrap()), "SubjectId(<redacted>)");
+        assert_eq!(
+            format!("{:?}", SubjectId::parse("alice").unwrap()),
+            "SubjectId(<redacted>)"
+        );
     }
 }

@@ -226,7 +226,12 @@ impl Checker<'_> {
             .count()
             + 1
     }
-    fn error(&self, span: Option<std::ops::Range<usize>>, field: String, what: &str) -> PolicyError {
+    fn error(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        field: String,
+        what: &str,
+    ) -> PolicyError {
         let line = span.map(|s| self.line_of(s.start));
         let message = match line {
             Some(line) => format!("policy line {line}, field `{field}`: {what}"),
@@ -269,7 +274,11 @@ impl Policy {
 
     fn check(raw: RawPolicy, c: &Checker<'_>) -> Result<Self, PolicyError> {
         if raw.version.get_ref().trim().is_empty() {
-            return Err(c.error(Some(raw.version.span()), "version".into(), "must not be empty"));
+            return Err(c.error(
+                Some(raw.version.span()),
+                "version".into(),
+                "must not be empty",
+            ));
         }
         let mut categories = BTreeMap::new();
         for (name, cat) in raw.categories {
@@ -384,7 +393,9 @@ impl Policy {
                 return Err(c.error(
                     Some(e.category.span()),
                     field("category"),
-                    &format!("no purpose uses `{category}`, so events of this type could never be stored"),
+                    &format!(
+                        "no purpose uses `{category}`, so events of this type could never be stored"
+                    ),
                 ));
             }
             let context_span = e.context.as_ref().map(|c| c.span());
@@ -433,7 +444,11 @@ impl Policy {
             );
         }
         if event_types.is_empty() {
-            return Err(c.error(None, "event_types".into(), "at least one event type is required"));
+            return Err(c.error(
+                None,
+                "event_types".into(),
+                "at least one event type is required",
+            ));
         }
         Ok(Self {
             version: raw.version.into_inner(),
@@ -445,7 +460,10 @@ impl Policy {
     }
 
     /// The purposes that use a category.
-    pub fn purposes_using<'a>(&'a self, category: &'a str) -> impl Iterator<Item = &'a Purpose> + 'a {
+    pub fn purposes_using<'a>(
+        &'a self,
+        category: &'a str,
+    ) -> impl Iterator<Item = &'a Purpose> + 'a {
         self.purposes.values().filter(move |p| p.uses(category))
     }
 
@@ -477,7 +495,10 @@ mod tests {
         let p = Policy::default_policy();
         assert!(p.purposes.contains_key("personalize.content.profiling"));
         assert!(p.gpc_purposes().any(|p| p.name == "third_party_sharing"));
-        assert_eq!(p.event_types["purchase"].category, "user.behavior.purchase_history");
+        assert_eq!(
+            p.event_types["purchase"].category,
+            "user.behavior.purchase_history"
+        );
         assert!(p.retention_days("user.behavior.browsing_history") >= 1);
     }
 
@@ -492,12 +513,20 @@ mod tests {
         let err = check(&bad).unwrap_err();
         let line = DEFAULT_POLICY_TOML
             .lines()
-            .position(|l| l.contains("\"user.behavior.browsing_history\", \"user.behavior.purchase_history\"]"))
+            .position(|l| {
+                l.contains(
+                    "\"user.behavior.browsing_history\", \"user.behavior.purchase_history\"]",
+                )
+            })
             .unwrap()
             + 1;
         assert_eq!(err.line, Some(line));
         assert!(err.field.ends_with(".categories"), "{}", err.field);
-        assert!(err.message.contains("user.behavior.nope"), "{}", err.message);
+        assert!(
+            err.message.contains("user.behavior.nope"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -509,7 +538,8 @@ mod tests {
         let bad = DEFAULT_POLICY_TOML.replacen("retention_days = 365", "retention_days = 0", 1);
         let err = check(&bad).unwrap_err();
         assert!(err.field.ends_with("retention_days"), "{}", err.field);
-        let bad = DEFAULT_POLICY_TOML.replacen("retention_days = 365", "retention_days = \"a year\"", 1);
+        let bad =
+            DEFAULT_POLICY_TOML.replacen("retention_days = 365", "retention_days = \"a year\"", 1);
         assert!(check(&bad).unwrap_err().line.is_some());
     }
 }

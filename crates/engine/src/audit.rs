@@ -69,22 +69,35 @@ impl Engine {
             for entry in page {
                 read += 1;
                 if entry.seq != expected {
-                    return Ok(bad(read, expected, format!(
-                        "entry {expected} is missing or out of place (found position {} next)",
-                        entry.seq
-                    )));
+                    return Ok(bad(
+                        read,
+                        expected,
+                        format!(
+                            "entry {expected} is missing or out of place (found position {} next)",
+                            entry.seq
+                        ),
+                    ));
                 }
                 let recomputed = sealer.digest(&entry.canonical_bytes());
-                if !ct_eq(&recomputed, &entry.hash) || !ct_eq(&sealer.mac(&entry.hash), &entry.mac) {
-                    return Ok(bad(read, expected, format!(
-                        "entry {expected} was altered or forged: its hash or MAC does not match its content"
-                    )));
+                if !ct_eq(&recomputed, &entry.hash) || !ct_eq(&sealer.mac(&entry.hash), &entry.mac)
+                {
+                    return Ok(bad(
+                        read,
+                        expected,
+                        format!(
+                            "entry {expected} was altered or forged: its hash or MAC does not match its content"
+                        ),
+                    ));
                 }
                 if entry.prev_hash != prev_hash {
-                    return Ok(bad(read, expected, format!(
-                        "entry {expected} does not follow entry {}: an entry was inserted, removed or reordered",
-                        expected - 1
-                    )));
+                    return Ok(bad(
+                        read,
+                        expected,
+                        format!(
+                            "entry {expected} does not follow entry {}: an entry was inserted, removed or reordered",
+                            expected - 1
+                        ),
+                    ));
                 }
                 prev_hash = entry.hash;
                 expected += 1;
@@ -95,27 +108,47 @@ impl Engine {
         match head {
             None if last_seq == 0 => {}
             None => {
-                return Ok(bad(read, 1, "the signed head of the chain is missing".into()));
+                return Ok(bad(
+                    read,
+                    1,
+                    "the signed head of the chain is missing".into(),
+                ));
             }
             Some(head) => {
                 let message = SignedHead::message(head.seq, &head.hash);
                 if !verify_signature(&self.keys.verifying_key(), &message, &head.signature) {
-                    return Ok(bad(read, head.seq.min(last_seq + 1).max(1), "the signed head's signature is invalid".into()));
+                    return Ok(bad(
+                        read,
+                        head.seq.min(last_seq + 1).max(1),
+                        "the signed head's signature is invalid".into(),
+                    ));
                 }
                 if head.seq > last_seq {
-                    return Ok(bad(read, last_seq + 1, format!(
-                        "the log was truncated: the signed head is at position {} but the log ends at {last_seq}",
-                        head.seq
-                    )));
+                    return Ok(bad(
+                        read,
+                        last_seq + 1,
+                        format!(
+                            "the log was truncated: the signed head is at position {} but the log ends at {last_seq}",
+                            head.seq
+                        ),
+                    ));
                 }
                 if head.seq < last_seq {
-                    return Ok(bad(read, head.seq + 1, format!(
-                        "entries after the signed head (position {}) were added without signing",
-                        head.seq
-                    )));
+                    return Ok(bad(
+                        read,
+                        head.seq + 1,
+                        format!(
+                            "entries after the signed head (position {}) were added without signing",
+                            head.seq
+                        ),
+                    ));
                 }
                 if head.hash != prev_hash {
-                    return Ok(bad(read, last_seq, "the newest entry does not match the signed head".into()));
+                    return Ok(bad(
+                        read,
+                        last_seq,
+                        "the newest entry does not match the signed head".into(),
+                    ));
                 }
             }
         }

@@ -64,9 +64,17 @@ pub(crate) struct CachedKey {
 
 impl Engine {
     /// Mints an API key with a role; returns the token, which is shown once and never stored.
-    pub async fn create_api_key(&self, actor: &Actor, role: Role, label: &str) -> Result<Zeroizing<String>> {
+    pub async fn create_api_key(
+        &self,
+        actor: &Actor,
+        role: Role,
+        label: &str,
+    ) -> Result<Zeroizing<String>> {
         if label.len() > 128 {
-            return Err(EngineError::invalid("invalid_field", "the key label is longer than 128 bytes"));
+            return Err(EngineError::invalid(
+                "invalid_field",
+                "the key label is longer than 128 bytes",
+            ));
         }
         let key = generate_api_key();
         let record = ApiKeyRecord {
@@ -76,7 +84,13 @@ impl Engine {
             label: label.to_owned(),
             created_at: Timestamp::now(),
         };
-        let draft = self.draft(actor, AuditAction::KeyCreate, None, None, format!("key={} role={}", key.id, role.as_str()));
+        let draft = self.draft(
+            actor,
+            AuditAction::KeyCreate,
+            None,
+            None,
+            format!("key={} role={}", key.id, role.as_str()),
+        );
         self.store.put_api_key(&record, &[draft]).await?;
         Ok(key.token)
     }
@@ -86,7 +100,12 @@ impl Engine {
         let Some((id, secret)) = split_api_key(token) else {
             return Ok(None);
         };
-        let cached = self.api_keys.read().expect("api key cache lock").get(id).cloned();
+        let cached = self
+            .api_keys
+            .read()
+            .expect("api key cache lock")
+            .get(id)
+            .cloned();
         let cached = match cached {
             Some(c) => c,
             None => {

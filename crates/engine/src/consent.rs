@@ -87,7 +87,15 @@ pub struct ConsentHistoryEntry {
 }
 
 impl Engine {
-    fn consent_record(&self, subject: Pseudonym, purpose: &str, category: &str, granted: bool, method: ConsentMethod, now: Timestamp) -> ConsentRecord {
+    fn consent_record(
+        &self,
+        subject: Pseudonym,
+        purpose: &str,
+        category: &str,
+        granted: bool,
+        method: ConsentMethod,
+        now: Timestamp,
+    ) -> ConsentRecord {
         let renewal = self.policy.purposes[purpose].consent_renewal_days;
         ConsentRecord {
             subject,
@@ -103,7 +111,12 @@ impl Engine {
 
     /// The withdrawals a GPC signal causes for a subject whose current rows are `rows`: every
     /// category of every GPC purpose that is not already withdrawn.
-    pub(crate) fn gpc_records(&self, subject: Pseudonym, rows: &[ConsentRow], now: Timestamp) -> Vec<ConsentRecord> {
+    pub(crate) fn gpc_records(
+        &self,
+        subject: Pseudonym,
+        rows: &[ConsentRow],
+        now: Timestamp,
+    ) -> Vec<ConsentRecord> {
         let mut out = Vec::new();
         for purpose in self.policy.gpc_purposes() {
             for category in &purpose.categories {
@@ -111,19 +124,39 @@ impl Engine {
                     .iter()
                     .any(|r| r.purpose == purpose.name && &r.category == category && !r.granted);
                 if !withdrawn {
-                    out.push(self.consent_record(subject, &purpose.name, category, false, ConsentMethod::Gpc, now));
+                    out.push(self.consent_record(
+                        subject,
+                        &purpose.name,
+                        category,
+                        false,
+                        ConsentMethod::Gpc,
+                        now,
+                    ));
                 }
             }
         }
         out
     }
 
-    fn gpc_drafts(&self, actor: &Actor, subject: Pseudonym, records: &[ConsentRecord]) -> Vec<candor_domain::AuditDraft> {
+    fn gpc_drafts(
+        &self,
+        actor: &Actor,
+        subject: Pseudonym,
+        records: &[ConsentRecord],
+    ) -> Vec<candor_domain::AuditDraft> {
         let mut purposes: Vec<&str> = records.iter().map(|r| r.purpose.as_str()).collect();
         purposes.dedup();
         purposes
             .into_iter()
-            .map(|p| self.draft(actor, AuditAction::ConsentGpc, Some(subject), Some(p), "withdrawn method=gpc".into()))
+            .map(|p| {
+                self.draft(
+                    actor,
+                    AuditAction::ConsentGpc,
+                    Some(subject),
+                    Some(p),
+                    "withdrawn method=gpc".into(),
+                )
+            })
             .collect()
     }
 
@@ -135,7 +168,11 @@ impl Engine {
         let mut drafts = Vec::new();
         let mut changed = 0;
         for subject in subjects {
-            let rows: Vec<ConsentRow> = current.iter().filter(|(s, _)| s == subject).map(|(_, r)| r.clone()).collect();
+            let rows: Vec<ConsentRow> = current
+                .iter()
+                .filter(|(s, _)| s == subject)
+                .map(|(_, r)| r.clone())
+                .collect();
             if rows.is_empty() {
                 continue;
             }
@@ -154,7 +191,13 @@ impl Engine {
 
     /// Records a consent change (and, with `gpc`, the GPC withdrawals, which win) and returns
     /// the new state.
-    pub async fn set_consent(&self, actor: &Actor, subject: &SubjectId, update: &ConsentUpdate, gpc: bool) -> Result<ConsentView> {
+    pub async fn set_consent(
+        &self,
+        actor: &Actor,
+        subject: &SubjectId,
+        update: &ConsentUpdate,
+        gpc: bool,
+    ) -> Result<ConsentView> {
         if update.method == ConsentMethod::Gpc {
             return Err(EngineError::invalid(
                 "invalid_field",
@@ -162,7 +205,10 @@ impl Engine {
             ));
         }
         if update.purposes.is_empty() && !gpc {
-            return Err(EngineError::invalid("invalid_field", "name at least one purpose to change"));
+            return Err(EngineError::invalid(
+                "invalid_field",
+                "name at least one purpose to change",
+            ));
         }
         let real_now = Timestamp::now();
         let now = match update.recorded_at {
@@ -195,27 +241,56 @@ impl Engine {
                 if choice.granted && cats.is_empty() {
                     return Err(EngineError::invalid(
                         "invalid_field",
-                        format!("a grant of `{name}` narrowed to no category grants nothing; withdraw it instead"),
+                        format!(
+                            "a grant of `{name}` narrowed to no category grants nothing; withdraw it instead"
+                        ),
                     ));
                 }
             }
             let mut granted_cats = Vec::new();
             for category in &purpose.categories {
-                let granted = choice.granted && choice.categories.as_ref().is_none_or(|c| c.contains(category));
+                let granted = choice.granted
+                    && choice
+                        .categories
+                        .as_ref()
+                        .is_none_or(|c| c.contains(category));
                 if granted {
                     granted_cats.push(category.as_str());
                 }
-                records.push(self.consent_record(pseudonym, name, category, granted, update.method, now));
+                records.push(self.consent_record(
+                    pseudonym,
+                    name,
+                    category,
+                    granted,
+                    update.method,
+                    now,
+                ));
             }
             let detail = if choice.granted {
-                format!("granted categories={} method={}", granted_cats.join(","), update.method.as_str())
+                format!(
+                    "granted categories={} method={}",
+                    granted_cats.join(","),
+                    update.method.as_str()
+                )
             } else {
                 format!("withdrawn method={}", update.method.as_str())
             };
-            drafts.push(self.draft(actor, AuditAction::ConsentUpdate, Some(pseudonym), Some(name), detail));
+            drafts.push(self.draft(
+                actor,
+                AuditAction::ConsentUpdate,
+                Some(pseudonym),
+                Some(name),
+                detail,
+            ));
         }
         if gpc {
-            let mut current = self.store.consent_current(&[pseudonym]).await?.into_iter().map(|(_, r)| r).collect::<Vec<_>>();
+            let mut current = self
+                .store
+                .consent_current(&[pseudonym])
+                .await?
+                .into_iter()
+                .map(|(_, r)| r)
+                .collect::<Vec<_>>();
             // The update above is about to become current: GPC applies on top of it.
             for r in &records {
                 current.retain(|c| !(c.purpose == r.purpose && c.category == r.category));
@@ -251,32 +326,57 @@ impl Engine {
     async fn known_rows(&self, subject: &Pseudonym) -> Result<Vec<ConsentRow>> {
         let rows = self.current_rows(subject).await?;
         if rows.is_empty() && self.store.subject_key(subject).await?.is_none() {
-            return Err(EngineError::not_found("unknown_subject", "no data or consent is held for this subject"));
+            return Err(EngineError::not_found(
+                "unknown_subject",
+                "no data or consent is held for this subject",
+            ));
         }
         Ok(rows)
     }
 
     /// A subject's consent now (applying a GPC signal first, if sent).
-    pub async fn consent(&self, actor: &Actor, subject: &SubjectId, gpc: bool) -> Result<ConsentView> {
+    pub async fn consent(
+        &self,
+        actor: &Actor,
+        subject: &SubjectId,
+        gpc: bool,
+    ) -> Result<ConsentView> {
         let pseudonym = self.pseudonymize(subject);
         let mut rows = self.known_rows(&pseudonym).await?;
         if gpc && self.apply_gpc(actor, &[pseudonym]).await? > 0 {
             rows = self.current_rows(&pseudonym).await?;
         }
-        let draft = self.draft(actor, AuditAction::ConsentRead, Some(pseudonym), None, "state".into());
+        let draft = self.draft(
+            actor,
+            AuditAction::ConsentRead,
+            Some(pseudonym),
+            None,
+            "state".into(),
+        );
         self.store.append_audit(&[draft]).await?;
         Ok(self.view(&rows, Timestamp::now()))
     }
 
     /// A subject's whole consent history, oldest first (applying a GPC signal first, if sent).
-    pub async fn consent_history(&self, actor: &Actor, subject: &SubjectId, gpc: bool) -> Result<Vec<ConsentHistoryEntry>> {
+    pub async fn consent_history(
+        &self,
+        actor: &Actor,
+        subject: &SubjectId,
+        gpc: bool,
+    ) -> Result<Vec<ConsentHistoryEntry>> {
         let pseudonym = self.pseudonymize(subject);
         self.known_rows(&pseudonym).await?;
         if gpc {
             self.apply_gpc(actor, &[pseudonym]).await?;
         }
         let history = self.store.consent_history(&pseudonym).await?;
-        let draft = self.draft(actor, AuditAction::ConsentRead, Some(pseudonym), None, format!("history records={}", history.len()));
+        let draft = self.draft(
+            actor,
+            AuditAction::ConsentRead,
+            Some(pseudonym),
+            None,
+            format!("history records={}", history.len()),
+        );
         self.store.append_audit(&[draft]).await?;
         Ok(history
             .into_iter()
@@ -299,7 +399,9 @@ impl Engine {
                 .categories
                 .iter()
                 .map(|category| {
-                    let row = rows.iter().find(|r| r.purpose == purpose.name && &r.category == category);
+                    let row = rows
+                        .iter()
+                        .find(|r| r.purpose == purpose.name && &r.category == category);
                     CategoryConsent {
                         category: category.clone(),
                         state: row.map_or(ConsentState::None, |r| r.state(now)),
@@ -309,10 +411,14 @@ impl Engine {
                     }
                 })
                 .collect();
-            let state = [ConsentState::Granted, ConsentState::Expired, ConsentState::Withdrawn]
-                .into_iter()
-                .find(|s| categories.iter().any(|c| c.state == *s))
-                .unwrap_or(ConsentState::None);
+            let state = [
+                ConsentState::Granted,
+                ConsentState::Expired,
+                ConsentState::Withdrawn,
+            ]
+            .into_iter()
+            .find(|s| categories.iter().any(|c| c.state == *s))
+            .unwrap_or(ConsentState::None);
             purposes.insert(purpose.name.clone(), PurposeConsent { state, categories });
         }
         ConsentView {

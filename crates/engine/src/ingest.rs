@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use candor_domain::policy::EventType;
 use candor_domain::{
-    AuditAction, ConsentRow, EventInput, EventPayload, ItemId, Pseudonym, RefusalReason,
-    SubjectId, Timestamp,
+    AuditAction, ConsentRow, EventInput, EventPayload, ItemId, Pseudonym, RefusalReason, SubjectId,
+    Timestamp,
 };
 use candor_store::NewEvent;
 
@@ -62,22 +62,37 @@ struct Candidate {
 }
 
 impl Engine {
-    fn validate(&self, draft: &EventDraft, now: Timestamp) -> std::result::Result<(EventInput, &EventType), (RefusalReason, String)> {
-        let subject = SubjectId::parse(&draft.subject).map_err(|e| (RefusalReason::InvalidId, e.to_string()))?;
-        let item = ItemId::parse(&draft.item).map_err(|e| (RefusalReason::InvalidId, e.to_string()))?;
+    fn validate(
+        &self,
+        draft: &EventDraft,
+        now: Timestamp,
+    ) -> std::result::Result<(EventInput, &EventType), (RefusalReason, String)> {
+        let subject = SubjectId::parse(&draft.subject)
+            .map_err(|e| (RefusalReason::InvalidId, e.to_string()))?;
+        let item =
+            ItemId::parse(&draft.item).map_err(|e| (RefusalReason::InvalidId, e.to_string()))?;
         let Some(event_type) = self.policy.event_types.get(&draft.event_type) else {
-            return Err((RefusalReason::UnknownEventType, "the policy declares no such event type".into()));
+            return Err((
+                RefusalReason::UnknownEventType,
+                "the policy declares no such event type".into(),
+            ));
         };
         match (draft.value, event_type.value) {
             (None, _) => {}
             (Some(_), None) => {
-                return Err((RefusalReason::InvalidField, format!("events of type `{}` carry no value", event_type.name)));
+                return Err((
+                    RefusalReason::InvalidField,
+                    format!("events of type `{}` carry no value", event_type.name),
+                ));
             }
             (Some(v), Some(rule)) => {
                 if !(v.is_finite() && v >= rule.min && v <= rule.max) {
                     return Err((
                         RefusalReason::InvalidField,
-                        format!("value must be between {} and {} for `{}`", rule.min, rule.max, event_type.name),
+                        format!(
+                            "value must be between {} and {} for `{}`",
+                            rule.min, rule.max, event_type.name
+                        ),
                     ));
                 }
             }
@@ -86,7 +101,10 @@ impl Engine {
             if !event_type.context.iter().any(|k| k == key) {
                 return Err((
                     RefusalReason::ContextNotAllowed,
-                    format!("the policy allows no context key `{key}` for `{}`", event_type.name),
+                    format!(
+                        "the policy allows no context key `{key}` for `{}`",
+                        event_type.name
+                    ),
                 ));
             }
             if value.len() > MAX_CONTEXT_VALUE_LEN {
@@ -98,17 +116,24 @@ impl Engine {
         }
         let timestamp = match &draft.timestamp {
             None => now,
-            Some(raw) => Timestamp::parse_rfc3339(raw)
-                .ok_or((RefusalReason::InvalidField, "timestamp is not an RFC 3339 date-time".to_string()))?,
+            Some(raw) => Timestamp::parse_rfc3339(raw).ok_or((
+                RefusalReason::InvalidField,
+                "timestamp is not an RFC 3339 date-time".to_string(),
+            ))?,
         };
         if timestamp.0 > now.0 + self.config.future_skew_ms {
-            return Err((RefusalReason::TimestampInFuture, "timestamp is in the future".into()));
+            return Err((
+                RefusalReason::TimestampInFuture,
+                "timestamp is in the future".into(),
+            ));
         }
         let retention = self.policy.retention_days(&event_type.category);
         if timestamp.plus_days(retention) <= now {
             return Err((
                 RefusalReason::TimestampTooOld,
-                format!("timestamp is older than the {retention}-day retention of its data category"),
+                format!(
+                    "timestamp is older than the {retention}-day retention of its data category"
+                ),
             ));
         }
         Ok((
@@ -124,18 +149,32 @@ impl Engine {
         ))
     }
 
-    fn has_live_consent(&self, rows: Option<&Vec<ConsentRow>>, category: &str, now: Timestamp) -> bool {
+    fn has_live_consent(
+        &self,
+        rows: Option<&Vec<ConsentRow>>,
+        category: &str,
+        now: Timestamp,
+    ) -> bool {
         let Some(rows) = rows else { return false };
         rows.iter().any(|r| {
             r.category == category
                 && r.is_live(now)
-                && self.policy.purposes.get(&r.purpose).is_some_and(|p| p.uses(category))
+                && self
+                    .policy
+                    .purposes
+                    .get(&r.purpose)
+                    .is_some_and(|p| p.uses(category))
         })
     }
 
     /// Ingests a batch: validates, checks consent, encrypts and stores what may be stored.
     /// With `gpc`, the GPC signal is applied to the batch's known subjects first.
-    pub async fn ingest(&self, actor: &Actor, drafts: &[EventDraft], gpc: bool) -> Result<IngestReport> {
+    pub async fn ingest(
+        &self,
+        actor: &Actor,
+        drafts: &[EventDraft],
+        gpc: bool,
+    ) -> Result<IngestReport> {
         if drafts.len() > self.config.max_batch {
             return Err(EngineError::invalid(
                 "batch_too_large",
@@ -145,7 +184,11 @@ impl Engine {
         let now = Timestamp::now();
         let mut report = IngestReport::default();
         let mut refuse = |index: usize, reason: RefusalReason, message: String| {
-            report.refused.push(Refusal { index, reason, message });
+            report.refused.push(Refusal {
+                index,
+                reason,
+                message,
+            });
         };
 
         // 1. Validate each event against the policy, and pseudonymize its subject.
@@ -193,20 +236,31 @@ impl Engine {
         let mut kept = Vec::with_capacity(candidates.len());
         for c in candidates {
             if !known_items.contains(c.event.item.as_str()) {
-                refuse(c.index, RefusalReason::UnknownItem, "the item is not in the catalogue".into());
+                refuse(
+                    c.index,
+                    RefusalReason::UnknownItem,
+                    "the item is not in the catalogue".into(),
+                );
                 continue;
             }
             if !self.has_live_consent(consent.get(&c.subject), &c.category, now) {
                 refuse(
                     c.index,
                     RefusalReason::ConsentRequired,
-                    format!("the subject holds no live consent for a purpose that uses `{}`", c.category),
+                    format!(
+                        "the subject holds no live consent for a purpose that uses `{}`",
+                        c.category
+                    ),
                 );
                 continue;
             }
             let dedup = self.dedup_key(&c);
             if !seen_dedup.insert(dedup) {
-                refuse(c.index, RefusalReason::DuplicateEvent, "the same event appears earlier in this batch".into());
+                refuse(
+                    c.index,
+                    RefusalReason::DuplicateEvent,
+                    "the same event appears earlier in this batch".into(),
+                );
                 continue;
             }
             kept.push((c, dedup));
@@ -216,9 +270,12 @@ impl Engine {
         let mut rows = Vec::with_capacity(kept.len());
         let mut keys = HashMap::new();
         for (c, dedup) in &kept {
-            if !keys.contains_key(&c.subject) {
-                let key = self.data_key(&c.subject, true).await?.ok_or(EngineError::Crypto)?;
-                keys.insert(c.subject, key);
+            if let std::collections::hash_map::Entry::Vacant(slot) = keys.entry(c.subject) {
+                let key = self
+                    .data_key(&c.subject, true)
+                    .await?
+                    .ok_or(EngineError::Crypto)?;
+                slot.insert(key);
             }
             let payload = EventPayload {
                 item: c.event.item.as_str().to_owned(),
@@ -226,7 +283,8 @@ impl Engine {
                 value: c.event.value,
                 context: c.event.context.clone(),
             };
-            let plaintext = serde_json::to_vec(&payload).expect("an event payload always serializes");
+            let plaintext =
+                serde_json::to_vec(&payload).expect("an event payload always serializes");
             let retention = self.policy.retention_days(&c.category);
             rows.push(NewEvent {
                 subject: c.subject,
@@ -241,7 +299,13 @@ impl Engine {
         // 6. Store all accepted events and the audit entry in one transaction.
         let single_subject = (subjects.len() == 1).then(|| subjects[0]);
         let audit = |n: u64| {
-            self.draft(actor, AuditAction::EventsIngest, single_subject, None, format!("stored={n} subjects={}", subjects.len()))
+            self.draft(
+                actor,
+                AuditAction::EventsIngest,
+                single_subject,
+                None,
+                format!("stored={n} subjects={}", subjects.len()),
+            )
         };
         let inserted = if rows.is_empty() {
             Vec::new()

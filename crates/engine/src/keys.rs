@@ -29,19 +29,27 @@ pub fn load_or_create(data_dir: &Path) -> Result<KeyRing> {
             )));
         }
     }
-    fs::create_dir_all(data_dir)
-        .map_err(|e| EngineError::Setup(format!("cannot create data directory {}: {e}", data_dir.display())))?;
+    fs::create_dir_all(data_dir).map_err(|e| {
+        EngineError::Setup(format!(
+            "cannot create data directory {}: {e}",
+            data_dir.display()
+        ))
+    })?;
     let path = data_dir.join(KEY_FILE);
     match fs::read_to_string(&path) {
         Ok(text) => KeyRing::from_key_file(&text)
             .map_err(|e| EngineError::Setup(format!("key file {}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let ring = KeyRing::generate();
-            write_private(&path, ring.to_key_file().as_bytes())
-                .map_err(|e| EngineError::Setup(format!("cannot write key file {}: {e}", path.display())))?;
+            write_private(&path, ring.to_key_file().as_bytes()).map_err(|e| {
+                EngineError::Setup(format!("cannot write key file {}: {e}", path.display()))
+            })?;
             Ok(ring)
         }
-        Err(e) => Err(EngineError::Setup(format!("cannot read key file {}: {e}", path.display()))),
+        Err(e) => Err(EngineError::Setup(format!(
+            "cannot read key file {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -71,7 +79,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.path().join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -147,7 +147,11 @@ impl Engine {
     }
 
     /// Builds the engine over an already opened store whose sealer uses the same key ring.
-    pub async fn with_store(config: EngineConfig, keys: Arc<KeyRing>, store: Arc<dyn Store>) -> Result<Self> {
+    pub async fn with_store(
+        config: EngineConfig,
+        keys: Arc<KeyRing>,
+        store: Arc<dyn Store>,
+    ) -> Result<Self> {
         let fingerprint = keys.fingerprint();
         match store.get_meta("keyring_fingerprint").await? {
             Some(stored) if stored != fingerprint => {
@@ -219,7 +223,11 @@ impl Engine {
 
     /// The subject's data key: from the cache, else unwrapped from the store, else (when
     /// `create` is set) freshly made and stored.
-    pub(crate) async fn data_key(&self, subject: &Pseudonym, create: bool) -> Result<Option<SecretKey>> {
+    pub(crate) async fn data_key(
+        &self,
+        subject: &Pseudonym,
+        create: bool,
+    ) -> Result<Option<SecretKey>> {
         if let Some(key) = self.key_cache.lock().expect("key cache lock").get(subject) {
             return Ok(Some(key.clone()));
         }
@@ -234,7 +242,10 @@ impl Engine {
             }
             None => return Ok(None),
         };
-        let key = self.keys.unwrap(&wrapped, &subject.0).map_err(|_| EngineError::Crypto)?;
+        let key = self
+            .keys
+            .unwrap(&wrapped, &subject.0)
+            .map_err(|_| EngineError::Crypto)?;
         let mut cache = self.key_cache.lock().expect("key cache lock");
         if cache.len() >= KEY_CACHE_LIMIT {
             cache.clear();
@@ -254,17 +265,25 @@ impl Engine {
                 format!("deleted={n}"),
             )
         };
-        Ok(self.store.delete_expired_events(Timestamp::now(), &audit).await?)
+        Ok(self
+            .store
+            .delete_expired_events(Timestamp::now(), &audit)
+            .await?)
     }
 }
 
 /// Runs the retention sweeper every `every` until the engine is dropped by everyone else.
-pub fn spawn_retention_sweeper(engine: std::sync::Weak<Engine>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+pub fn spawn_retention_sweeper(
+    engine: std::sync::Weak<Engine>,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         loop {
             ticker.tick().await;
-            let Some(engine) = engine.upgrade() else { return };
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
             match engine.sweep_retention(&Actor::system()).await {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "retention sweep"),

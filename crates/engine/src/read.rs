@@ -33,7 +33,10 @@ impl Engine {
         limit: u32,
     ) -> Result<Vec<Event>> {
         let Some(purpose_def) = self.policy.purposes.get(purpose) else {
-            return Err(EngineError::invalid("unknown_purpose", format!("the policy has no purpose named `{purpose}`")));
+            return Err(EngineError::invalid(
+                "unknown_purpose",
+                format!("the policy has no purpose named `{purpose}`"),
+            ));
         };
         let pseudonym = subject.map(|s| self.pseudonymize(s));
         let read = PurposeRead {
@@ -46,9 +49,15 @@ impl Engine {
         let rows = self.store.read_events(&read).await?;
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
-            let key = self.data_key(&row.subject, false).await?.ok_or(EngineError::Crypto)?;
-            let plaintext = key.open(&row.payload, &row.subject.0).map_err(|_| EngineError::Crypto)?;
-            let payload: EventPayload = serde_json::from_slice(&plaintext).map_err(|_| EngineError::Crypto)?;
+            let key = self
+                .data_key(&row.subject, false)
+                .await?
+                .ok_or(EngineError::Crypto)?;
+            let plaintext = key
+                .open(&row.payload, &row.subject.0)
+                .map_err(|_| EngineError::Crypto)?;
+            let payload: EventPayload =
+                serde_json::from_slice(&plaintext).map_err(|_| EngineError::Crypto)?;
             events.push(Event {
                 id: row.id,
                 subject: row.subject,
@@ -57,7 +66,13 @@ impl Engine {
                 payload,
             });
         }
-        let draft = self.draft(actor, AuditAction::EventsRead, pseudonym, Some(purpose), format!("events={}", events.len()));
+        let draft = self.draft(
+            actor,
+            AuditAction::EventsRead,
+            pseudonym,
+            Some(purpose),
+            format!("events={}", events.len()),
+        );
         self.store.append_audit(&[draft]).await?;
         Ok(events)
     }

@@ -19,7 +19,18 @@ fn sid(raw: &str) -> SubjectId {
 
 fn grant(purposes: &[&str]) -> ConsentUpdate {
     ConsentUpdate {
-        purposes: purposes.iter().map(|p| (p.to_string(), PurposeChoice { granted: true, categories: None })).collect(),
+        purposes: purposes
+            .iter()
+            .map(|p| {
+                (
+                    p.to_string(),
+                    PurposeChoice {
+                        granted: true,
+                        categories: None,
+                    },
+                )
+            })
+            .collect(),
         method: ConsentMethod::Banner,
         recorded_at: None,
     }
@@ -27,7 +38,18 @@ fn grant(purposes: &[&str]) -> ConsentUpdate {
 
 fn withdraw(purposes: &[&str]) -> ConsentUpdate {
     ConsentUpdate {
-        purposes: purposes.iter().map(|p| (p.to_string(), PurposeChoice { granted: false, categories: None })).collect(),
+        purposes: purposes
+            .iter()
+            .map(|p| {
+                (
+                    p.to_string(),
+                    PurposeChoice {
+                        granted: false,
+                        categories: None,
+                    },
+                )
+            })
+            .collect(),
         method: ConsentMethod::Api,
         recorded_at: None,
     }
@@ -97,18 +119,39 @@ on_both_backends!(
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
 async fn refused_event_leaves_no_trace(h: Harness) {
     h.items(&["i1"]).await;
-    h.engine.set_consent(&actor(), &sid("consenting-subject"), &grant(&[PROFILING]), false).await.unwrap();
+    h.engine
+        .set_consent(
+            &actor(),
+            &sid("consenting-subject"),
+            &grant(&[PROFILING]),
+            false,
+        )
+        .await
+        .unwrap();
     let marker = "refused-marker-3f9c1a";
     let drafts = vec![
-        with_context(event("nonconsenting-subject-77", "i1", "view"), "page", marker),
+        with_context(
+            event("nonconsenting-subject-77", "i1", "view"),
+            "page",
+            marker,
+        ),
         with_context(event("consenting-subject", "i1", "search"), "query", marker), // search needs personalize.content.search
-        with_context(event("consenting-subject", "i1", "view"), "referrer", &format!("{marker}-bad-type")).tap_type("nonexistent"),
+        with_context(
+            event("consenting-subject", "i1", "view"),
+            "referrer",
+            &format!("{marker}-bad-type"),
+        )
+        .tap_type("nonexistent"),
     ];
     let report = h.engine.ingest(&actor(), &drafts, false).await.unwrap();
     assert_eq!(report.accepted, 0);
     assert_eq!(
         reasons(&report),
-        vec![RefusalReason::ConsentRequired, RefusalReason::ConsentRequired, RefusalReason::UnknownEventType]
+        vec![
+            RefusalReason::ConsentRequired,
+            RefusalReason::ConsentRequired,
+            RefusalReason::UnknownEventType
+        ]
     );
     assert_eq!(h.engine.stats().await.unwrap().events, 0);
     h.assert_absent(marker).await;
@@ -129,18 +172,29 @@ impl TapType for EventDraft {
 async fn raw_ids_and_payloads_never_reach_the_database(h: Harness) {
     h.items(&["i1", "i2"]).await;
     let subject = "alice.raw-id-5d21@example";
-    h.engine.set_consent(&actor(), &sid(subject), &grant(&[PROFILING]), false).await.unwrap();
+    h.engine
+        .set_consent(&actor(), &sid(subject), &grant(&[PROFILING]), false)
+        .await
+        .unwrap();
     let marker = "stored-marker-88e0b2";
     let report = h
         .engine
-        .ingest(&actor(), &[with_context(event(subject, "i2", "view"), "page", marker)], false)
+        .ingest(
+            &actor(),
+            &[with_context(event(subject, "i2", "view"), "page", marker)],
+            false,
+        )
         .await
         .unwrap();
     assert_eq!(report.accepted, 1, "{:?}", report.refused);
     h.assert_absent(subject).await;
     h.assert_absent(marker).await;
     // Yet the engine can read it back for a consented purpose.
-    let events = h.engine.read_events(&actor(), PROFILING, Some(&sid(subject)), 0, 10).await.unwrap();
+    let events = h
+        .engine
+        .read_events(&actor(), PROFILING, Some(&sid(subject)), 0, 10)
+        .await
+        .unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].payload.context["page"], marker);
     assert_eq!(events[0].payload.item, "i2");
@@ -150,34 +204,72 @@ async fn raw_ids_and_payloads_never_reach_the_database(h: Harness) {
 async fn reads_are_bound_to_purpose(h: Harness) {
     h.items(&["i1", "i2"]).await;
     let (a, b) = (sid("subject-a"), sid("subject-b"));
-    h.engine.set_consent(&actor(), &a, &grant(&[PROFILING]), false).await.unwrap();
-    h.engine.set_consent(&actor(), &b, &grant(&[ANALYTICS]), false).await.unwrap();
+    h.engine
+        .set_consent(&actor(), &a, &grant(&[PROFILING]), false)
+        .await
+        .unwrap();
+    h.engine
+        .set_consent(&actor(), &b, &grant(&[ANALYTICS]), false)
+        .await
+        .unwrap();
     let report = h
         .engine
         .ingest(
             &actor(),
-            &[event("subject-a", "i1", "view"), event("subject-a", "i2", "purchase"), event("subject-b", "i1", "view")],
+            &[
+                event("subject-a", "i1", "view"),
+                event("subject-a", "i2", "purchase"),
+                event("subject-b", "i1", "view"),
+            ],
             false,
         )
         .await
         .unwrap();
     assert_eq!(report.accepted, 3, "{:?}", report.refused);
-    let profiling = h.engine.read_events(&actor(), PROFILING, None, 0, 100).await.unwrap();
+    let profiling = h
+        .engine
+        .read_events(&actor(), PROFILING, None, 0, 100)
+        .await
+        .unwrap();
     assert_eq!(profiling.len(), 2);
     assert!(profiling.iter().all(|e| e.subject == profiling[0].subject));
-    let analytics = h.engine.read_events(&actor(), ANALYTICS, None, 0, 100).await.unwrap();
+    let analytics = h
+        .engine
+        .read_events(&actor(), ANALYTICS, None, 0, 100)
+        .await
+        .unwrap();
     assert_eq!(analytics.len(), 1);
     assert_ne!(analytics[0].subject, profiling[0].subject);
     // A purpose that uses neither category sees nothing.
-    assert!(h.engine.read_events(&actor(), SHARING, None, 0, 100).await.unwrap().is_empty());
+    assert!(
+        h.engine
+            .read_events(&actor(), SHARING, None, 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Withdrawal applies to the very next read, though the rows are still stored.
-    h.engine.set_consent(&actor(), &a, &withdraw(&[PROFILING]), false).await.unwrap();
-    assert!(h.engine.read_events(&actor(), PROFILING, None, 0, 100).await.unwrap().is_empty());
+    h.engine
+        .set_consent(&actor(), &a, &withdraw(&[PROFILING]), false)
+        .await
+        .unwrap();
+    assert!(
+        h.engine
+            .read_events(&actor(), PROFILING, None, 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(h.engine.stats().await.unwrap().events, 3);
     // Unknown purposes are refused.
     assert!(matches!(
-        h.engine.read_events(&actor(), "marketing.everything", None, 0, 1).await,
-        Err(EngineError::Invalid { code: "unknown_purpose", .. })
+        h.engine
+            .read_events(&actor(), "marketing.everything", None, 0, 1)
+            .await,
+        Err(EngineError::Invalid {
+            code: "unknown_purpose",
+            ..
+        })
     ));
 }
 
@@ -185,9 +277,22 @@ async fn reads_are_bound_to_purpose(h: Harness) {
 async fn withdrawn_or_expired_consent_stops_ingestion_at_once(h: Harness) {
     h.items(&["i1"]).await;
     let s = sid("subject-w");
-    h.engine.set_consent(&actor(), &s, &grant(&[PROFILING]), false).await.unwrap();
-    assert_eq!(h.engine.ingest(&actor(), &[event("subject-w", "i1", "view")], false).await.unwrap().accepted, 1);
-    h.engine.set_consent(&actor(), &s, &withdraw(&[PROFILING]), false).await.unwrap();
+    h.engine
+        .set_consent(&actor(), &s, &grant(&[PROFILING]), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.engine
+            .ingest(&actor(), &[event("subject-w", "i1", "view")], false)
+            .await
+            .unwrap()
+            .accepted,
+        1
+    );
+    h.engine
+        .set_consent(&actor(), &s, &withdraw(&[PROFILING]), false)
+        .await
+        .unwrap();
     let mut late = event("subject-w", "i1", "click");
     late.timestamp = Some(Timestamp(Timestamp::now().0 - 1000).to_rfc3339());
     let report = h.engine.ingest(&actor(), &[late], false).await.unwrap();
@@ -197,19 +302,44 @@ async fn withdrawn_or_expired_consent_stops_ingestion_at_once(h: Harness) {
     let old = sid("subject-expired");
     let mut update = grant(&[PROFILING]);
     update.method = ConsentMethod::Import;
-    update.recorded_at = Some(Timestamp(Timestamp::now().0 - 400 * candor_domain::timestamp::DAY_MS));
-    let view = h.engine.set_consent(&actor(), &old, &update, false).await.unwrap();
+    update.recorded_at = Some(Timestamp(
+        Timestamp::now().0 - 400 * candor_domain::timestamp::DAY_MS,
+    ));
+    let view = h
+        .engine
+        .set_consent(&actor(), &old, &update, false)
+        .await
+        .unwrap();
     assert_eq!(view.purposes[PROFILING].state, ConsentState::Expired);
-    let report = h.engine.ingest(&actor(), &[event("subject-expired", "i1", "view")], false).await.unwrap();
+    let report = h
+        .engine
+        .ingest(&actor(), &[event("subject-expired", "i1", "view")], false)
+        .await
+        .unwrap();
     assert_eq!(reasons(&report), vec![RefusalReason::ConsentRequired]);
     // Renewal restores it.
-    h.engine.set_consent(&actor(), &old, &grant(&[PROFILING]), false).await.unwrap();
-    assert_eq!(h.engine.ingest(&actor(), &[event("subject-expired", "i1", "view")], false).await.unwrap().accepted, 1);
+    h.engine
+        .set_consent(&actor(), &old, &grant(&[PROFILING]), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.engine
+            .ingest(&actor(), &[event("subject-expired", "i1", "view")], false)
+            .await
+            .unwrap()
+            .accepted,
+        1
+    );
     // A time may be given only for imports, and never in the future.
     let mut future = grant(&[PROFILING]);
     future.method = ConsentMethod::Import;
     future.recorded_at = Some(Timestamp(Timestamp::now().0 + 86_400_000));
-    assert!(h.engine.set_consent(&actor(), &old, &future, false).await.is_err());
+    assert!(
+        h.engine
+            .set_consent(&actor(), &old, &future, false)
+            .await
+            .is_err()
+    );
 }
 
 async fn narrowed_consent_covers_only_its_categories(h: Harness) {
@@ -218,17 +348,36 @@ async fn narrowed_consent_covers_only_its_categories(h: Harness) {
     let update = ConsentUpdate {
         purposes: BTreeMap::from([(
             PROFILING.to_string(),
-            PurposeChoice { granted: true, categories: Some(vec!["user.behavior.browsing_history".into()]) },
+            PurposeChoice {
+                granted: true,
+                categories: Some(vec!["user.behavior.browsing_history".into()]),
+            },
         )]),
         method: ConsentMethod::Api,
         recorded_at: None,
     };
-    let view = h.engine.set_consent(&actor(), &s, &update, false).await.unwrap();
+    let view = h
+        .engine
+        .set_consent(&actor(), &s, &update, false)
+        .await
+        .unwrap();
     let cats = &view.purposes[PROFILING].categories;
-    assert_eq!(cats.iter().filter(|c| c.state == ConsentState::Granted).count(), 1);
+    assert_eq!(
+        cats.iter()
+            .filter(|c| c.state == ConsentState::Granted)
+            .count(),
+        1
+    );
     let report = h
         .engine
-        .ingest(&actor(), &[event("subject-n", "i1", "view"), event("subject-n", "i1", "purchase")], false)
+        .ingest(
+            &actor(),
+            &[
+                event("subject-n", "i1", "view"),
+                event("subject-n", "i1", "purchase"),
+            ],
+            false,
+        )
         .await
         .unwrap();
     assert_eq!(report.accepted, 1);
@@ -238,14 +387,20 @@ async fn narrowed_consent_covers_only_its_categories(h: Harness) {
     let bad = ConsentUpdate {
         purposes: BTreeMap::from([(
             PROFILING.to_string(),
-            PurposeChoice { granted: true, categories: Some(vec!["user.behavior.search_history".into()]) },
+            PurposeChoice {
+                granted: true,
+                categories: Some(vec!["user.behavior.search_history".into()]),
+            },
         )]),
         method: ConsentMethod::Api,
         recorded_at: None,
     };
     assert!(matches!(
         h.engine.set_consent(&actor(), &s, &bad, false).await,
-        Err(EngineError::Invalid { code: "unknown_category", .. })
+        Err(EngineError::Invalid {
+            code: "unknown_category",
+            ..
+        })
     ));
 }
 
@@ -253,25 +408,54 @@ async fn narrowed_consent_covers_only_its_categories(h: Harness) {
 async fn gpc_withdraws_sharing_even_over_opt_in(h: Harness) {
     h.items(&["i1"]).await;
     let s = sid("subject-g");
-    let view = h.engine.set_consent(&actor(), &s, &grant(&[PROFILING, SHARING]), false).await.unwrap();
+    let view = h
+        .engine
+        .set_consent(&actor(), &s, &grant(&[PROFILING, SHARING]), false)
+        .await
+        .unwrap();
     assert_eq!(view.purposes[SHARING].state, ConsentState::Granted);
     // An event request with GPC: the purchase is then covered by profiling only.
-    let report = h.engine.ingest(&actor(), &[event("subject-g", "i1", "purchase")], true).await.unwrap();
+    let report = h
+        .engine
+        .ingest(&actor(), &[event("subject-g", "i1", "purchase")], true)
+        .await
+        .unwrap();
     assert_eq!(report.accepted, 1);
     let view = h.engine.consent(&actor(), &s, false).await.unwrap();
     assert_eq!(view.purposes[SHARING].state, ConsentState::Withdrawn);
-    assert_eq!(view.purposes["marketing.advertising.third_party.targeted"].state, ConsentState::Withdrawn);
+    assert_eq!(
+        view.purposes["marketing.advertising.third_party.targeted"].state,
+        ConsentState::Withdrawn
+    );
     assert_eq!(view.purposes[PROFILING].state, ConsentState::Granted);
-    assert!(view.purposes[SHARING].categories.iter().all(|c| c.method == Some(ConsentMethod::Gpc)));
+    assert!(
+        view.purposes[SHARING]
+            .categories
+            .iter()
+            .all(|c| c.method == Some(ConsentMethod::Gpc))
+    );
     // An opt-in sent together with GPC still ends withdrawn.
-    let view = h.engine.set_consent(&actor(), &s, &grant(&[SHARING]), true).await.unwrap();
+    let view = h
+        .engine
+        .set_consent(&actor(), &s, &grant(&[SHARING]), true)
+        .await
+        .unwrap();
     assert_eq!(view.purposes[SHARING].state, ConsentState::Withdrawn);
     let history = h.engine.consent_history(&actor(), &s, false).await.unwrap();
-    assert!(history.iter().any(|r| r.method == ConsentMethod::Gpc && r.purpose == SHARING && !r.granted));
+    assert!(
+        history
+            .iter()
+            .any(|r| r.method == ConsentMethod::Gpc && r.purpose == SHARING && !r.granted)
+    );
     // GPC is recorded as a method only from the signal, never from a request body.
     let mut fake = grant(&[SHARING]);
     fake.method = ConsentMethod::Gpc;
-    assert!(h.engine.set_consent(&actor(), &s, &fake, false).await.is_err());
+    assert!(
+        h.engine
+            .set_consent(&actor(), &s, &fake, false)
+            .await
+            .is_err()
+    );
     // A repeated signal adds no records.
     let before = h.engine.stats().await.unwrap().consent_records;
     h.engine.consent(&actor(), &s, true).await.unwrap();
@@ -285,12 +469,21 @@ async fn every_consent_change_and_read_is_audited(h: Harness) {
     let subject = "audited-subject-41";
     let s = sid(subject);
     let n0 = h.engine.stats().await.unwrap().audit_entries;
-    h.engine.set_consent(&actor(), &s, &grant(&[PROFILING, ANALYTICS]), false).await.unwrap();
+    h.engine
+        .set_consent(&actor(), &s, &grant(&[PROFILING, ANALYTICS]), false)
+        .await
+        .unwrap();
     let n1 = h.engine.stats().await.unwrap().audit_entries;
     assert_eq!(n1 - n0, 2, "one entry per purpose changed");
     h.engine.consent(&actor(), &s, false).await.unwrap();
-    h.engine.ingest(&actor(), &[event(subject, "i1", "view")], false).await.unwrap();
-    h.engine.read_events(&actor(), PROFILING, Some(&s), 0, 10).await.unwrap();
+    h.engine
+        .ingest(&actor(), &[event(subject, "i1", "view")], false)
+        .await
+        .unwrap();
+    h.engine
+        .read_events(&actor(), PROFILING, Some(&s), 0, 10)
+        .await
+        .unwrap();
     let n2 = h.engine.stats().await.unwrap().audit_entries;
     assert_eq!(n2 - n1, 3, "consent read, ingestion and event read");
     let report = h.engine.verify_audit().await.unwrap();
@@ -301,7 +494,15 @@ async fn every_consent_change_and_read_is_audited(h: Harness) {
 
 async fn tamper_setup(h: &Harness) -> u64 {
     for i in 0..6 {
-        h.engine.set_consent(&actor(), &sid(&format!("tamper-{i}")), &grant(&[PROFILING]), false).await.unwrap();
+        h.engine
+            .set_consent(
+                &actor(),
+                &sid(&format!("tamper-{i}")),
+                &grant(&[PROFILING]),
+                false,
+            )
+            .await
+            .unwrap();
     }
     let report = h.engine.verify_audit().await.unwrap();
     assert!(report.ok, "{report:?}");
@@ -316,7 +517,8 @@ async fn expect_broken_at(h: &Harness, position: u64) {
 
 async fn audit_edit_is_detected(h: Harness) {
     tamper_setup(&h).await;
-    h.sql(&["UPDATE audit_log SET detail = 'granted categories=nothing method=api' WHERE seq = 3"]).await;
+    h.sql(&["UPDATE audit_log SET detail = 'granted categories=nothing method=api' WHERE seq = 3"])
+        .await;
     expect_broken_at(&h, 3).await;
 }
 
@@ -358,7 +560,8 @@ async fn audit_reorder_is_detected(h: Harness) {
 
 async fn audit_truncate_is_detected(h: Harness) {
     let n = tamper_setup(&h).await;
-    h.sql(&[&format!("DELETE FROM audit_log WHERE seq >= {}", n - 1)]).await;
+    h.sql(&[&format!("DELETE FROM audit_log WHERE seq >= {}", n - 1)])
+        .await;
     expect_broken_at(&h, n - 1).await;
 }
 
@@ -366,7 +569,10 @@ async fn audit_truncate_is_detected(h: Harness) {
 async fn bad_input_changes_nothing(h: Harness) {
     h.items(&["i1"]).await;
     let s = sid("subject-bad");
-    h.engine.set_consent(&actor(), &s, &grant(&[PROFILING]), false).await.unwrap();
+    h.engine
+        .set_consent(&actor(), &s, &grant(&[PROFILING]), false)
+        .await
+        .unwrap();
     let before = h.engine.stats().await.unwrap();
 
     let mut future = event("subject-bad", "i1", "view");
@@ -388,7 +594,11 @@ async fn bad_input_changes_nothing(h: Harness) {
         event("subject bad", "i1", "view"),
         event("subject-bad", &"x".repeat(129), "view"),
         event("subject-bad", "no-such-item", "view"),
-        with_context(event("subject-bad", "i1", "view"), "email", "someone@example.com"),
+        with_context(
+            event("subject-bad", "i1", "view"),
+            "email",
+            "someone@example.com",
+        ),
         with_context(event("subject-bad", "i1", "view"), "page", &"p".repeat(200)),
     ];
     let report = h.engine.ingest(&actor(), &drafts, false).await.unwrap();
@@ -408,39 +618,73 @@ async fn bad_input_changes_nothing(h: Harness) {
             RefusalReason::ContextNotAllowed,
         ]
     );
-    assert_eq!(report.refused.iter().map(|r| r.index).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+    assert_eq!(
+        report.refused.iter().map(|r| r.index).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
 
     // An oversize batch is refused whole.
     let big = vec![event("subject-bad", "i1", "view"); h.engine.config().max_batch + 1];
     assert!(matches!(
         h.engine.ingest(&actor(), &big, false).await,
-        Err(EngineError::Invalid { code: "batch_too_large", .. })
+        Err(EngineError::Invalid {
+            code: "batch_too_large",
+            ..
+        })
     ));
     // Unknown purposes in a consent change: nothing recorded, not even the valid part.
     let mut update = grant(&[ANALYTICS]);
-    update.purposes.insert("no.such.purpose".into(), PurposeChoice { granted: true, categories: None });
+    update.purposes.insert(
+        "no.such.purpose".into(),
+        PurposeChoice {
+            granted: true,
+            categories: None,
+        },
+    );
     assert!(matches!(
         h.engine.set_consent(&actor(), &s, &update, false).await,
-        Err(EngineError::Invalid { code: "unknown_purpose", .. })
+        Err(EngineError::Invalid {
+            code: "unknown_purpose",
+            ..
+        })
     ));
     // One bad item in an import: nothing imported.
-    let good = candor_domain::Item { id: "fresh".into(), title: "Fresh".into(), category: None, provider: None, attributes: Default::default() };
-    let bad = candor_domain::Item { id: "bad id".into(), ..good.clone() };
+    let good = candor_domain::Item {
+        id: "fresh".into(),
+        title: "Fresh".into(),
+        category: None,
+        provider: None,
+        attributes: Default::default(),
+    };
+    let bad = candor_domain::Item {
+        id: "bad id".into(),
+        ..good.clone()
+    };
     assert!(h.engine.put_items(&[good, bad]).await.is_err());
     // Unknown subjects are reported as such.
     assert!(matches!(
         h.engine.consent(&actor(), &sid("never-seen"), false).await,
-        Err(EngineError::NotFound { code: "unknown_subject", .. })
+        Err(EngineError::NotFound {
+            code: "unknown_subject",
+            ..
+        })
     ));
     assert_eq!(h.engine.stats().await.unwrap(), before);
 }
 
 async fn duplicates_are_refused(h: Harness) {
     h.items(&["i1"]).await;
-    h.engine.set_consent(&actor(), &sid("subject-d"), &grant(&[PROFILING]), false).await.unwrap();
+    h.engine
+        .set_consent(&actor(), &sid("subject-d"), &grant(&[PROFILING]), false)
+        .await
+        .unwrap();
     let mut e = event("subject-d", "i1", "view");
     e.timestamp = Some(Timestamp(Timestamp::now().0 - 5000).to_rfc3339());
-    let report = h.engine.ingest(&actor(), &[e.clone(), e.clone()], false).await.unwrap();
+    let report = h
+        .engine
+        .ingest(&actor(), &[e.clone(), e.clone()], false)
+        .await
+        .unwrap();
     assert_eq!(report.accepted, 1);
     assert_eq!(reasons(&report), vec![RefusalReason::DuplicateEvent]);
     let report = h.engine.ingest(&actor(), &[e], false).await.unwrap();
@@ -449,18 +693,44 @@ async fn duplicates_are_refused(h: Harness) {
 }
 
 async fn retention_sweeper_deletes_expired_events(h: Harness) {
-    let h = h.with_policy(Policy::from_toml(&candor_domain::policy::DEFAULT_POLICY_TOML.replace("retention_days = 365", "retention_days = 1")
-        .replace("retention_days = 180", "retention_days = 1")
-        .replace("retention_days = 90", "retention_days = 1")).unwrap()).await;
+    let h = h
+        .with_policy(
+            Policy::from_toml(
+                &candor_domain::policy::DEFAULT_POLICY_TOML
+                    .replace("retention_days = 365", "retention_days = 1")
+                    .replace("retention_days = 180", "retention_days = 1")
+                    .replace("retention_days = 90", "retention_days = 1"),
+            )
+            .unwrap(),
+        )
+        .await;
     h.items(&["i1"]).await;
-    h.engine.set_consent(&actor(), &sid("subject-r"), &grant(&[PROFILING]), false).await.unwrap();
+    h.engine
+        .set_consent(&actor(), &sid("subject-r"), &grant(&[PROFILING]), false)
+        .await
+        .unwrap();
     let mut old = event("subject-r", "i1", "view");
-    old.timestamp = Some(Timestamp(Timestamp::now().0 - candor_domain::timestamp::DAY_MS + 700).to_rfc3339());
+    old.timestamp =
+        Some(Timestamp(Timestamp::now().0 - candor_domain::timestamp::DAY_MS + 700).to_rfc3339());
     let fresh = event("subject-r", "i1", "click");
-    assert_eq!(h.engine.ingest(&actor(), &[old, fresh], false).await.unwrap().accepted, 2);
+    assert_eq!(
+        h.engine
+            .ingest(&actor(), &[old, fresh], false)
+            .await
+            .unwrap()
+            .accepted,
+        2
+    );
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     // Expired rows are invisible to reads even before the sweep...
-    assert_eq!(h.engine.read_events(&actor(), PROFILING, None, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        h.engine
+            .read_events(&actor(), PROFILING, None, 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // ...and the sweep deletes them, audited.
     assert_eq!(h.engine.sweep_retention(&actor()).await.unwrap(), 1);
     assert_eq!(h.engine.stats().await.unwrap().events, 1);
@@ -468,7 +738,11 @@ async fn retention_sweeper_deletes_expired_events(h: Harness) {
 }
 
 async fn wrong_keys_refuse_to_open(h: Harness) {
-    let err = h.reopen_with_other_keys().await.err().expect("opening with other keys must fail");
+    let err = h
+        .reopen_with_other_keys()
+        .await
+        .err()
+        .expect("opening with other keys must fail");
     assert!(matches!(err, EngineError::Setup(_)), "{err:?}");
     assert!(!format!("{err}").contains("key_file"), "{err}");
 }

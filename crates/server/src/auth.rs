@@ -10,7 +10,11 @@ use crate::AppState;
 use crate::error::ApiError;
 
 /// Resolves the caller and checks that its role is one of `allowed` (or admin).
-pub async fn authorize(state: &AppState, headers: &HeaderMap, allowed: &[Role]) -> Result<Principal, ApiError> {
+pub async fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    allowed: &[Role],
+) -> Result<Principal, ApiError> {
     let token = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -61,7 +61,11 @@ impl ApiError {
     }
     /// 404 for an unknown route.
     pub fn no_route() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "there is no such endpoint")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "there is no such endpoint",
+        )
     }
     /// The code, for tests and metrics.
     pub fn code(&self) -> &'static str {
@@ -79,7 +83,9 @@ impl From<EngineError> for ApiError {
                 };
                 Self::new(status, code, message)
             }
-            EngineError::NotFound { code, message } => Self::new(StatusCode::NOT_FOUND, code, message),
+            EngineError::NotFound { code, message } => {
+                Self::new(StatusCode::NOT_FOUND, code, message)
+            }
             EngineError::Store(_) | EngineError::Crypto | EngineError::Setup(_) => {
                 tracing::error!(error = %err, "internal error");
                 Self::new(
@@ -98,11 +104,16 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonDataError(e) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_field",
-                format!("the JSON body does not have the expected shape: {}", source_message(&e)),
+                format!(
+                    "the JSON body does not have the expected shape: {}",
+                    source_message(&e)
+                ),
             ),
-            JsonRejection::JsonSyntaxError(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "malformed_json", "the body is not valid JSON")
-            }
+            JsonRejection::JsonSyntaxError(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                "the body is not valid JSON",
+            ),
             JsonRejection::MissingJsonContentType(_) => Self::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -113,7 +124,11 @@ impl From<JsonRejection> for ApiError {
                 "body_too_large",
                 "the request body is larger than the server accepts",
             ),
-            other => Self::new(other.status(), "invalid_body", "the request body could not be read"),
+            other => Self::new(
+                other.status(),
+                "invalid_body",
+                "the request body could not be read",
+            ),
         }
     }
 }
@@ -123,7 +138,10 @@ impl From<QueryRejection> for ApiError {
         Self::new(
             StatusCode::BAD_REQUEST,
             "invalid_query",
-            format!("the query string is invalid: {}", source_message(&rejection)),
+            format!(
+                "the query string is invalid: {}",
+                source_message(&rejection)
+            ),
         )
     }
 }

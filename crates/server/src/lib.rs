@@ -76,7 +76,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("api_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
 }
 
@@ -103,32 +106,54 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The application router.
 pub fn app(state: AppState) -> Router {
     let (router, api) = api_router().split_for_parts();
-    let api_json = Arc::new(api.to_pretty_json().expect("the OpenAPI document serializes"));
+    let api_json = Arc::new(
+        api.to_pretty_json()
+            .expect("the OpenAPI document serializes"),
+    );
     router
         .route(
             "/openapi.json",
             get(move || {
                 let body = api_json.clone();
-                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body.as_str().to_owned()) }
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body.as_str().to_owned(),
+                    )
+                }
             }),
         )
         .fallback(|| async { error::ApiError::no_route() })
         .method_not_allowed_fallback(|| async {
-            error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
+            error::ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not accept that method",
+            )
         })
-        .layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(
             // Spans name the route template, never the URI: paths hold subject ids.
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("unmatched", |p| p.as_str());
                 tracing::info_span!("request", method = %req.method(), route)
             }),
         )
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a handler panicked");
-            error::ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the server could not complete the request")
-                .into_response()
+            error::ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the server could not complete the request",
+            )
+            .into_response()
         }))
         .with_state(state)
 }

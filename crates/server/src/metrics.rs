@@ -46,15 +46,36 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("candor");
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency: LatencyFamily = Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 16)));
+        let latency: LatencyFamily =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 16)));
         let events = Family::<EventLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
-        registry.register("events", "Events accepted or refused, by reason", events.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "events",
+            "Events accepted or refused, by reason",
+            events.clone(),
+        );
         for reason in RefusalReason::ALL {
-            let _ = events.get_or_create(&EventLabels { outcome: "refused".into(), reason: reason.code().into() });
+            let _ = events.get_or_create(&EventLabels {
+                outcome: "refused".into(),
+                reason: reason.code().into(),
+            });
         }
-        Self { registry, requests, latency, events }
+        Self {
+            registry,
+            requests,
+            latency,
+            events,
+        }
     }
 }
 
@@ -62,11 +83,17 @@ impl Metrics {
     /// Counts ingestion outcomes.
     pub fn record_events(&self, accepted: usize, refused: impl Iterator<Item = RefusalReason>) {
         self.events
-            .get_or_create(&EventLabels { outcome: "accepted".into(), reason: String::new() })
+            .get_or_create(&EventLabels {
+                outcome: "accepted".into(),
+                reason: String::new(),
+            })
             .inc_by(accepted as u64);
         for reason in refused {
             self.events
-                .get_or_create(&EventLabels { outcome: "refused".into(), reason: reason.code().into() })
+                .get_or_create(&EventLabels {
+                    outcome: "refused".into(),
+                    reason: reason.code().into(),
+                })
                 .inc();
         }
     }
@@ -74,7 +101,8 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }
@@ -89,7 +117,19 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
     let method = req.method().as_str().to_owned();
     let response = next.run(req).await;
     let status = response.status().as_u16();
-    metrics.latency.get_or_create(&RouteLabels { route: route.clone() }).observe(start.elapsed().as_secs_f64());
-    metrics.requests.get_or_create(&RequestLabels { method, route, status }).inc();
+    metrics
+        .latency
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
+        .observe(start.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status,
+        })
+        .inc();
     response
 }

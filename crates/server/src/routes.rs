@@ -19,7 +19,8 @@ const SUBJECT_READERS: &[Role] = &[Role::Service, Role::Dpo];
 const CATALOGUE_READERS: &[Role] = &[Role::Service, Role::Analyst, Role::Dpo];
 
 fn subject_id(raw: &str) -> Result<SubjectId, ApiError> {
-    SubjectId::parse(raw).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()))
+    SubjectId::parse(raw)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()))
 }
 
 /// Liveness and the store backend in use.
@@ -38,7 +39,10 @@ pub async fn healthz(State(state): State<AppState>) -> Json<HealthResponse> {
     responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 pub async fn metrics_text(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -71,7 +75,11 @@ pub async fn get_policy(State(state): State<AppState>) -> Response {
     ),
     params(("Sec-GPC" = Option<String>, Header, description = "`1` withdraws sale/sharing and cross-context purposes for the batch's subjects")),
     security(("api_key" = [])))]
-pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, ApiJson(body): ApiJson<Value>) -> Result<Response, ApiError> {
+pub async fn post_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
     let principal = authorize(&state, &headers, &[Role::Service]).await?;
     let (values, single) = match body {
         Value::Array(values) => (values, false),
@@ -108,7 +116,10 @@ pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, ApiJ
             }),
         }
     }
-    let mut report = state.engine.ingest(&principal.actor(), &drafts, gpc(&headers)).await?;
+    let mut report = state
+        .engine
+        .ingest(&principal.actor(), &drafts, gpc(&headers))
+        .await?;
     for r in &mut report.refused {
         r.index = positions[r.index];
     }
@@ -125,8 +136,16 @@ pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, ApiJ
 
 fn single_event_response(report: IngestReport) -> Response {
     match report.refused.into_iter().next() {
-        None => (StatusCode::ACCEPTED, Json(IngestResponse { accepted: report.accepted, refused: vec![] })).into_response(),
-        Some(r) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, r.reason.code(), r.message).into_response(),
+        None => (
+            StatusCode::ACCEPTED,
+            Json(IngestResponse {
+                accepted: report.accepted,
+                refused: vec![],
+            }),
+        )
+            .into_response(),
+        Some(r) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, r.reason.code(), r.message)
+            .into_response(),
     }
 }
 
@@ -140,10 +159,17 @@ fn single_event_response(report: IngestReport) -> Response {
         (status = 404, body = ErrorBody, description = "Unknown subject"),
     ),
     security(("api_key" = [])))]
-pub async fn get_consent(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<ConsentResponse>, ApiError> {
+pub async fn get_consent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ConsentResponse>, ApiError> {
     let principal = authorize(&state, &headers, SUBJECT_READERS).await?;
     let subject = subject_id(&id)?;
-    let view = state.engine.consent(&principal.actor(), &subject, gpc(&headers)).await?;
+    let view = state
+        .engine
+        .consent(&principal.actor(), &subject, gpc(&headers))
+        .await?;
     Ok(Json(view.into()))
 }
 
@@ -173,7 +199,12 @@ pub async fn put_consent(
     let method = match body.method.as_deref() {
         None => ConsentMethod::Api,
         Some(raw) => match ConsentMethod::parse(raw) {
-            Some(m @ (ConsentMethod::Api | ConsentMethod::Banner | ConsentMethod::Form | ConsentMethod::Import)) => m,
+            Some(
+                m @ (ConsentMethod::Api
+                | ConsentMethod::Banner
+                | ConsentMethod::Form
+                | ConsentMethod::Import),
+            ) => m,
             _ => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -188,14 +219,30 @@ pub async fn put_consent(
         .into_iter()
         .map(|(name, choice)| {
             let choice = match choice {
-                ChoiceBody::Plain(granted) => PurposeChoice { granted, categories: None },
-                ChoiceBody::Narrowed { granted, categories } => PurposeChoice { granted, categories },
+                ChoiceBody::Plain(granted) => PurposeChoice {
+                    granted,
+                    categories: None,
+                },
+                ChoiceBody::Narrowed {
+                    granted,
+                    categories,
+                } => PurposeChoice {
+                    granted,
+                    categories,
+                },
             };
             (name, choice)
         })
         .collect();
-    let update = ConsentUpdate { purposes, method, recorded_at: None };
-    let view = state.engine.set_consent(&principal.actor(), &subject, &update, gpc(&headers)).await?;
+    let update = ConsentUpdate {
+        purposes,
+        method,
+        recorded_at: None,
+    };
+    let view = state
+        .engine
+        .set_consent(&principal.actor(), &subject, &update, gpc(&headers))
+        .await?;
     Ok(Json(view.into()))
 }
 
@@ -208,10 +255,17 @@ pub async fn put_consent(
         (status = 404, body = ErrorBody, description = "Unknown subject"),
     ),
     security(("api_key" = [])))]
-pub async fn get_consent_history(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<ConsentHistoryResponse>, ApiError> {
+pub async fn get_consent_history(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ConsentHistoryResponse>, ApiError> {
     let principal = authorize(&state, &headers, SUBJECT_READERS).await?;
     let subject = subject_id(&id)?;
-    let history = state.engine.consent_history(&principal.actor(), &subject, gpc(&headers)).await?;
+    let history = state
+        .engine
+        .consent_history(&principal.actor(), &subject, gpc(&headers))
+        .await?;
     Ok(Json(history.into()))
 }
 
@@ -244,7 +298,11 @@ pub async fn put_item(
     params(("id" = String, Path, description = "Item id")),
     responses((status = 200, body = ItemBody, description = "The item"), (status = 404, body = ErrorBody, description = "Unknown item")),
     security(("api_key" = [])))]
-pub async fn get_item(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<ItemBody>, ApiError> {
+pub async fn get_item(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ItemBody>, ApiError> {
     authorize(&state, &headers, CATALOGUE_READERS).await?;
     Ok(Json(state.engine.get_item(&id).await?.into()))
 }
@@ -254,7 +312,11 @@ pub async fn get_item(State(state): State<AppState>, headers: HeaderMap, Path(id
     params(("id" = String, Path, description = "Item id")),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody, description = "Unknown item")),
     security(("api_key" = [])))]
-pub async fn delete_item(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_item(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     authorize(&state, &headers, &[Role::Service]).await?;
     state.engine.delete_item(&id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -265,11 +327,17 @@ pub async fn delete_item(State(state): State<AppState>, headers: HeaderMap, Path
     request_body = ItemImport,
     responses((status = 200, body = ImportResponse, description = "Imported"), (status = 400, body = ErrorBody, description = "An item is invalid; nothing was imported")),
     security(("api_key" = [])))]
-pub async fn import_items(State(state): State<AppState>, headers: HeaderMap, ApiJson(body): ApiJson<ItemImport>) -> Result<Json<ImportResponse>, ApiError> {
+pub async fn import_items(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ItemImport>,
+) -> Result<Json<ImportResponse>, ApiError> {
     authorize(&state, &headers, &[Role::Service]).await?;
     let items: Vec<candor_domain::Item> = body.items.into_iter().map(Into::into).collect();
     state.engine.put_items(&items).await?;
-    Ok(Json(ImportResponse { imported: items.len() }))
+    Ok(Json(ImportResponse {
+        imported: items.len(),
+    }))
 }
 
 /// A page of the catalogue, in id order.
@@ -277,11 +345,20 @@ pub async fn import_items(State(state): State<AppState>, headers: HeaderMap, Api
     params(PageParams),
     responses((status = 200, body = ItemsPage, description = "A page")),
     security(("api_key" = [])))]
-pub async fn list_items(State(state): State<AppState>, headers: HeaderMap, ApiQuery(page): ApiQuery<PageParams>) -> Result<Json<ItemsPage>, ApiError> {
+pub async fn list_items(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<ItemsPage>, ApiError> {
     authorize(&state, &headers, CATALOGUE_READERS).await?;
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
-    let items = state.engine.list_items(page.after.as_deref(), limit).await?;
-    let next_after = (items.len() as u32 == limit).then(|| items.last().map(|i| i.id.clone())).flatten();
+    let items = state
+        .engine
+        .list_items(page.after.as_deref(), limit)
+        .await?;
+    let next_after = (items.len() as u32 == limit)
+        .then(|| items.last().map(|i| i.id.clone()))
+        .flatten();
     Ok(Json(ItemsPage {
         items: items.into_iter().map(Into::into).collect(),
         next_after,
@@ -292,7 +369,10 @@ pub async fn list_items(State(state): State<AppState>, headers: HeaderMap, ApiQu
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
     responses((status = 200, body = AuditVerifyResponse, description = "The verification (check `ok`)")),
     security(("api_key" = [])))]
-pub async fn verify_audit(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<AuditVerifyResponse>, ApiError> {
+pub async fn verify_audit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<AuditVerifyResponse>, ApiError> {
     authorize(&state, &headers, &[Role::Dpo]).await?;
     Ok(Json(state.engine.verify_audit().await?.into()))
 }
@@ -302,18 +382,33 @@ pub async fn verify_audit(State(state): State<AppState>, headers: HeaderMap) -> 
     request_body = CreateKeyRequest,
     responses((status = 201, body = CreateKeyResponse, description = "Created"), (status = 400, body = ErrorBody, description = "Unknown role")),
     security(("api_key" = [])))]
-pub async fn create_key(State(state): State<AppState>, headers: HeaderMap, ApiJson(body): ApiJson<CreateKeyRequest>) -> Result<Response, ApiError> {
+pub async fn create_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateKeyRequest>,
+) -> Result<Response, ApiError> {
     let principal = authorize(&state, &headers, &[]).await?;
     let role = Role::parse(&body.role).ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", "role must be one of admin, service, analyst, dpo")
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "role must be one of admin, service, analyst, dpo",
+        )
     })?;
     let key = state
         .engine
-        .create_api_key(&principal.actor(), role, body.label.as_deref().unwrap_or(""))
+        .create_api_key(
+            &principal.actor(),
+            role,
+            body.label.as_deref().unwrap_or(""),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(CreateKeyResponse { key: key.to_string(), role: role.as_str().into() }),
+        Json(CreateKeyResponse {
+            key: key.to_string(),
+            role: role.as_str().into(),
+        }),
     )
         .into_response())
 }

@@ -26,33 +26,79 @@ const MAX_BODY: usize = 2 * 1024 * 1024;
 
 async fn api() -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(Engine::open(EngineConfig::for_data_dir(dir.path())).await.unwrap());
+    let engine = Arc::new(
+        Engine::open(EngineConfig::for_data_dir(dir.path()))
+            .await
+            .unwrap(),
+    );
     let key = |role| {
         let engine = engine.clone();
-        async move { engine.create_api_key(&Actor::cli(), role, "test").await.unwrap().to_string() }
+        async move {
+            engine
+                .create_api_key(&Actor::cli(), role, "test")
+                .await
+                .unwrap()
+                .to_string()
+        }
     };
-    let (admin, service, analyst, dpo) = (key(Role::Admin).await, key(Role::Service).await, key(Role::Analyst).await, key(Role::Dpo).await);
+    let (admin, service, analyst, dpo) = (
+        key(Role::Admin).await,
+        key(Role::Service).await,
+        key(Role::Analyst).await,
+        key(Role::Dpo).await,
+    );
     let app = app(AppState::new(engine.clone(), MAX_BODY));
-    let api = Api { app, engine, admin, service, analyst, dpo, _dir: dir };
+    let api = Api {
+        app,
+        engine,
+        admin,
+        service,
+        analyst,
+        dpo,
+        _dir: dir,
+    };
     let items = json!({"items": [
         {"id": "i1", "title": "One", "category": "books"},
         {"id": "i2", "title": "Two", "category": "music", "provider": "p1", "attributes": {"price": 3.5}},
     ]});
-    assert_eq!(api.call("POST", "/v1/items", Some(&api.service), Some(items)).await.0, StatusCode::OK);
+    assert_eq!(
+        api.call("POST", "/v1/items", Some(&api.service), Some(items))
+            .await
+            .0,
+        StatusCode::OK
+    );
     api
 }
 
 impl Api {
-    async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
-        self.call_with(method, path, key, body.map(|b| b.to_string()), &[]).await
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call_with(method, path, key, body.map(|b| b.to_string()), &[])
+            .await
     }
 
-    async fn call_with(&self, method: &str, path: &str, key: Option<&str>, body: Option<String>, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(key) = key {
             req = req.header("authorization", format!("Bearer {key}"));
         }
-        if body.is_some() && !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case("content-type")) {
+        if body.is_some()
+            && !headers
+                .iter()
+                .any(|(h, _)| h.eq_ignore_ascii_case("content-type"))
+        {
             req = req.header("content-type", "application/json");
         }
         for (name, value) in headers {
@@ -62,20 +108,28 @@ impl Api {
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         (status, value)
     }
 
     async fn grant(&self, subject: &str, purposes: Value) {
         let (status, body) = self
-            .call("PUT", &format!("/v1/subjects/{subject}/consent"), Some(&self.service), Some(json!({ "purposes": purposes })))
+            .call(
+                "PUT",
+                &format!("/v1/subjects/{subject}/consent"),
+                Some(&self.service),
+                Some(json!({ "purposes": purposes })),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 }
 
 fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {body}"))
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {body}"))
 }
 
 #[tokio::test]
@@ -95,8 +149,17 @@ async fn openapi_document_is_in_sync() {
     let (status, served) = api.call("GET", "/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(served, serde_json::from_str::<Value>(&generated).unwrap());
-    for path in ["/v1/events", "/v1/subjects/{id}/consent", "/v1/subjects/{id}/consent/history", "/v1/audit/verify", "/v1/policy"] {
-        assert!(served["paths"][path].is_object(), "{path} is not documented");
+    for path in [
+        "/v1/events",
+        "/v1/subjects/{id}/consent",
+        "/v1/subjects/{id}/consent/history",
+        "/v1/audit/verify",
+        "/v1/policy",
+    ] {
+        assert!(
+            served["paths"][path].is_object(),
+            "{path} is not documented"
+        );
     }
 }
 
@@ -104,26 +167,89 @@ async fn openapi_document_is_in_sync() {
 async fn keys_and_roles_are_enforced() {
     let api = api().await;
     let event = json!({"subject": "s1", "item": "i1", "type": "view"});
-    assert_eq!(code(&api.call("POST", "/v1/events", None, Some(event.clone())).await.1), "unauthorized");
-    let (status, body) = api.call("POST", "/v1/events", Some("cnd_000000000000000000000000_nope"), Some(event.clone())).await;
-    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "unauthorized"));
-    let (status, body) = api.call("POST", "/v1/events", Some(&api.analyst), Some(event.clone())).await;
+    assert_eq!(
+        code(
+            &api.call("POST", "/v1/events", None, Some(event.clone()))
+                .await
+                .1
+        ),
+        "unauthorized"
+    );
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/events",
+            Some("cnd_000000000000000000000000_nope"),
+            Some(event.clone()),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/events",
+            Some(&api.analyst),
+            Some(event.clone()),
+        )
+        .await;
     assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
-    let (status, body) = api.call("GET", "/v1/audit/verify", Some(&api.service), None).await;
+    let (status, body) = api
+        .call("GET", "/v1/audit/verify", Some(&api.service), None)
+        .await;
     assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
-    let (status, body) = api.call("GET", "/v1/audit/verify", Some(&api.dpo), None).await;
+    let (status, body) = api
+        .call("GET", "/v1/audit/verify", Some(&api.dpo), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["ok"], true);
     // Admin may do anything, including minting keys; others may not.
-    let (status, body) = api.call("POST", "/v1/keys", Some(&api.admin), Some(json!({"role": "analyst"}))).await;
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/keys",
+            Some(&api.admin),
+            Some(json!({"role": "analyst"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     let new_key = body["key"].as_str().unwrap().to_owned();
-    assert_eq!(api.call("GET", "/v1/items/i1", Some(&new_key), None).await.0, StatusCode::OK);
-    assert_eq!(api.call("POST", "/v1/keys", Some(&api.service), Some(json!({"role": "admin"}))).await.0, StatusCode::FORBIDDEN);
-    let (status, body) = api.call("POST", "/v1/keys", Some(&api.admin), Some(json!({"role": "root"}))).await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_field"));
+    assert_eq!(
+        api.call("GET", "/v1/items/i1", Some(&new_key), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.call(
+            "POST",
+            "/v1/keys",
+            Some(&api.service),
+            Some(json!({"role": "admin"}))
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/keys",
+            Some(&api.admin),
+            Some(json!({"role": "root"})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_field")
+    );
     // Public endpoints.
-    assert_eq!(api.call("GET", "/healthz", None, None).await.1["status"], "ok");
+    assert_eq!(
+        api.call("GET", "/healthz", None, None).await.1["status"],
+        "ok"
+    );
     let (status, policy) = api.call("GET", "/v1/policy", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(policy["purposes"]["personalize.content.profiling"].is_object());
@@ -132,12 +258,23 @@ async fn keys_and_roles_are_enforced() {
 #[tokio::test]
 async fn events_are_accepted_or_refused_per_event() {
     let api = api().await;
-    api.grant("s1", json!({"personalize.content.profiling": true})).await;
+    api.grant("s1", json!({"personalize.content.profiling": true}))
+        .await;
     let (status, body) = api.call("POST", "/v1/events", Some(&api.service), Some(json!({"subject": "s1", "item": "i1", "type": "view", "context": {"page": "/home"}}))).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["accepted"], 1);
-    let (status, body) = api.call("POST", "/v1/events", Some(&api.service), Some(json!({"subject": "s2", "item": "i1", "type": "view"}))).await;
-    assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "consent_required"));
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/events",
+            Some(&api.service),
+            Some(json!({"subject": "s2", "item": "i1", "type": "view"})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "consent_required")
+    );
     let batch = json!([
         {"subject": "s1", "item": "i2", "type": "purchase", "value": 2},
         {"subject": "s2", "item": "i1", "type": "view"},
@@ -147,51 +284,190 @@ async fn events_are_accepted_or_refused_per_event() {
         {"subject": "s1", "item": "i1", "type": "view", "value": "lots"},
         "not an event",
     ]);
-    let (status, body) = api.call("POST", "/v1/events", Some(&api.service), Some(batch)).await;
+    let (status, body) = api
+        .call("POST", "/v1/events", Some(&api.service), Some(batch))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["accepted"], 1);
-    let refused: Vec<(u64, &str)> = body["refused"].as_array().unwrap().iter().map(|r| (r["index"].as_u64().unwrap(), r["code"].as_str().unwrap())).collect();
-    assert_eq!(refused, vec![(1, "consent_required"), (2, "invalid_field"), (3, "unknown_event_type"), (4, "timestamp_in_future"), (5, "invalid_field"), (6, "invalid_field")]);
+    let refused: Vec<(u64, &str)> = body["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        refused,
+        vec![
+            (1, "consent_required"),
+            (2, "invalid_field"),
+            (3, "unknown_event_type"),
+            (4, "timestamp_in_future"),
+            (5, "invalid_field"),
+            (6, "invalid_field")
+        ]
+    );
     assert_eq!(api.engine.stats().await.unwrap().events, 2);
 }
 
 #[tokio::test]
 async fn malformed_and_oversize_requests_get_coded_errors_and_change_nothing() {
     let api = api().await;
-    api.grant("s1", json!({"personalize.content.profiling": true})).await;
+    api.grant("s1", json!({"personalize.content.profiling": true}))
+        .await;
     let before = api.engine.stats().await.unwrap();
-    let cases: Vec<(Option<String>, Vec<(&str, &str)>, StatusCode, &str)> = vec![
-        (Some("{\"subject\": ".into()), vec![], StatusCode::BAD_REQUEST, "malformed_json"),
-        (Some("{}".into()), vec![("content-type", "text/plain")], StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        (Some("42".into()), vec![], StatusCode::BAD_REQUEST, "invalid_body"),
-        (Some(format!("[{}]", vec![r#"{"subject":"s1","item":"i1","type":"view"}"#; 10_001].join(","))), vec![], StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large"),
-        (Some(format!("[\"{}\"]", "x".repeat(MAX_BODY))), vec![], StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+    type Case<'a> = (Option<String>, Vec<(&'a str, &'a str)>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            Some("{\"subject\": ".into()),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            Some("{}".into()),
+            vec![("content-type", "text/plain")],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            Some("42".into()),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            Some(format!(
+                "[{}]",
+                vec![r#"{"subject":"s1","item":"i1","type":"view"}"#; 10_001].join(",")
+            )),
+            vec![],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+        ),
+        (
+            Some(format!("[\"{}\"]", "x".repeat(MAX_BODY))),
+            vec![],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
     ];
     for (body, headers, status, expected) in cases {
-        let (got, body) = api.call_with("POST", "/v1/events", Some(&api.service), body, &headers).await;
+        let (got, body) = api
+            .call_with("POST", "/v1/events", Some(&api.service), body, &headers)
+            .await;
         assert_eq!((got, code(&body)), (status, expected));
     }
     let long_id = "x".repeat(129);
-    let (status, body) = api.call("GET", &format!("/v1/subjects/{long_id}/consent"), Some(&api.service), None).await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_id"));
-    let (status, body) = api.call("GET", "/v1/subjects/bad%20id/consent", Some(&api.service), None).await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_id"));
-    let (status, body) = api.call("GET", "/v1/subjects/nobody/consent", Some(&api.service), None).await;
-    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "unknown_subject"));
-    let (status, body) = api.call("PUT", "/v1/subjects/s1/consent", Some(&api.service), Some(json!({"purposes": {"mind.reading": true}}))).await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "unknown_purpose"));
-    let (status, body) = api.call("PUT", "/v1/subjects/s1/consent", Some(&api.service), Some(json!({"purposes": {"analytics.reporting": "yes"}}))).await;
-    assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"));
-    let (status, body) = api.call("PUT", "/v1/subjects/s1/consent", Some(&api.service), Some(json!({"purposes": {}, "extra": 1}))).await;
-    assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"));
-    let (status, body) = api.call("PUT", "/v1/subjects/s1/consent", Some(&api.service), Some(json!({"purposes": {"analytics.reporting": true}, "method": "gpc"}))).await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_field"));
-    let (status, body) = api.call("POST", "/v1/items", Some(&api.service), Some(json!({"items": [{"id": "ok", "title": "ok"}, {"id": "not ok", "title": "x"}]}))).await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_id"));
-    let (status, body) = api.call("GET", "/v1/items/nothing-here", Some(&api.service), None).await;
-    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "unknown_item"));
-    let (status, body) = api.call("GET", "/v1/items?limit=many", Some(&api.service), None).await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_query"));
+    let (status, body) = api
+        .call(
+            "GET",
+            &format!("/v1/subjects/{long_id}/consent"),
+            Some(&api.service),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_id")
+    );
+    let (status, body) = api
+        .call(
+            "GET",
+            "/v1/subjects/bad%20id/consent",
+            Some(&api.service),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_id")
+    );
+    let (status, body) = api
+        .call(
+            "GET",
+            "/v1/subjects/nobody/consent",
+            Some(&api.service),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "unknown_subject")
+    );
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/v1/subjects/s1/consent",
+            Some(&api.service),
+            Some(json!({"purposes": {"mind.reading": true}})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "unknown_purpose")
+    );
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/v1/subjects/s1/consent",
+            Some(&api.service),
+            Some(json!({"purposes": {"analytics.reporting": "yes"}})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+    );
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/v1/subjects/s1/consent",
+            Some(&api.service),
+            Some(json!({"purposes": {}, "extra": 1})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+    );
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/v1/subjects/s1/consent",
+            Some(&api.service),
+            Some(json!({"purposes": {"analytics.reporting": true}, "method": "gpc"})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_field")
+    );
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/items",
+            Some(&api.service),
+            Some(json!({"items": [{"id": "ok", "title": "ok"}, {"id": "not ok", "title": "x"}]})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_id")
+    );
+    let (status, body) = api
+        .call("GET", "/v1/items/nothing-here", Some(&api.service), None)
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "unknown_item")
+    );
+    let (status, body) = api
+        .call("GET", "/v1/items?limit=many", Some(&api.service), None)
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_query")
+    );
     assert_eq!(api.engine.stats().await.unwrap(), before);
 }
 
@@ -207,58 +483,169 @@ async fn consent_round_trip_history_and_gpc() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["purposes"]["third_party_sharing"]["state"], "granted");
-    assert_eq!(body["purposes"]["analytics.reporting"]["state"], "withdrawn");
-    assert_eq!(body["purposes"]["personalize.content.search"]["state"], "none");
+    assert_eq!(
+        body["purposes"]["analytics.reporting"]["state"],
+        "withdrawn"
+    );
+    assert_eq!(
+        body["purposes"]["personalize.content.search"]["state"],
+        "none"
+    );
     let profiling = &body["purposes"]["personalize.content.profiling"]["categories"];
     assert_eq!(profiling[0]["state"], "granted");
     assert_eq!(profiling[1]["state"], "withdrawn");
     // Sec-GPC values other than "1" are ignored.
     for ignored in ["0", "true", " 1"] {
-        let (_, body) = api.call_with("GET", "/v1/subjects/s9/consent", Some(&api.service), None, &[("sec-gpc", ignored)]).await;
-        assert_eq!(body["purposes"]["third_party_sharing"]["state"], "granted", "Sec-GPC: {ignored:?}");
+        let (_, body) = api
+            .call_with(
+                "GET",
+                "/v1/subjects/s9/consent",
+                Some(&api.service),
+                None,
+                &[("sec-gpc", ignored)],
+            )
+            .await;
+        assert_eq!(
+            body["purposes"]["third_party_sharing"]["state"], "granted",
+            "Sec-GPC: {ignored:?}"
+        );
     }
-    let (_, body) = api.call_with("GET", "/v1/subjects/s9/consent", Some(&api.service), None, &[("sec-gpc", "1")]).await;
-    assert_eq!(body["purposes"]["third_party_sharing"]["state"], "withdrawn");
-    assert_eq!(body["purposes"]["third_party_sharing"]["categories"][0]["method"], "gpc");
-    assert_eq!(body["purposes"]["personalize.content.profiling"]["state"], "granted");
-    let (status, history) = api.call("GET", "/v1/subjects/s9/consent/history", Some(&api.dpo), None).await;
+    let (_, body) = api
+        .call_with(
+            "GET",
+            "/v1/subjects/s9/consent",
+            Some(&api.service),
+            None,
+            &[("sec-gpc", "1")],
+        )
+        .await;
+    assert_eq!(
+        body["purposes"]["third_party_sharing"]["state"],
+        "withdrawn"
+    );
+    assert_eq!(
+        body["purposes"]["third_party_sharing"]["categories"][0]["method"],
+        "gpc"
+    );
+    assert_eq!(
+        body["purposes"]["personalize.content.profiling"]["state"],
+        "granted"
+    );
+    let (status, history) = api
+        .call(
+            "GET",
+            "/v1/subjects/s9/consent/history",
+            Some(&api.dpo),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let methods: Vec<&str> = history["records"].as_array().unwrap().iter().map(|r| r["method"].as_str().unwrap()).collect();
-    assert!(methods.contains(&"banner") && methods.contains(&"gpc"), "{methods:?}");
-    assert!(history["records"].as_array().unwrap().iter().all(|r| r["policy_version"] == "2026-11-01"));
+    let methods: Vec<&str> = history["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert!(
+        methods.contains(&"banner") && methods.contains(&"gpc"),
+        "{methods:?}"
+    );
+    assert!(
+        history["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["policy_version"] == "2026-11-01")
+    );
 }
 
 #[tokio::test]
 async fn catalogue_crud_and_paging() {
     let api = api().await;
-    let (status, body) = api.call("PUT", "/v1/items/i3", Some(&api.service), Some(json!({"title": "Three", "category": "film"}))).await;
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/v1/items/i3",
+            Some(&api.service),
+            Some(json!({"title": "Three", "category": "film"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (_, item) = api.call("GET", "/v1/items/i2", Some(&api.analyst), None).await;
+    let (_, item) = api
+        .call("GET", "/v1/items/i2", Some(&api.analyst), None)
+        .await;
     assert_eq!(item["attributes"]["price"], 3.5);
-    let (_, page) = api.call("GET", "/v1/items?limit=2", Some(&api.service), None).await;
+    let (_, page) = api
+        .call("GET", "/v1/items?limit=2", Some(&api.service), None)
+        .await;
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     let after = page["next_after"].as_str().unwrap().to_owned();
-    let (_, page) = api.call("GET", &format!("/v1/items?limit=2&after={after}"), Some(&api.service), None).await;
+    let (_, page) = api
+        .call(
+            "GET",
+            &format!("/v1/items?limit=2&after={after}"),
+            Some(&api.service),
+            None,
+        )
+        .await;
     assert_eq!(page["items"][0]["id"], "i3");
-    assert_eq!(api.call("DELETE", "/v1/items/i3", Some(&api.service), None).await.0, StatusCode::NO_CONTENT);
-    assert_eq!(code(&api.call("DELETE", "/v1/items/i3", Some(&api.service), None).await.1), "unknown_item");
-    let (status, body) = api.call("PUT", "/v1/items/i4", Some(&api.service), Some(json!({"title": "t", "colour": "red"}))).await;
-    assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"));
+    assert_eq!(
+        api.call("DELETE", "/v1/items/i3", Some(&api.service), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        code(
+            &api.call("DELETE", "/v1/items/i3", Some(&api.service), None)
+                .await
+                .1
+        ),
+        "unknown_item"
+    );
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/v1/items/i4",
+            Some(&api.service),
+            Some(json!({"title": "t", "colour": "red"})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+    );
 }
 
 #[tokio::test]
 async fn metrics_count_requests_and_refusals_without_ids() {
     let api = api().await;
-    api.grant("metric-subject-1", json!({"personalize.content.profiling": true})).await;
+    api.grant(
+        "metric-subject-1",
+        json!({"personalize.content.profiling": true}),
+    )
+    .await;
     api.call("POST", "/v1/events", Some(&api.service), Some(json!([{"subject": "metric-subject-1", "item": "i1", "type": "view"}, {"subject": "metric-subject-2", "item": "i1", "type": "view"}]))).await;
     let (status, text) = api.call("GET", "/metrics", None, None).await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().unwrap();
-    assert!(text.contains("candor_events_total{outcome=\"accepted\",reason=\"\"} 1"), "{text}");
-    assert!(text.contains("candor_events_total{outcome=\"refused\",reason=\"consent_required\"} 1"), "{text}");
+    assert!(
+        text.contains("candor_events_total{outcome=\"accepted\",reason=\"\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("candor_events_total{outcome=\"refused\",reason=\"consent_required\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("route=\"/v1/events\""), "{text}");
-    assert!(text.contains("candor_http_request_duration_seconds_bucket"), "{text}");
-    assert!(!text.contains("metric-subject"), "metrics must not carry subject ids");
+    assert!(
+        text.contains("candor_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("metric-subject"),
+        "metrics must not carry subject ids"
+    );
 }
 
 #[derive(Clone, Default)]
@@ -274,7 +661,7 @@ impl std::io::Write for Captured {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
+#[tokio::test]
 async fn logs_hold_no_keys_or_subject_ids() {
     let captured = Captured::default();
     let writer = captured.clone();
@@ -282,15 +669,42 @@ async fn logs_hold_no_keys_or_subject_ids() {
         .with_max_level(tracing::Level::TRACE)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Global, not scoped: tracing caches callsite interest process-wide, and other tests in this
+    // binary run concurrently. Their log lines land here too; none carries these markers.
+    tracing::subscriber::set_global_default(subscriber).expect("only this test sets a subscriber");
     let api = api().await;
-    api.grant("logged-subject-5", json!({"personalize.content.profiling": true})).await;
+    api.grant(
+        "logged-subject-5",
+        json!({"personalize.content.profiling": true}),
+    )
+    .await;
     api.call("POST", "/v1/events", Some(&api.service), Some(json!({"subject": "logged-subject-5", "item": "i1", "type": "view", "context": {"page": "secret-page-7"}}))).await;
-    api.call("GET", "/v1/subjects/logged-subject-5/consent", Some(&api.service), None).await;
-    api.call("GET", "/v1/subjects/logged-subject-6/consent", Some("cnd_000000000000000000000000_wrong"), None).await;
+    api.call(
+        "GET",
+        "/v1/subjects/logged-subject-5/consent",
+        Some(&api.service),
+        None,
+    )
+    .await;
+    api.call(
+        "GET",
+        "/v1/subjects/logged-subject-6/consent",
+        Some("cnd_000000000000000000000000_wrong"),
+        None,
+    )
+    .await;
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("/v1/subjects/{id}/consent"), "requests are logged by route: {logs}");
-    for secret in ["logged-subject-5", "logged-subject-6", "secret-page-7", &api.service, "cnd_000000000000000000000000_wrong"] {
+    assert!(
+        logs.contains("/v1/subjects/{id}/consent"),
+        "requests are logged by route: {logs}"
+    );
+    for secret in [
+        "logged-subject-5",
+        "logged-subject-6",
+        "secret-page-7",
+        &api.service,
+        "cnd_000000000000000000000000_wrong",
+    ] {
         assert!(!logs.contains(secret), "`{secret}` reached the logs");
     }
 }

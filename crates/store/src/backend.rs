@@ -17,8 +17,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
 use crate::{
-    ApiKeyRecord, NewEvent, PurposeRead, Result, Store, StoreError, StoreStats, StoredEvent,
-    CountAudit,
+    ApiKeyRecord, CountAudit, NewEvent, PurposeRead, Result, Store, StoreError, StoreStats,
+    StoredEvent,
 };
 
 /// Rows per multi-row INSERT (kept well under both engines' bind-parameter limits).
@@ -54,7 +54,11 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { read, write, sealer })
+        Ok(Self {
+            read,
+            write,
+            sealer,
+        })
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
@@ -93,10 +97,16 @@ impl PostgresStore {
     ) -> Result<Self> {
         let mut options = PgConnectOptions::from_str(url)?;
         if let Some(schema) = schema {
-            if !schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            if !schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
                 return Err(StoreError::UnsupportedUrl);
             }
-            let admin = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+            let admin = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await?;
             sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
                 .execute(&admin)
                 .await?;

@@ -146,12 +146,18 @@ pub trait Store: Send + Sync + 'static {
     /// A subject's wrapped data key.
     async fn subject_key(&self, subject: &Pseudonym) -> Result<Option<Vec<u8>>>;
     /// Stores `wrapped` as the subject's key unless one exists; returns the key in force.
-    async fn ensure_subject_key(&self, subject: &Pseudonym, wrapped: &[u8], at: Timestamp) -> Result<Vec<u8>>;
+    async fn ensure_subject_key(
+        &self,
+        subject: &Pseudonym,
+        wrapped: &[u8],
+        at: Timestamp,
+    ) -> Result<Vec<u8>>;
 
     /// Appends consent records (history) and makes them current, with audit entries.
     async fn record_consent(&self, records: &[ConsentRecord], audit: &[AuditDraft]) -> Result<()>;
     /// Current consent rows of the given subjects.
-    async fn consent_current(&self, subjects: &[Pseudonym]) -> Result<Vec<(Pseudonym, ConsentRow)>>;
+    async fn consent_current(&self, subjects: &[Pseudonym])
+    -> Result<Vec<(Pseudonym, ConsentRow)>>;
     /// A subject's whole consent history, oldest first.
     async fn consent_history(&self, subject: &Pseudonym) -> Result<Vec<ConsentRecord>>;
 

@@ -38,7 +38,11 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("candor.db").display().to_string();
         let keys = Arc::new(KeyRing::generate());
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path, Arc::new(Sealer::new(keys.clone()))).await.unwrap());
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&path, Arc::new(Sealer::new(keys.clone())))
+                .await
+                .unwrap(),
+        );
         let mut config = EngineConfig::for_data_dir(dir.path());
         config.store_url = format!("sqlite://{path}");
         Self::build(config, keys, store, Backend::Sqlite { path }, dir).await
@@ -68,28 +72,57 @@ impl Harness {
         Some(Self::build(config, keys, store, Backend::Postgres { url, schema }, dir).await)
     }
 
-    async fn build(config: EngineConfig, keys: Arc<KeyRing>, store: Arc<dyn Store>, backend: Backend, dir: tempfile::TempDir) -> Self {
-        let engine = Engine::with_store(config.clone(), keys.clone(), store.clone()).await.unwrap();
-        Self { engine, store, keys, config, backend, _dir: dir }
+    async fn build(
+        config: EngineConfig,
+        keys: Arc<KeyRing>,
+        store: Arc<dyn Store>,
+        backend: Backend,
+        dir: tempfile::TempDir,
+    ) -> Self {
+        let engine = Engine::with_store(config.clone(), keys.clone(), store.clone())
+            .await
+            .unwrap();
+        Self {
+            engine,
+            store,
+            keys,
+            config,
+            backend,
+            _dir: dir,
+        }
     }
 
     /// The same database under another policy.
     pub async fn with_policy(mut self, policy: Policy) -> Self {
         self.config.policy = policy;
-        self.engine = Engine::with_store(self.config.clone(), self.keys.clone(), self.store.clone()).await.unwrap();
+        self.engine =
+            Engine::with_store(self.config.clone(), self.keys.clone(), self.store.clone())
+                .await
+                .unwrap();
         self
     }
 
     /// Opens the same database with a different key ring.
     pub async fn reopen_with_other_keys(&self) -> Result<Engine, EngineError> {
-        Engine::with_store(self.config.clone(), Arc::new(KeyRing::generate()), self.store.clone()).await
+        Engine::with_store(
+            self.config.clone(),
+            Arc::new(KeyRing::generate()),
+            self.store.clone(),
+        )
+        .await
     }
 
     /// Puts plain items with these ids in the catalogue.
     pub async fn items(&self, ids: &[&str]) {
         let items: Vec<Item> = ids
             .iter()
-            .map(|id| Item { id: id.to_string(), title: format!("Item {id}"), category: Some("books".into()), provider: None, attributes: Default::default() })
+            .map(|id| Item {
+                id: id.to_string(),
+                title: format!("Item {id}"),
+                category: Some("books".into()),
+                provider: None,
+                attributes: Default::default(),
+            })
             .collect();
         self.engine.put_items(&items).await.unwrap();
     }
@@ -103,7 +136,9 @@ impl Harness {
     pub async fn sql(&self, statements: &[&str]) {
         match &self.backend {
             Backend::Sqlite { path } => {
-                let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+                let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+                    .await
+                    .unwrap();
                 for s in statements {
                     sqlx::query(s).execute(&mut conn).await.unwrap();
                 }
@@ -139,19 +174,31 @@ impl Harness {
         }
         match &self.backend {
             Backend::Sqlite { path } => {
-                let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
-                bind_all!(sqlx::query(sql)).execute(&mut conn).await.unwrap();
+                let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+                    .await
+                    .unwrap();
+                bind_all!(sqlx::query(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
             }
             Backend::Postgres { .. } => {
                 let mut conn = self.pg().await;
-                bind_all!(sqlx::query(sql)).execute(&mut conn).await.unwrap();
+                bind_all!(sqlx::query(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
             }
         }
     }
 
     async fn pg(&self) -> sqlx::PgConnection {
-        let Backend::Postgres { url, schema } = &self.backend else { unreachable!() };
-        let options = sqlx::postgres::PgConnectOptions::from_str(url).unwrap().options([("search_path", schema.as_str())]);
+        let Backend::Postgres { url, schema } = &self.backend else {
+            unreachable!()
+        };
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)
+            .unwrap()
+            .options([("search_path", schema.as_str())]);
         sqlx::PgConnection::connect_with(&options).await.unwrap()
     }
 
@@ -163,7 +210,9 @@ impl Harness {
             Backend::Sqlite { path } => {
                 for suffix in ["", "-wal", "-shm"] {
                     let file = format!("{path}{suffix}");
-                    let Ok(bytes) = std::fs::read(&file) else { continue };
+                    let Ok(bytes) = std::fs::read(&file) else {
+                        continue;
+                    };
                     assert!(
                         !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
                         "`{marker}` found in {file}"
@@ -173,7 +222,17 @@ impl Harness {
             Backend::Postgres { .. } => {
                 let mut conn = self.pg().await;
                 let hex_marker: String = marker.bytes().map(|b| format!("{b:02x}")).collect();
-                for table in ["meta", "items", "subject_keys", "consent_history", "consent_current", "events", "audit_log", "audit_head", "api_keys"] {
+                for table in [
+                    "meta",
+                    "items",
+                    "subject_keys",
+                    "consent_history",
+                    "consent_current",
+                    "events",
+                    "audit_log",
+                    "audit_head",
+                    "api_keys",
+                ] {
                     let dump: String = sqlx::query_scalar(&format!(
                         "SELECT COALESCE(string_agg(row_to_json(t)::text, E'\\n'), '') FROM {table} t"
                     ))
@@ -181,7 +240,10 @@ impl Harness {
                     .await
                     .unwrap();
                     assert!(!dump.contains(marker), "`{marker}` found in table {table}");
-                    assert!(!dump.contains(&hex_marker), "`{marker}` found (hex) in table {table}");
+                    assert!(
+                        !dump.contains(&hex_marker),
+                        "`{marker}` found (hex) in table {table}"
+                    );
                 }
             }
         }
@@ -193,10 +255,15 @@ impl Drop for Harness {
         if let Backend::Postgres { url, schema } = &self.backend {
             let (url, schema) = (url.clone(), schema.clone());
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
-                        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut conn).await;
+                        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                            .execute(&mut conn)
+                            .await;
                     }
                 });
             })

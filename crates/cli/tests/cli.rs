@@ -1,0 +1,222 @@
+//! The `candor` binary as scripts drive it: demo, keys, policy check, audit verify, settings
+//! errors. One test binary for the CLI.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn candor() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_candor"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CANDOR_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+fn http_get(addr: &str, path: &str, key: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+#[test]
+fn demo_prints_the_admin_key_once_ready_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = candor()
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--subjects",
+            "60",
+            "--items",
+            "120",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut addr, mut key, mut stored) = (None, None, false);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while key.is_none() && Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(rest) = line.strip_prefix("listening on http://") {
+            addr = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if line.starts_with("events: ")
+            && line.contains("stored")
+            && line.contains("consent_required")
+        {
+            stored = true;
+        }
+        key = line.strip_prefix("admin key: ").map(str::to_owned);
+    }
+    let (addr, key) = (addr.expect("listening line"), key.expect("admin key line"));
+    assert!(stored, "the demo reports stored and refused events");
+    assert_eq!(http_get(&addr, "/healthz", None).0, 200);
+    let (status, body) = http_get(&addr, "/v1/subjects/user-0001/consent", Some(&key));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"granted\""), "{body}");
+    // user-0009 was imported with a consent that has since expired.
+    let (_, body) = http_get(&addr, "/v1/subjects/user-0009/consent", Some(&key));
+    assert!(body.contains("\"expired\""), "{body}");
+    let (status, body) = http_get(&addr, "/v1/audit/verify", Some(&key));
+    assert_eq!(status, 200);
+    assert!(body.contains("\"ok\":true"), "{body}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The key file was created private.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("keys.toml"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn keys_create_prints_only_the_key_and_audit_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = candor()
+        .args(["keys", "create", "--role", "service", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1);
+    assert!(
+        stdout.starts_with("cnd_") && stdout.trim().len() > 40,
+        "{stdout}"
+    );
+    let out = candor()
+        .args(["keys", "create", "--role", "superuser", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--role must be one of"));
+    let out = candor()
+        .args(["audit", "verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("audit log verified: 1 entries"));
+}
+
+#[test]
+fn policy_check_names_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, candor_domain::policy::DEFAULT_POLICY_TOML).unwrap();
+    let out = candor()
+        .args(["policy", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is valid"));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        candor_domain::policy::DEFAULT_POLICY_TOML.replacen(
+            "consent_renewal_days = 365",
+            "consent_renewal_days = 0",
+            1,
+        ),
+    )
+    .unwrap();
+    let out = candor()
+        .args(["policy", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line ") && stderr.contains("consent_renewal_days"),
+        "{stderr}"
+    );
+    let out = candor()
+        .args(["policy", "check", "/nonexistent/policy.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn settings_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = candor()
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .env("CANDOR__SERVER__LISEN", "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lisen"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = dir.path().join("candor.toml");
+    std::fs::write(&config, "[store]\nurl = \"mysql://nope\"\n").unwrap();
+    let out = candor()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unsupported store URL"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = candor()
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .env("CANDOR_MASTER_KEY", "AAAA")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("or none"));
+}

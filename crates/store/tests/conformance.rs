@@ -1,0 +1,380 @@
+//! The Store conformance suite: one `check_store` run against SQLite always and against
+//! PostgreSQL when `CANDOR_TEST_POSTGRES_URL` is set. It checks storage semantics only; the
+//! cryptography of the audit chain is checked in the engine's tests.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::io::Write as _;
+use std::sync::Arc;
+
+use candor_domain::{
+    AuditAction, AuditDraft, AuditSealer, ConsentMethod, ConsentRecord, Item, Policy, Pseudonym,
+    Timestamp,
+};
+use candor_store::{ApiKeyRecord, NewEvent, PostgresStore, PurposeRead, SqliteStore, Store};
+
+/// A deterministic stand-in for the engine's sealer (storage tests need stable bytes, not
+/// security).
+struct PlainSealer;
+
+impl AuditSealer for PlainSealer {
+    fn digest(&self, bytes: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, chunk) in out.chunks_mut(8).enumerate() {
+            let mut h = DefaultHasher::new();
+            (i, bytes).hash(&mut h);
+            chunk.copy_from_slice(&h.finish().to_le_bytes());
+        }
+        out
+    }
+    fn mac(&self, hash: &[u8; 32]) -> [u8; 32] {
+        self.digest(hash)
+    }
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.digest(message).to_vec()
+    }
+}
+
+fn p(n: u8) -> Pseudonym {
+    Pseudonym([n; 32])
+}
+
+fn draft(detail: &str) -> AuditDraft {
+    AuditDraft {
+        at: Timestamp(1),
+        actor: "test".into(),
+        action: AuditAction::ConsentUpdate,
+        subject: Some(p(1)),
+        purpose: None,
+        detail: detail.into(),
+    }
+}
+
+fn consent(
+    subject: Pseudonym,
+    purpose: &str,
+    category: &str,
+    granted: bool,
+    expires: i64,
+) -> ConsentRecord {
+    ConsentRecord {
+        subject,
+        purpose: purpose.into(),
+        category: category.into(),
+        granted,
+        at: Timestamp(10),
+        expires_at: Timestamp(expires),
+        policy_version: "v1".into(),
+        method: ConsentMethod::Api,
+    }
+}
+
+fn event(subject: Pseudonym, category: &str, dedup: u8, expires: i64) -> NewEvent {
+    NewEvent {
+        subject,
+        category: category.into(),
+        occurred_at: Timestamp(5),
+        expires_at: Timestamp(expires),
+        dedup: [dedup; 16],
+        payload: vec![dedup; 40],
+    }
+}
+
+async fn check_store(store: &dyn Store) {
+    let policy = Policy::default_policy();
+    let profiling = &policy.purposes["personalize.content.profiling"];
+    let browsing = "user.behavior.browsing_history";
+    let purchases = "user.behavior.purchase_history";
+
+    // Metadata.
+    assert_eq!(store.get_meta("k").await.unwrap(), None);
+    store.put_meta("k", "v1").await.unwrap();
+    store.put_meta("k", "v2").await.unwrap();
+    assert_eq!(store.get_meta("k").await.unwrap().as_deref(), Some("v2"));
+
+    // Catalogue: upsert, get, page, existence, delete.
+    let item = |id: &str, title: &str| Item {
+        id: id.into(),
+        title: title.into(),
+        category: Some("c".into()),
+        provider: None,
+        attributes: serde_json::Map::from_iter([("n".to_string(), serde_json::json!(1))]),
+    };
+    store
+        .put_items(
+            &[item("a", "A"), item("b", "B"), item("c", "C")],
+            Timestamp(1),
+        )
+        .await
+        .unwrap();
+    store
+        .put_items(&[item("b", "B2")], Timestamp(2))
+        .await
+        .unwrap();
+    assert_eq!(store.get_item("b").await.unwrap().unwrap().title, "B2");
+    assert_eq!(
+        store.get_item("b").await.unwrap().unwrap().attributes["n"],
+        1
+    );
+    let page: Vec<String> = store
+        .list_items(Some("a"), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(page, ["b", "c"]);
+    let found = store.existing_items(&["a", "zz", "c"]).await.unwrap();
+    assert!(found.contains("a") && found.contains("c") && found.len() == 2);
+    assert!(store.delete_item("c").await.unwrap());
+    assert!(!store.delete_item("c").await.unwrap());
+
+    // Subject keys: the first stored key wins.
+    assert_eq!(store.subject_key(&p(1)).await.unwrap(), None);
+    assert_eq!(
+        store
+            .ensure_subject_key(&p(1), b"first", Timestamp(1))
+            .await
+            .unwrap(),
+        b"first"
+    );
+    assert_eq!(
+        store
+            .ensure_subject_key(&p(1), b"second", Timestamp(2))
+            .await
+            .unwrap(),
+        b"first"
+    );
+
+    // Consent: history is append-only, current is the latest per (subject, purpose, category).
+    let name = profiling.name.as_str();
+    store
+        .record_consent(
+            &[
+                consent(p(1), name, browsing, true, 1_000),
+                consent(p(1), name, purchases, true, 1_000),
+            ],
+            &[draft("a")],
+        )
+        .await
+        .unwrap();
+    store
+        .record_consent(&[consent(p(1), name, purchases, false, 10)], &[draft("b")])
+        .await
+        .unwrap();
+    store
+        .record_consent(&[consent(p(2), name, browsing, true, 1_000)], &[])
+        .await
+        .unwrap();
+    assert_eq!(store.consent_history(&p(1)).await.unwrap().len(), 3);
+    let current = store.consent_current(&[p(1)]).await.unwrap();
+    assert_eq!(current.len(), 2);
+    assert!(
+        current
+            .iter()
+            .any(|(_, r)| r.category == purchases && !r.granted)
+    );
+
+    // Events: dedup keys refuse repeats; reads are purpose- and consent-bound.
+    let audit = |n: u64| AuditDraft {
+        detail: format!("stored={n}"),
+        ..draft("")
+    };
+    let flags = store
+        .insert_events(
+            &[
+                event(p(1), browsing, 1, 500),
+                event(p(1), purchases, 2, 500),
+                event(p(2), browsing, 3, 500),
+                event(p(3), browsing, 4, 500),
+            ],
+            &audit,
+        )
+        .await
+        .unwrap();
+    assert_eq!(flags, [true, true, true, true]);
+    assert_eq!(
+        store
+            .insert_events(
+                &[event(p(1), browsing, 1, 500), event(p(1), browsing, 5, 500)],
+                &audit
+            )
+            .await
+            .unwrap(),
+        [false, true]
+    );
+    let read = |subject, now, after_id| PurposeRead {
+        purpose: profiling,
+        subject,
+        now: Timestamp(now),
+        after_id,
+        limit: 100,
+    };
+    let all = store.read_events(&read(None, 100, 0)).await.unwrap();
+    // p(1) browsing (2 events) and p(2) browsing; not p(1) purchases (withdrawn), not p(3) (no consent).
+    assert_eq!(
+        all.iter()
+            .map(|e| (e.subject, e.category.as_str()))
+            .collect::<Vec<_>>(),
+        [(p(1), browsing), (p(2), browsing), (p(1), browsing)]
+    );
+    assert_eq!(all[0].payload, vec![1; 40]);
+    let p2 = p(2);
+    assert_eq!(
+        store
+            .read_events(&read(Some(&p2), 100, 0))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .read_events(&read(None, 100, all[0].id))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // After consent lapses (t = 1000) nothing is readable; after retention (t = 500) neither.
+    assert!(
+        store
+            .read_events(&read(None, 1_000, 0))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .read_events(&read(None, 600, 0))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let analytics = &policy.purposes["analytics.reporting"];
+    assert!(
+        store
+            .read_events(&PurposeRead {
+                purpose: analytics,
+                ..read(None, 100, 0)
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Retention: expired rows go, audited.
+    let sweep = |n: u64| AuditDraft {
+        detail: format!("deleted={n}"),
+        ..draft("")
+    };
+    assert_eq!(
+        store
+            .delete_expired_events(Timestamp(500), &sweep)
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(store.stats().await.unwrap().events, 0);
+
+    // Audit: positions are contiguous, links chain, the head follows the newest entry.
+    store.append_audit(&[draft("c"), draft("d")]).await.unwrap();
+    let entries = store.audit_entries(0, 1000).await.unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=entries.len() as u64).collect::<Vec<_>>()
+    );
+    for pair in entries.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+    }
+    assert_eq!(entries[0].prev_hash, [0; 32]);
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| e.detail.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b", "stored=4", "stored=1", "deleted=5", "c", "d"]
+    );
+    let head = store.audit_head().await.unwrap().unwrap();
+    assert_eq!(
+        (head.seq, head.hash),
+        (entries.len() as u64, entries.last().unwrap().hash)
+    );
+    assert_eq!(store.audit_entries(5, 1).await.unwrap()[0].seq, 6);
+
+    // API keys.
+    let key = ApiKeyRecord {
+        id: "kid".into(),
+        role: "service".into(),
+        secret_hash: vec![9; 32],
+        label: "l".into(),
+        created_at: Timestamp(3),
+    };
+    store.put_api_key(&key, &[]).await.unwrap();
+    assert_eq!(store.get_api_key("kid").await.unwrap(), Some(key.clone()));
+    assert!(
+        store.put_api_key(&key, &[]).await.is_err(),
+        "key ids are unique"
+    );
+    assert_eq!(store.get_api_key("other").await.unwrap(), None);
+
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.subjects,
+            stats.consent_records,
+            stats.items,
+            stats.audit_entries
+        ),
+        (1, 4, 2, 7)
+    );
+}
+
+#[tokio::test]
+async fn sqlite_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let store = SqliteStore::open(path.to_str().unwrap(), Arc::new(PlainSealer))
+        .await
+        .unwrap();
+    assert_eq!(store.backend(), "sqlite");
+    check_store(&store).await;
+    // Reopening migrates nothing twice and keeps the data.
+    drop(store);
+    let store = candor_store::open(
+        &format!("sqlite://{}", path.display()),
+        Arc::new(PlainSealer),
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.stats().await.unwrap().items, 2);
+}
+
+#[tokio::test]
+async fn postgres_conforms() {
+    let Ok(url) = std::env::var("CANDOR_TEST_POSTGRES_URL") else {
+        let _ = std::io::stderr().write_all(
+            b"note: PostgreSQL store suite skipped: CANDOR_TEST_POSTGRES_URL is not set\n",
+        );
+        return;
+    };
+    let schema = format!("candor_conf_{:016x}", rand::random::<u64>());
+    let store = PostgresStore::open_in_schema(&url, Some(&schema), Arc::new(PlainSealer))
+        .await
+        .unwrap();
+    assert_eq!(store.backend(), "postgres");
+    check_store(&store).await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused() {
+    assert!(matches!(
+        candor_store::open("mysql://localhost/x", Arc::new(PlainSealer)).await,
+        Err(candor_store::StoreError::UnsupportedUrl)
+    ));
+}
