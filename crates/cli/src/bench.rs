@@ -2,6 +2,8 @@
 //! (consent check, encryption, durable commit). Figures go to `docs/benchmarks.md`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use candor_domain::{ConsentMethod, Item, SubjectId, Timestamp};
@@ -18,6 +20,8 @@ pub struct IngestBench {
     pub subjects: usize,
     /// Catalogue size.
     pub items: usize,
+    /// Concurrent clients.
+    pub concurrency: usize,
 }
 
 /// Resident set size of this process in MiB, from `/proc/self/status`.
@@ -29,7 +33,7 @@ pub fn rss_mib() -> Option<f64> {
 }
 
 /// Runs the ingestion benchmark and prints its figures.
-pub async fn ingest(engine: &Engine, bench: IngestBench) -> anyhow::Result<()> {
+pub async fn ingest(engine: Arc<Engine>, bench: IngestBench) -> anyhow::Result<()> {
     let actor = Actor::system();
     let items: Vec<Item> = (0..bench.items)
         .map(|i| Item {
@@ -73,36 +77,52 @@ pub async fn ingest(engine: &Engine, bench: IngestBench) -> anyhow::Result<()> {
     );
 
     let base = Timestamp::now().0 - 10 * candor_domain::timestamp::DAY_MS;
-    let mut accepted = 0usize;
-    let mut spent = 0f64;
-    let mut made = 0usize;
-    while made < bench.events {
-        let n = bench.batch.min(bench.events - made);
-        let drafts: Vec<EventDraft> = (made..made + n)
-            .map(|i| EventDraft {
-                subject: format!("bench-user-{}", i % bench.subjects),
-                item: format!("bench-item-{}", (i * 7919) % bench.items),
-                event_type: "view".into(),
-                value: None,
-                timestamp: Some(Timestamp(base + i as i64).to_rfc3339()),
-                context: BTreeMap::from([("device".to_string(), "mobile".to_string())]),
-            })
-            .collect();
-        let start = Instant::now();
-        let report = engine.ingest(&actor, &drafts, false).await?;
-        spent += start.elapsed().as_secs_f64();
-        accepted += report.accepted;
-        anyhow::ensure!(
-            report.refused.is_empty(),
-            "benchmark events were refused: {:?}",
-            report.refused.first()
-        );
-        made += n;
+    let batches: Vec<(usize, usize)> = (0..bench.events)
+        .step_by(bench.batch)
+        .map(|start| (start, bench.batch.min(bench.events - start)))
+        .collect();
+    let batches = Arc::new(batches);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    // `concurrency` clients take batches in turn, as concurrent API callers would.
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..bench.concurrency {
+        let (engine, batches, next, actor) =
+            (engine.clone(), batches.clone(), next.clone(), actor.clone());
+        clients.spawn(async move {
+            let mut accepted = 0usize;
+            while let Some(&(start, n)) = batches.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let drafts: Vec<EventDraft> = (start..start + n)
+                    .map(|i| EventDraft {
+                        subject: format!("bench-user-{}", i % bench.subjects),
+                        item: format!("bench-item-{}", (i * 7919) % bench.items),
+                        event_type: "view".into(),
+                        value: None,
+                        timestamp: Some(Timestamp(base + i as i64).to_rfc3339()),
+                        context: BTreeMap::from([("device".to_string(), "mobile".to_string())]),
+                    })
+                    .collect();
+                let report = engine.ingest(&actor, &drafts, false).await?;
+                anyhow::ensure!(
+                    report.refused.is_empty(),
+                    "benchmark events were refused: {:?}",
+                    report.refused.first()
+                );
+                accepted += report.accepted;
+            }
+            Ok::<usize, anyhow::Error>(accepted)
+        });
     }
+    let mut accepted = 0;
+    while let Some(result) = clients.join_next().await {
+        accepted += result??;
+    }
+    let spent = started.elapsed().as_secs_f64();
     println!(
-        "ingest via engine into {}: {accepted} events in batches of {} over {} subjects: {:.2} s, {:.0} events/s, RSS {:.0} MiB",
+        "ingest via engine into {}: {accepted} events in batches of {} from {} concurrent clients over {} subjects: {:.2} s, {:.0} events/s, RSS {:.0} MiB",
         engine.backend(),
         bench.batch,
+        bench.concurrency,
         bench.subjects,
         spent,
         accepted as f64 / spent,

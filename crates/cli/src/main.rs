@@ -142,6 +142,9 @@ enum BenchCommand {
         /// Catalogue size.
         #[arg(long, default_value_t = 20_000)]
         items: usize,
+        /// Concurrent clients sending batches.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
     },
 }
 
@@ -314,6 +317,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     batch,
                     subjects,
                     items,
+                    concurrency,
                 },
         } => {
             let mut settings = load_settings(&common, None)?;
@@ -324,18 +328,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 _tmp = TempDir(dir);
             }
             settings.ingest.max_batch = settings.ingest.max_batch.max(batch);
+            init_tracing(&settings);
             let engine = open_engine(&settings).await?;
             anyhow::ensure!(
-                subjects >= 1 && items >= 1 && batch >= 1,
-                "--subjects, --items and --batch must be at least 1"
+                subjects >= 1 && items >= 1 && batch >= 1 && concurrency >= 1,
+                "--subjects, --items, --batch and --concurrency must be at least 1"
             );
             bench::ingest(
-                &engine,
+                engine,
                 bench::IngestBench {
                     events,
                     batch,
                     subjects,
                     items,
+                    concurrency,
                 },
             )
             .await

@@ -325,7 +325,13 @@ impl Engine {
     /// Rows of a subject that must already be known (any consent record or data key).
     async fn known_rows(&self, subject: &Pseudonym) -> Result<Vec<ConsentRow>> {
         let rows = self.current_rows(subject).await?;
-        if rows.is_empty() && self.store.subject_key(subject).await?.is_none() {
+        if rows.is_empty()
+            && self
+                .store
+                .subject_keys(std::slice::from_ref(subject))
+                .await?
+                .is_empty()
+        {
             return Err(EngineError::not_found(
                 "unknown_subject",
                 "no data or consent is held for this subject",

@@ -10,6 +10,8 @@ pub const MAX_TITLE_LEN: usize = 512;
 pub const MAX_LABEL_LEN: usize = 128;
 /// Largest attributes object, serialized, in bytes.
 pub const MAX_ATTRIBUTES_LEN: usize = 4096;
+/// Most catalogue ids remembered as known.
+const ITEM_CACHE_LIMIT: usize = 2_000_000;
 /// Most items per import call.
 pub const MAX_IMPORT: usize = 10_000;
 
@@ -58,7 +60,39 @@ impl Engine {
                 other => other,
             })?;
         }
-        Ok(self.store.put_items(items, Timestamp::now()).await?)
+        self.store.put_items(items, Timestamp::now()).await?;
+        self.remember_items(items.iter().map(|i| i.id.as_str()));
+        Ok(())
+    }
+
+    fn remember_items<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+        let mut known = self.known_items.write().expect("item cache lock");
+        if known.len() > ITEM_CACHE_LIMIT {
+            known.clear();
+        }
+        known.extend(ids.map(str::to_owned));
+    }
+
+    /// Which of `ids` are not in the catalogue. Ids seen in the catalogue are remembered
+    /// (catalogue data is not personal), so only unseen ids cost a query. On a shared
+    /// PostgreSQL store an item deleted through another server stays known here until restart.
+    pub(crate) async fn missing_items(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashSet<String>> {
+        let unseen: Vec<&str> = {
+            let known = self.known_items.read().expect("item cache lock");
+            ids.iter()
+                .copied()
+                .filter(|id| !known.contains(*id))
+                .collect()
+        };
+        if unseen.is_empty() {
+            return Ok(Default::default());
+        }
+        let missing = self.store.missing_items(&unseen).await?;
+        self.remember_items(unseen.iter().copied().filter(|id| !missing.contains(*id)));
+        Ok(missing)
     }
 
     /// One item.
@@ -77,6 +111,10 @@ impl Engine {
     /// Deletes an item.
     pub async fn delete_item(&self, id: &str) -> Result<()> {
         ItemId::parse(id).map_err(|e| EngineError::invalid("invalid_id", e.to_string()))?;
+        self.known_items
+            .write()
+            .expect("item cache lock")
+            .remove(id);
         if self.store.delete_item(id).await? {
             Ok(())
         } else {

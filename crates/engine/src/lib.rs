@@ -3,6 +3,7 @@
 //! every read to a purpose, encrypts payloads under per-subject keys, and appends every access
 //! and consent change to the audit chain. Nothing above it touches the store directly.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -127,8 +128,9 @@ pub struct Engine {
     keys: Arc<KeyRing>,
     policy: Arc<Policy>,
     config: EngineConfig,
-    key_cache: Mutex<std::collections::HashMap<Pseudonym, SecretKey>>,
-    api_keys: RwLock<std::collections::HashMap<String, auth::CachedKey>>,
+    key_cache: Mutex<HashMap<Pseudonym, SecretKey>>,
+    api_keys: RwLock<HashMap<String, auth::CachedKey>>,
+    known_items: RwLock<std::collections::HashSet<String>>,
 }
 
 impl Engine {
@@ -171,6 +173,7 @@ impl Engine {
             config,
             key_cache: Mutex::new(Default::default()),
             api_keys: RwLock::new(Default::default()),
+            known_items: RwLock::new(Default::default()),
         })
     }
 
@@ -221,37 +224,58 @@ impl Engine {
         }
     }
 
-    /// The subject's data key: from the cache, else unwrapped from the store, else (when
-    /// `create` is set) freshly made and stored.
-    pub(crate) async fn data_key(
+    /// The subjects' data keys: from the cache, else unwrapped from the store, else (when
+    /// `create` is set) freshly made and stored, all new ones in one transaction. Subjects
+    /// without a key (and `create` unset) are absent from the result.
+    pub(crate) async fn data_keys(
         &self,
-        subject: &Pseudonym,
+        subjects: &[Pseudonym],
         create: bool,
-    ) -> Result<Option<SecretKey>> {
-        if let Some(key) = self.key_cache.lock().expect("key cache lock").get(subject) {
-            return Ok(Some(key.clone()));
-        }
-        let wrapped = match self.store.subject_key(subject).await? {
-            Some(wrapped) => wrapped,
-            None if create => {
-                let fresh = SecretKey::generate();
-                let wrapped = self.keys.wrap(&fresh, &subject.0);
-                self.store
-                    .ensure_subject_key(subject, &wrapped, Timestamp::now())
-                    .await?
+    ) -> Result<HashMap<Pseudonym, SecretKey>> {
+        let mut keys = HashMap::with_capacity(subjects.len());
+        let mut wanted = Vec::new();
+        {
+            let cache = self.key_cache.lock().expect("key cache lock");
+            for subject in subjects {
+                match cache.get(subject) {
+                    Some(key) => {
+                        keys.insert(*subject, key.clone());
+                    }
+                    None => wanted.push(*subject),
+                }
             }
-            None => return Ok(None),
-        };
-        let key = self
-            .keys
-            .unwrap(&wrapped, &subject.0)
-            .map_err(|_| EngineError::Crypto)?;
+        }
+        if wanted.is_empty() {
+            return Ok(keys);
+        }
+        let mut wrapped = self.store.subject_keys(&wanted).await?;
+        if create && wrapped.len() < wanted.len() {
+            let have: std::collections::HashSet<Pseudonym> =
+                wrapped.iter().map(|(s, _)| *s).collect();
+            let fresh: Vec<(Pseudonym, Vec<u8>)> = wanted
+                .iter()
+                .filter(|s| !have.contains(s))
+                .map(|s| (*s, self.keys.wrap(&SecretKey::generate(), &s.0)))
+                .collect();
+            wrapped.extend(
+                self.store
+                    .ensure_subject_keys(&fresh, Timestamp::now())
+                    .await?,
+            );
+        }
         let mut cache = self.key_cache.lock().expect("key cache lock");
-        if cache.len() >= KEY_CACHE_LIMIT {
+        if cache.len() + wrapped.len() > KEY_CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(*subject, key.clone());
-        Ok(Some(key))
+        for (subject, wrapped_key) in wrapped {
+            let key = self
+                .keys
+                .unwrap(&wrapped_key, &subject.0)
+                .map_err(|_| EngineError::Crypto)?;
+            cache.insert(subject, key.clone());
+            keys.insert(subject, key);
+        }
+        Ok(keys)
     }
 
     /// Deletes events past their retention; returns how many.

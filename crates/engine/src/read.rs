@@ -47,12 +47,15 @@ impl Engine {
             limit,
         };
         let rows = self.store.read_events(&read).await?;
+        let subjects: Vec<Pseudonym> = {
+            let set: std::collections::HashSet<Pseudonym> =
+                rows.iter().map(|r| r.subject).collect();
+            set.into_iter().collect()
+        };
+        let keys = self.data_keys(&subjects, false).await?;
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
-            let key = self
-                .data_key(&row.subject, false)
-                .await?
-                .ok_or(EngineError::Crypto)?;
+            let key = keys.get(&row.subject).ok_or(EngineError::Crypto)?;
             let plaintext = key
                 .open(&row.payload, &row.subject.0)
                 .map_err(|_| EngineError::Crypto)?;

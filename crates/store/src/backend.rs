@@ -44,10 +44,20 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            .pragma("secure_delete", "on");
+            .pragma("secure_delete", "on")
+            .pragma("temp_store", "memory");
+        // The writer gets a 64 MiB page cache so a large batch does not spill pages to the WAL
+        // (and rewrite them) before it commits, and checkpoints every 64 MiB of WAL rather than
+        // every 4 MiB, so a hot index page is copied to the database once per checkpoint rather
+        // than once per batch.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("cache_size", "-65536")
+                    .pragma("wal_autocheckpoint", "16384"),
+            )
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&write).await?;
         let read = SqlitePoolOptions::new()
@@ -140,6 +150,11 @@ impl PostgresStore {
 
 fn pseudonym(bytes: Vec<u8>, table: &'static str) -> Result<Pseudonym> {
     Pseudonym::from_slice(&bytes).ok_or(StoreError::Corrupt(table))
+}
+
+/// The compact per-subject index key: the pseudonym's first 8 bytes.
+fn subject_hint(subject: &Pseudonym) -> i64 {
+    i64::from_be_bytes(subject.0[..8].try_into().expect("8 of 32 bytes"))
 }
 
 fn hash32(bytes: Vec<u8>, table: &'static str) -> Result<[u8; 32]> {
@@ -287,51 +302,104 @@ macro_rules! impl_store {
                 Ok(done.rows_affected() > 0)
             }
 
-            async fn existing_items(&self, ids: &[&str]) -> Result<HashSet<String>> {
-                let mut found = HashSet::new();
+            async fn missing_items(&self, ids: &[&str]) -> Result<HashSet<String>> {
+                let mut missing = HashSet::new();
                 for chunk in ids.chunks(IN_CHUNK) {
-                    let mut q = QueryBuilder::<$db>::new("SELECT id FROM items WHERE id IN (");
+                    let mut q = QueryBuilder::<$db>::new("WITH wanted (id) AS (VALUES ");
                     let mut sep = q.separated(", ");
                     for id in chunk {
-                        sep.push_bind(id.to_string());
+                        sep.push("(");
+                        sep.push_bind_unseparated(id.to_string());
+                        sep.push_unseparated(")");
+                    }
+                    q.push(") SELECT id FROM wanted WHERE id NOT IN (SELECT id FROM items)");
+                    let rows: Vec<(String,)> = q.build_query_as().fetch_all(&self.read).await?;
+                    missing.extend(rows.into_iter().map(|(id,)| id));
+                }
+                Ok(missing)
+            }
+
+            async fn subject_keys(&self, subjects: &[Pseudonym]) -> Result<Vec<(Pseudonym, Vec<u8>)>> {
+                let mut out = Vec::with_capacity(subjects.len());
+                for chunk in subjects.chunks(IN_CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new("SELECT subject, wrapped_key FROM subject_keys WHERE subject IN (");
+                    let mut sep = q.separated(", ");
+                    for s in chunk {
+                        sep.push_bind(s.0.to_vec());
                     }
                     q.push(")");
-                    let rows: Vec<(String,)> = q.build_query_as().fetch_all(&self.read).await?;
-                    found.extend(rows.into_iter().map(|(id,)| id));
+                    let rows: Vec<(Vec<u8>, Vec<u8>)> = q.build_query_as().fetch_all(&self.read).await?;
+                    for (subject, key) in rows {
+                        out.push((pseudonym(subject, "subject_keys")?, key));
+                    }
                 }
-                Ok(found)
+                Ok(out)
             }
 
-            async fn subject_key(&self, subject: &Pseudonym) -> Result<Option<Vec<u8>>> {
-                Ok(sqlx::query_scalar("SELECT wrapped_key FROM subject_keys WHERE subject = $1")
-                    .bind(subject.0.to_vec())
-                    .fetch_optional(&self.read)
-                    .await?)
-            }
-
-            async fn ensure_subject_key(
+            async fn ensure_subject_keys(
                 &self,
-                subject: &Pseudonym,
-                wrapped: &[u8],
+                keys: &[(Pseudonym, Vec<u8>)],
                 at: Timestamp,
-            ) -> Result<Vec<u8>> {
+            ) -> Result<Vec<(Pseudonym, Vec<u8>)>> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query(
-                    "INSERT INTO subject_keys (subject, wrapped_key, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (subject) DO NOTHING",
-                )
-                .bind(subject.0.to_vec())
-                .bind(wrapped.to_vec())
-                .bind(at.0)
-                .execute(&mut *tx)
-                .await?;
-                let key: Vec<u8> =
-                    sqlx::query_scalar("SELECT wrapped_key FROM subject_keys WHERE subject = $1")
-                        .bind(subject.0.to_vec())
-                        .fetch_one(&mut *tx)
-                        .await?;
+                for chunk in keys.chunks(INSERT_CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new("INSERT INTO subject_keys (subject, wrapped_key, created_at) ");
+                    q.push_values(chunk, |mut b, (subject, wrapped)| {
+                        b.push_bind(subject.0.to_vec()).push_bind(wrapped.clone()).push_bind(at.0);
+                    });
+                    q.push(" ON CONFLICT (subject) DO NOTHING");
+                    q.build().execute(&mut *tx).await?;
+                }
+                let mut out = Vec::with_capacity(keys.len());
+                for chunk in keys.chunks(IN_CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new("SELECT subject, wrapped_key FROM subject_keys WHERE subject IN (");
+                    let mut sep = q.separated(", ");
+                    for (s, _) in chunk {
+                        sep.push_bind(s.0.to_vec());
+                    }
+                    q.push(")");
+                    let rows: Vec<(Vec<u8>, Vec<u8>)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    for (subject, key) in rows {
+                        out.push((pseudonym(subject, "subject_keys")?, key));
+                    }
+                }
                 tx.commit().await?;
-                Ok(key)
+                Ok(out)
+            }
+
+            async fn subjects_without_grant(
+                &self,
+                subjects: &[Pseudonym],
+                category: &str,
+                purposes: &[&str],
+                now: Timestamp,
+            ) -> Result<HashSet<Pseudonym>> {
+                if purposes.is_empty() {
+                    return Ok(subjects.iter().copied().collect());
+                }
+                let mut out = HashSet::new();
+                for chunk in subjects.chunks(IN_CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new("WITH wanted (subject) AS (VALUES ");
+                    let mut sep = q.separated(", ");
+                    for s in chunk {
+                        sep.push("(");
+                        sep.push_bind_unseparated(s.0.to_vec());
+                        sep.push_unseparated(")");
+                    }
+                    q.push(") SELECT subject FROM wanted WHERE subject NOT IN (SELECT subject FROM consent_current WHERE granted = ");
+                    q.push_bind(true).push(" AND expires_at > ").push_bind(now.0);
+                    q.push(" AND category = ").push_bind(category.to_owned()).push(" AND purpose IN (");
+                    let mut sep = q.separated(", ");
+                    for p in purposes {
+                        sep.push_bind(p.to_string());
+                    }
+                    q.push("))");
+                    let rows: Vec<(Vec<u8>,)> = q.build_query_as().fetch_all(&self.read).await?;
+                    for (subject,) in rows {
+                        out.insert(pseudonym(subject, "consent_current")?);
+                    }
+                }
+                Ok(out)
             }
 
             async fn record_consent(&self, records: &[ConsentRecord], audit: &[AuditDraft]) -> Result<()> {
@@ -426,29 +494,65 @@ macro_rules! impl_store {
             }
 
             async fn insert_events(&self, events: &[NewEvent], audit: CountAudit<'_>) -> Result<Vec<bool>> {
-                let mut tx = self.begin_write().await?;
-                let mut inserted: HashSet<Vec<u8>> = HashSet::with_capacity(events.len());
-                for chunk in events.chunks(INSERT_CHUNK) {
-                    let mut q = QueryBuilder::<$db>::new(
-                        "INSERT INTO events (subject, category, occurred_at, expires_at, dedup, payload) ",
+                // Duplicates are rare: first insert everything and count. Only if some row was
+                // skipped does a second pass ask which dedup keys exist and insert the rest (and a
+                // concurrent writer slipping one in between makes a third pass do the same).
+                let mut existing: HashSet<Vec<u8>> = HashSet::new();
+                for attempt in 0..3 {
+                    let t0 = std::time::Instant::now();
+                    let mut tx = self.begin_write().await?;
+                    let t_begin = t0.elapsed();
+                    if attempt > 0 {
+                        existing.clear();
+                        for chunk in events.chunks(IN_CHUNK) {
+                            let mut q = QueryBuilder::<$db>::new("SELECT dedup FROM events WHERE dedup IN (");
+                            let mut sep = q.separated(", ");
+                            for e in chunk {
+                                sep.push_bind(e.dedup.to_vec());
+                            }
+                            q.push(")");
+                            let rows: Vec<(Vec<u8>,)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                            existing.extend(rows.into_iter().map(|(d,)| d));
+                        }
+                    }
+                    let fresh: Vec<&NewEvent> = events.iter().filter(|e| !existing.contains(&e.dedup[..])).collect();
+                    let mut inserted = 0u64;
+                    for chunk in fresh.chunks(INSERT_CHUNK) {
+                        let mut q = QueryBuilder::<$db>::new(
+                            "INSERT INTO events (subject, subject_hint, category, occurred_at, expires_at, dedup, payload) ",
+                        );
+                        q.push_values(chunk, |mut b, e| {
+                            b.push_bind(e.subject.0.to_vec())
+                                .push_bind(subject_hint(&e.subject))
+                                .push_bind(e.category.clone())
+                                .push_bind(e.occurred_at.0)
+                                .push_bind(e.expires_at.0)
+                                .push_bind(e.dedup.to_vec())
+                                .push_bind(e.payload.clone());
+                        });
+                        q.push(" ON CONFLICT (dedup) DO NOTHING");
+                        inserted += q.build().execute(&mut *tx).await?.rows_affected();
+                    }
+                    if inserted != fresh.len() as u64 && attempt < 2 {
+                        tx.rollback().await?;
+                        continue;
+                    }
+                    let t_insert = t0.elapsed();
+                    if inserted > 0 {
+                        self.append_in_tx(&mut tx, &[audit(inserted)]).await?;
+                    }
+                    let t_audit = t0.elapsed();
+                    tx.commit().await?;
+                    tracing::debug!(
+                        begin_us = t_begin.as_micros() as u64,
+                        insert_us = (t_insert - t_begin).as_micros() as u64,
+                        audit_us = (t_audit - t_insert).as_micros() as u64,
+                        commit_us = (t0.elapsed() - t_audit).as_micros() as u64,
+                        "stored events"
                     );
-                    q.push_values(chunk, |mut b, e| {
-                        b.push_bind(e.subject.0.to_vec())
-                            .push_bind(e.category.clone())
-                            .push_bind(e.occurred_at.0)
-                            .push_bind(e.expires_at.0)
-                            .push_bind(e.dedup.to_vec())
-                            .push_bind(e.payload.clone());
-                    });
-                    q.push(" ON CONFLICT (dedup) DO NOTHING RETURNING dedup");
-                    let rows: Vec<(Vec<u8>,)> = q.build_query_as().fetch_all(&mut *tx).await?;
-                    inserted.extend(rows.into_iter().map(|(d,)| d));
+                    return Ok(events.iter().map(|e| !existing.contains(&e.dedup[..])).collect());
                 }
-                if !inserted.is_empty() {
-                    self.append_in_tx(&mut tx, &[audit(inserted.len() as u64)]).await?;
-                }
-                tx.commit().await?;
-                Ok(events.iter().map(|e| inserted.contains(&e.dedup[..])).collect())
+                unreachable!("the last attempt always returns")
             }
 
             async fn read_events(&self, read: &PurposeRead<'_>) -> Result<Vec<StoredEvent>> {
@@ -468,6 +572,7 @@ macro_rules! impl_store {
                 }
                 q.push(")");
                 if let Some(subject) = read.subject {
+                    q.push(" AND e.subject_hint = ").push_bind(subject_hint(subject));
                     q.push(" AND e.subject = ").push_bind(subject.0.to_vec());
                 }
                 q.push(" ORDER BY e.id LIMIT ").push_bind(read.limit as i64);

@@ -140,24 +140,33 @@ pub trait Store: Send + Sync + 'static {
     async fn list_items(&self, after: Option<&str>, limit: u32) -> Result<Vec<Item>>;
     /// Deletes an item; `false` if it did not exist.
     async fn delete_item(&self, id: &str) -> Result<bool>;
-    /// Which of the given ids are in the catalogue.
-    async fn existing_items(&self, ids: &[&str]) -> Result<HashSet<String>>;
+    /// Which of the given ids are not in the catalogue (usually none, so little comes back).
+    async fn missing_items(&self, ids: &[&str]) -> Result<HashSet<String>>;
 
-    /// A subject's wrapped data key.
-    async fn subject_key(&self, subject: &Pseudonym) -> Result<Option<Vec<u8>>>;
-    /// Stores `wrapped` as the subject's key unless one exists; returns the key in force.
-    async fn ensure_subject_key(
+    /// The wrapped data keys of those of the given subjects that have one.
+    async fn subject_keys(&self, subjects: &[Pseudonym]) -> Result<Vec<(Pseudonym, Vec<u8>)>>;
+    /// Stores each wrapped key unless its subject already has one, in one transaction;
+    /// returns the keys in force for those subjects.
+    async fn ensure_subject_keys(
         &self,
-        subject: &Pseudonym,
-        wrapped: &[u8],
+        keys: &[(Pseudonym, Vec<u8>)],
         at: Timestamp,
-    ) -> Result<Vec<u8>>;
+    ) -> Result<Vec<(Pseudonym, Vec<u8>)>>;
 
     /// Appends consent records (history) and makes them current, with audit entries.
     async fn record_consent(&self, records: &[ConsentRecord], audit: &[AuditDraft]) -> Result<()>;
     /// Current consent rows of the given subjects.
     async fn consent_current(&self, subjects: &[Pseudonym])
     -> Result<Vec<(Pseudonym, ConsentRow)>>;
+    /// Those of `subjects` that hold no live grant (granted, not lapsed at `now`) of
+    /// `category` for any of `purposes`. Usually few or none, so little comes back.
+    async fn subjects_without_grant(
+        &self,
+        subjects: &[Pseudonym],
+        category: &str,
+        purposes: &[&str],
+        now: Timestamp,
+    ) -> Result<HashSet<Pseudonym>>;
     /// A subject's whole consent history, oldest first.
     async fn consent_history(&self, subject: &Pseudonym) -> Result<Vec<ConsentRecord>>;
 

@@ -124,26 +124,34 @@ async fn check_store(store: &dyn Store) {
         .map(|i| i.id)
         .collect();
     assert_eq!(page, ["b", "c"]);
-    let found = store.existing_items(&["a", "zz", "c"]).await.unwrap();
-    assert!(found.contains("a") && found.contains("c") && found.len() == 2);
+    let missing = store.missing_items(&["a", "zz", "c"]).await.unwrap();
+    assert_eq!(missing, ["zz".to_string()].into());
+    assert!(store.missing_items(&[]).await.unwrap().is_empty());
     assert!(store.delete_item("c").await.unwrap());
     assert!(!store.delete_item("c").await.unwrap());
 
-    // Subject keys: the first stored key wins.
-    assert_eq!(store.subject_key(&p(1)).await.unwrap(), None);
+    // Subject keys: the first stored key wins; bulk lookups return only existing keys.
+    assert!(store.subject_keys(&[p(1)]).await.unwrap().is_empty());
+    let first = store
+        .ensure_subject_keys(&[(p(1), b"first".to_vec())], Timestamp(1))
+        .await
+        .unwrap();
+    assert_eq!(first, [(p(1), b"first".to_vec())]);
+    let mut again = store
+        .ensure_subject_keys(
+            &[(p(1), b"second".to_vec()), (p(9), b"ninth".to_vec())],
+            Timestamp(2),
+        )
+        .await
+        .unwrap();
+    again.sort();
     assert_eq!(
-        store
-            .ensure_subject_key(&p(1), b"first", Timestamp(1))
-            .await
-            .unwrap(),
-        b"first"
+        again,
+        [(p(1), b"first".to_vec()), (p(9), b"ninth".to_vec())]
     );
     assert_eq!(
-        store
-            .ensure_subject_key(&p(1), b"second", Timestamp(2))
-            .await
-            .unwrap(),
-        b"first"
+        store.subject_keys(&[p(1), p(2)]).await.unwrap(),
+        [(p(1), b"first".to_vec())]
     );
 
     // Consent: history is append-only, current is the latest per (subject, purpose, category).
@@ -326,7 +334,7 @@ async fn check_store(store: &dyn Store) {
             stats.items,
             stats.audit_entries
         ),
-        (1, 4, 2, 7)
+        (2, 4, 2, 7)
     );
 }
 

@@ -44,13 +44,16 @@ CREATE TABLE consent_current (
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,
     subject BLOB NOT NULL,
+    -- The pseudonym's first 8 bytes as an integer: a compact key for the per-subject index
+    -- (a third the size of the full pseudonym, so batches dirty far fewer index pages).
+    subject_hint INTEGER NOT NULL,
     category TEXT NOT NULL,
     occurred_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
     dedup BLOB NOT NULL UNIQUE,
     payload BLOB NOT NULL
 );
-CREATE INDEX events_subject ON events (subject, id);
+CREATE INDEX events_subject ON events (subject_hint);
 CREATE INDEX events_expires ON events (expires_at);
 
 CREATE TABLE audit_log (
