@@ -342,7 +342,10 @@ macro_rules! impl_store {
                 at: Timestamp,
             ) -> Result<Vec<(Pseudonym, Vec<u8>)>> {
                 let mut tx = self.begin_write().await?;
-                for chunk in keys.chunks(INSERT_CHUNK) {
+                // Inserted in key order so concurrent writers lock rows in the same order.
+                let mut ordered: Vec<&(Pseudonym, Vec<u8>)> = keys.iter().collect();
+                ordered.sort_by_key(|(subject, _)| *subject);
+                for chunk in ordered.chunks(INSERT_CHUNK) {
                     let mut q = QueryBuilder::<$db>::new("INSERT INTO subject_keys (subject, wrapped_key, created_at) ");
                     q.push_values(chunk, |mut b, (subject, wrapped)| {
                         b.push_bind(subject.0.to_vec()).push_bind(wrapped.clone()).push_bind(at.0);
@@ -420,7 +423,11 @@ macro_rules! impl_store {
                     });
                     q.build().execute(&mut *tx).await?;
                 }
-                for r in records {
+                // Rows are locked in key order (a stable sort keeps later records for the same
+                // key later, so the newest still wins), so concurrent writers cannot deadlock.
+                let mut ordered: Vec<&ConsentRecord> = records.iter().collect();
+                ordered.sort_by(|a, b| (&a.subject, &a.purpose, &a.category).cmp(&(&b.subject, &b.purpose, &b.category)));
+                for r in ordered {
                     sqlx::query(
                         "INSERT INTO consent_current (subject, purpose, category, granted, at, expires_at, method) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (subject, purpose, category) DO UPDATE SET \
@@ -515,7 +522,9 @@ macro_rules! impl_store {
                             existing.extend(rows.into_iter().map(|(d,)| d));
                         }
                     }
-                    let fresh: Vec<&NewEvent> = events.iter().filter(|e| !existing.contains(&e.dedup[..])).collect();
+                    // In dedup order, so concurrent writers lock index entries in the same order.
+                    let mut fresh: Vec<&NewEvent> = events.iter().filter(|e| !existing.contains(&e.dedup[..])).collect();
+                    fresh.sort_by_key(|e| e.dedup);
                     let mut inserted = 0u64;
                     for chunk in fresh.chunks(INSERT_CHUNK) {
                         let mut q = QueryBuilder::<$db>::new(
