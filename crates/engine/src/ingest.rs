@@ -310,19 +310,29 @@ impl Engine {
         let t_encrypt = started.elapsed();
         // 6. Store all accepted events and the audit entry in one transaction.
         let single_subject = (subjects.len() == 1).then(|| subjects[0]);
-        let audit = |n: u64| {
-            self.draft(
-                actor,
-                AuditAction::EventsIngest,
-                single_subject,
-                None,
-                format!("stored={n} subjects={}", subjects.len()),
-            )
+        let template = self.draft(
+            actor,
+            AuditAction::EventsIngest,
+            single_subject,
+            None,
+            String::new(),
+        );
+        let n_subjects = subjects.len();
+        let audit = move |n: u64| candor_domain::AuditDraft {
+            at: candor_domain::Timestamp::now(),
+            detail: format!("stored={n} subjects={n_subjects}"),
+            ..template.clone()
         };
         let inserted = if rows.is_empty() {
             Vec::new()
         } else {
-            self.store.insert_events(&rows, &audit).await?
+            self.writer
+                .write(candor_store::EventGroup {
+                    events: rows,
+                    audit: Box::new(audit),
+                })
+                .await
+                .map_err(EngineError::GroupStore)?
         };
         for ((c, _), stored) in kept.iter().zip(inserted) {
             if stored {

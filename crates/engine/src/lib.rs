@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod items;
 pub mod keys;
 pub mod read;
+mod writer;
 
 pub use audit::AuditReport;
 pub use auth::{Principal, Role};
@@ -49,6 +50,9 @@ pub enum EngineError {
     /// A storage fault.
     #[error("storage error: {0}")]
     Store(#[from] StoreError),
+    /// A storage fault shared by every call in a group transaction.
+    #[error("storage error: {0}")]
+    GroupStore(Arc<StoreError>),
     /// Stored data could not be decrypted or a key could not be unwrapped.
     #[error("stored data failed authentication")]
     Crypto,
@@ -131,6 +135,7 @@ pub struct Engine {
     key_cache: Mutex<HashMap<Pseudonym, SecretKey>>,
     api_keys: RwLock<HashMap<String, auth::CachedKey>>,
     known_items: RwLock<std::collections::HashSet<String>>,
+    writer: writer::Writer,
 }
 
 impl Engine {
@@ -167,13 +172,14 @@ impl Engine {
             None => store.put_meta("keyring_fingerprint", &fingerprint).await?,
         }
         Ok(Self {
-            store,
             keys,
             policy: Arc::new(config.policy.clone()),
             config,
             key_cache: Mutex::new(Default::default()),
             api_keys: RwLock::new(Default::default()),
             known_items: RwLock::new(Default::default()),
+            writer: writer::Writer::spawn(store.clone()),
+            store,
         })
     }
 

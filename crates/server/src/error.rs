@@ -86,7 +86,10 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound { code, message } => {
                 Self::new(StatusCode::NOT_FOUND, code, message)
             }
-            EngineError::Store(_) | EngineError::Crypto | EngineError::Setup(_) => {
+            EngineError::Store(_)
+            | EngineError::GroupStore(_)
+            | EngineError::Crypto
+            | EngineError::Setup(_) => {
                 tracing::error!(error = %err, "internal error");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -17,8 +17,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
 use crate::{
-    ApiKeyRecord, CountAudit, NewEvent, PurposeRead, Result, Store, StoreError, StoreStats,
-    StoredEvent,
+    ApiKeyRecord, CountAudit, EventGroup, NewEvent, PurposeRead, Result, Store, StoreError,
+    StoreStats, StoredEvent,
 };
 
 /// Rows per multi-row INSERT (kept well under both engines' bind-parameter limits).
@@ -312,7 +312,9 @@ macro_rules! impl_store {
                         sep.push_bind_unseparated(id.to_string());
                         sep.push_unseparated(")");
                     }
-                    q.push(") SELECT id FROM wanted WHERE id NOT IN (SELECT id FROM items)");
+                    // NOT EXISTS probes the primary key per id; NOT IN (SELECT ...) would
+                    // materialise the whole catalogue for every call.
+                    q.push(") SELECT w.id FROM wanted w WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.id = w.id)");
                     let rows: Vec<(String,)> = q.build_query_as().fetch_all(&self.read).await?;
                     missing.extend(rows.into_iter().map(|(id,)| id));
                 }
@@ -389,9 +391,14 @@ macro_rules! impl_store {
                         sep.push_bind_unseparated(s.0.to_vec());
                         sep.push_unseparated(")");
                     }
-                    q.push(") SELECT subject FROM wanted WHERE subject NOT IN (SELECT subject FROM consent_current WHERE granted = ");
-                    q.push_bind(true).push(" AND expires_at > ").push_bind(now.0);
-                    q.push(" AND category = ").push_bind(category.to_owned()).push(" AND purpose IN (");
+                    // A correlated NOT EXISTS probes the (subject, purpose, category) key per
+                    // subject instead of materialising every live grant for every call.
+                    q.push(
+                        ") SELECT w.subject FROM wanted w WHERE NOT EXISTS (SELECT 1 FROM consent_current c \
+                         WHERE c.subject = w.subject AND c.granted = ",
+                    );
+                    q.push_bind(true).push(" AND c.expires_at > ").push_bind(now.0);
+                    q.push(" AND c.category = ").push_bind(category.to_owned()).push(" AND c.purpose IN (");
                     let mut sep = q.separated(", ");
                     for p in purposes {
                         sep.push_bind(p.to_string());
@@ -500,18 +507,18 @@ macro_rules! impl_store {
                     .collect()
             }
 
-            async fn insert_events(&self, events: &[NewEvent], audit: CountAudit<'_>) -> Result<Vec<bool>> {
+            async fn insert_event_groups(&self, groups: &[EventGroup]) -> Result<Vec<Vec<bool>>> {
                 // Duplicates are rare: first insert everything and count. Only if some row was
                 // skipped does a second pass ask which dedup keys exist and insert the rest (and a
                 // concurrent writer slipping one in between makes a third pass do the same).
-                let mut existing: HashSet<Vec<u8>> = HashSet::new();
+                let mut existing: HashSet<[u8; 16]> = HashSet::new();
                 for attempt in 0..3 {
                     let t0 = std::time::Instant::now();
                     let mut tx = self.begin_write().await?;
-                    let t_begin = t0.elapsed();
                     if attempt > 0 {
                         existing.clear();
-                        for chunk in events.chunks(IN_CHUNK) {
+                        let all: Vec<&NewEvent> = groups.iter().flat_map(|g| &g.events).collect();
+                        for chunk in all.chunks(IN_CHUNK) {
                             let mut q = QueryBuilder::<$db>::new("SELECT dedup FROM events WHERE dedup IN (");
                             let mut sep = q.separated(", ");
                             for e in chunk {
@@ -519,11 +526,31 @@ macro_rules! impl_store {
                             }
                             q.push(")");
                             let rows: Vec<(Vec<u8>,)> = q.build_query_as().fetch_all(&mut *tx).await?;
-                            existing.extend(rows.into_iter().map(|(d,)| d));
+                            for (d,) in rows {
+                                existing.insert(d.try_into().map_err(|_| StoreError::Corrupt("events"))?);
+                            }
                         }
                     }
+                    // The first occurrence of a dedup key in this call wins; later ones and keys
+                    // already stored are duplicates.
+                    let mut seen: HashSet<[u8; 16]> = HashSet::new();
+                    let mut flags: Vec<Vec<bool>> = Vec::with_capacity(groups.len());
+                    let mut fresh: Vec<&NewEvent> = Vec::new();
+                    for group in groups {
+                        let group_flags = group
+                            .events
+                            .iter()
+                            .map(|e| {
+                                let new = !existing.contains(&e.dedup) && seen.insert(e.dedup);
+                                if new {
+                                    fresh.push(e);
+                                }
+                                new
+                            })
+                            .collect();
+                        flags.push(group_flags);
+                    }
                     // In dedup order, so concurrent writers lock index entries in the same order.
-                    let mut fresh: Vec<&NewEvent> = events.iter().filter(|e| !existing.contains(&e.dedup[..])).collect();
                     fresh.sort_by_key(|e| e.dedup);
                     let mut inserted = 0u64;
                     for chunk in fresh.chunks(INSERT_CHUNK) {
@@ -547,19 +574,24 @@ macro_rules! impl_store {
                         continue;
                     }
                     let t_insert = t0.elapsed();
-                    if inserted > 0 {
-                        self.append_in_tx(&mut tx, &[audit(inserted)]).await?;
-                    }
-                    let t_audit = t0.elapsed();
+                    let drafts: Vec<AuditDraft> = groups
+                        .iter()
+                        .zip(&flags)
+                        .filter_map(|(g, f)| {
+                            let n = f.iter().filter(|&&stored| stored).count() as u64;
+                            (n > 0).then(|| (g.audit)(n))
+                        })
+                        .collect();
+                    self.append_in_tx(&mut tx, &drafts).await?;
                     tx.commit().await?;
                     tracing::debug!(
-                        begin_us = t_begin.as_micros() as u64,
-                        insert_us = (t_insert - t_begin).as_micros() as u64,
-                        audit_us = (t_audit - t_insert).as_micros() as u64,
-                        commit_us = (t0.elapsed() - t_audit).as_micros() as u64,
+                        groups = groups.len(),
+                        events = fresh.len(),
+                        insert_us = t_insert.as_micros() as u64,
+                        commit_us = (t0.elapsed() - t_insert).as_micros() as u64,
                         "stored events"
                     );
-                    return Ok(events.iter().map(|e| !existing.contains(&e.dedup[..])).collect());
+                    return Ok(flags);
                 }
                 unreachable!("the last attempt always returns")
             }

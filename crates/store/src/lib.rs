@@ -55,6 +55,22 @@ pub struct NewEvent {
     pub payload: Vec<u8>,
 }
 
+/// The events of one ingestion request and how to audit them.
+pub struct EventGroup {
+    /// The events.
+    pub events: Vec<NewEvent>,
+    /// Builds the group's audit entry from the number of events stored.
+    pub audit: Box<dyn Fn(u64) -> AuditDraft + Send + Sync>,
+}
+
+impl std::fmt::Debug for EventGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventGroup")
+            .field("events", &self.events.len())
+            .finish()
+    }
+}
+
 /// A stored event as returned by a purpose-bound read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
@@ -170,10 +186,11 @@ pub trait Store: Send + Sync + 'static {
     /// A subject's whole consent history, oldest first.
     async fn consent_history(&self, subject: &Pseudonym) -> Result<Vec<ConsentRecord>>;
 
-    /// Stores events, and the audit entry built from the number stored, in one transaction.
-    /// Returns, per event, whether it was inserted (`false`: an event with the same dedup key
-    /// already exists).
-    async fn insert_events(&self, events: &[NewEvent], audit: CountAudit<'_>) -> Result<Vec<bool>>;
+    /// Stores several groups of events (one per ingestion request) and, per group, the audit
+    /// entry built from the number it stored, all in one transaction: all or nothing. Returns,
+    /// per group and event, whether it was stored (`false`: an event with the same dedup key
+    /// already exists, or appears earlier in this call).
+    async fn insert_event_groups(&self, groups: &[EventGroup]) -> Result<Vec<Vec<bool>>>;
     /// The one read path to personal data: events whose category is consented for the
     /// purpose at `read.now`, in id order. Audit entries are appended by the engine.
     async fn read_events(&self, read: &PurposeRead<'_>) -> Result<Vec<StoredEvent>>;

@@ -11,7 +11,9 @@ use candor_domain::{
     AuditAction, AuditDraft, AuditSealer, ConsentMethod, ConsentRecord, Item, Policy, Pseudonym,
     Timestamp,
 };
-use candor_store::{ApiKeyRecord, NewEvent, PostgresStore, PurposeRead, SqliteStore, Store};
+use candor_store::{
+    ApiKeyRecord, EventGroup, NewEvent, PostgresStore, PurposeRead, SqliteStore, Store,
+};
 
 /// A deterministic stand-in for the engine's sealer (storage tests need stable bytes, not
 /// security).
@@ -183,34 +185,40 @@ async fn check_store(store: &dyn Store) {
             .any(|(_, r)| r.category == purchases && !r.granted)
     );
 
-    // Events: dedup keys refuse repeats; reads are purpose- and consent-bound.
-    let audit = |n: u64| AuditDraft {
-        detail: format!("stored={n}"),
-        ..draft("")
+    // Events: dedup keys refuse repeats, within a call too; each group is audited with its
+    // own count; reads are purpose- and consent-bound.
+    let group = |events: Vec<NewEvent>, label: &'static str| EventGroup {
+        events,
+        audit: Box::new(move |n: u64| AuditDraft {
+            detail: format!("{label} stored={n}"),
+            ..draft("")
+        }),
     };
     let flags = store
-        .insert_events(
-            &[
+        .insert_event_groups(&[group(
+            vec![
                 event(p(1), browsing, 1, 500),
                 event(p(1), purchases, 2, 500),
                 event(p(2), browsing, 3, 500),
                 event(p(3), browsing, 4, 500),
             ],
-            &audit,
-        )
+            "g1",
+        )])
         .await
         .unwrap();
-    assert_eq!(flags, [true, true, true, true]);
-    assert_eq!(
-        store
-            .insert_events(
-                &[event(p(1), browsing, 1, 500), event(p(1), browsing, 5, 500)],
-                &audit
-            )
-            .await
-            .unwrap(),
-        [false, true]
-    );
+    assert_eq!(flags, [vec![true, true, true, true]]);
+    let flags = store
+        .insert_event_groups(&[
+            group(
+                vec![event(p(1), browsing, 1, 500), event(p(1), browsing, 5, 500)],
+                "g2",
+            ),
+            group(vec![event(p(1), browsing, 5, 500)], "g3"),
+            group(vec![event(p(2), browsing, 6, 500)], "g4"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(flags, [vec![false, true], vec![false], vec![true]]);
     let read = |subject, now, after_id| PurposeRead {
         purpose: profiling,
         subject,
@@ -224,7 +232,12 @@ async fn check_store(store: &dyn Store) {
         all.iter()
             .map(|e| (e.subject, e.category.as_str()))
             .collect::<Vec<_>>(),
-        [(p(1), browsing), (p(2), browsing), (p(1), browsing)]
+        [
+            (p(1), browsing),
+            (p(2), browsing),
+            (p(1), browsing),
+            (p(2), browsing)
+        ]
     );
     assert_eq!(all[0].payload, vec![1; 40]);
     let p2 = p(2);
@@ -234,7 +247,7 @@ async fn check_store(store: &dyn Store) {
             .await
             .unwrap()
             .len(),
-        1
+        2
     );
     assert_eq!(
         store
@@ -242,7 +255,7 @@ async fn check_store(store: &dyn Store) {
             .await
             .unwrap()
             .len(),
-        2
+        3
     );
     // After consent lapses (t = 1000) nothing is readable; after retention (t = 500) neither.
     assert!(
@@ -281,7 +294,7 @@ async fn check_store(store: &dyn Store) {
             .delete_expired_events(Timestamp(500), &sweep)
             .await
             .unwrap(),
-        5
+        6
     );
     assert_eq!(store.stats().await.unwrap().events, 0);
 
@@ -301,7 +314,16 @@ async fn check_store(store: &dyn Store) {
             .iter()
             .map(|e| e.detail.as_str())
             .collect::<Vec<_>>(),
-        ["a", "b", "stored=4", "stored=1", "deleted=5", "c", "d"]
+        [
+            "a",
+            "b",
+            "g1 stored=4",
+            "g2 stored=1",
+            "g4 stored=1",
+            "deleted=6",
+            "c",
+            "d"
+        ]
     );
     let head = store.audit_head().await.unwrap().unwrap();
     assert_eq!(
@@ -334,7 +356,7 @@ async fn check_store(store: &dyn Store) {
             stats.items,
             stats.audit_entries
         ),
-        (2, 4, 2, 7)
+        (2, 4, 2, 8)
     );
 }
 
