@@ -52,12 +52,14 @@ echo "backend: $backend; $ITEMS items, $SUBJECTS consenting subjects"
 
 echo "-- batches of 1,000 events (wrk -t2 -c4, ${secs}s)"
 RUN=1 BATCH=1000 wrk -t2 -c4 -d"${secs}s" --timeout 30s -s "$here/wrk-events.lua" $url | tail -2
-echo "-- single events (wrk -t2 -c32, ${secs}s)"
-RUN=2 BATCH=1 wrk -t2 -c32 -d"${secs}s" -s "$here/wrk-events.lua" $url | tail -2
+for c in 16 32; do
+  echo "-- single events (wrk -t2 -c$c, ${secs}s)"
+  RUN=$((c / 8)) BATCH=1 wrk -t2 -c$c -d"${secs}s" -s "$here/wrk-events.lua" $url | tail -2
+done
 
 stored=$(curl -sf $url/metrics | awk '/^candor_events_total\{outcome="accepted"/ {print $2}')
-echo "-- events stored so far: $stored; topping up to 1,000,000"
-run=3
+echo "-- events stored so far: $stored; topping up to at least 1,000,000"
+run=5
 while [ "${stored%.*}" -lt 1000000 ]; do
   run=$((run + 1))
   RUN=$run BATCH=1000 wrk -t2 -c4 -d5s --timeout 30s -s "$here/wrk-events.lua" $url > /dev/null

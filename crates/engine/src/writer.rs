@@ -1,4 +1,4 @@
-//! Group commit for ingestion. Every ingestion call hands its sealed events to one writer
+//! Group commit for ingestion. Every ingestion call hands its sealed events to a writer
 //! task, which takes whatever calls are waiting and stores them in a single transaction, so
 //! concurrent small requests share one durable commit instead of each paying for its own.
 //! Each call still gets its own audit entry and its own per-event outcome, and a failed
@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use candor_store::{EventGroup, Store, StoreError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// Most events one group transaction takes before it commits.
 const GROUP_MAX_EVENTS: usize = 20_000;
@@ -25,10 +25,14 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task over a store; it ends when the handle is dropped.
+    /// Starts as many writer tasks as the store takes concurrent writers (one for SQLite);
+    /// they end when the handle is dropped.
     pub(crate) fn spawn(store: Arc<dyn Store>) -> Self {
         let (jobs, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(store, rx));
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..store.concurrent_writers().max(1) {
+            tokio::spawn(run(store.clone(), rx.clone()));
+        }
         Self { jobs }
     }
 
@@ -44,15 +48,22 @@ impl Writer {
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
-    while let Some(first) = rx.recv().await {
-        let mut events = first.group.events.len();
-        let mut jobs = vec![first];
-        while events < GROUP_MAX_EVENTS {
-            let Ok(job) = rx.try_recv() else { break };
-            events += job.group.events.len();
-            jobs.push(job);
-        }
+async fn run(store: Arc<dyn Store>, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        // Take the queue, gather a group, and let the next writer gather the next one while
+        // this one commits.
+        let jobs = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut events = first.group.events.len();
+            let mut jobs = vec![first];
+            while events < GROUP_MAX_EVENTS {
+                let Ok(job) = rx.try_recv() else { break };
+                events += job.group.events.len();
+                jobs.push(job);
+            }
+            jobs
+        };
         let (groups, replies): (Vec<EventGroup>, Vec<_>) =
             jobs.into_iter().map(|j| (j.group, j.reply)).unzip();
         match store.insert_event_groups(&groups).await {

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use candor_domain::{ConsentMethod, RefusalReason, SubjectId};
 use candor_engine::{ConsentUpdate, EventDraft, IngestReport, PurposeChoice, Refusal, Role};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::AppState;
 use crate::auth::authorize;
@@ -78,19 +78,19 @@ pub async fn get_policy(State(state): State<AppState>) -> Response {
 pub async fn post_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson<Box<RawValue>>,
 ) -> Result<Response, ApiError> {
     let principal = authorize(&state, &headers, &[Role::Service]).await?;
-    let (values, single) = match body {
-        Value::Array(values) => (values, false),
-        value @ Value::Object(_) => (vec![value], true),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                "the body must be an event object or an array of events",
-            ));
-        }
+    // The body is already known to be JSON; split it into events without building a tree,
+    // then read each event on its own so that one bad event is refused alone.
+    let text = body.get();
+    let (values, single): (Vec<&RawValue>, bool) = match text.trim_start().as_bytes().first() {
+        Some(b'[') => (
+            serde_json::from_str(text).map_err(|_| invalid_body())?,
+            false,
+        ),
+        Some(b'{') => (vec![&*body], true),
+        _ => return Err(invalid_body()),
     };
     let max = state.engine.config().max_batch;
     if values.len() > max {
@@ -104,7 +104,7 @@ pub async fn post_events(
     let mut positions = Vec::with_capacity(values.len());
     let mut drafts: Vec<EventDraft> = Vec::with_capacity(values.len());
     for (index, value) in values.into_iter().enumerate() {
-        match serde_json::from_value::<EventBody>(value) {
+        match serde_json::from_str::<EventBody>(value.get()) {
             Ok(body) => {
                 positions.push(index);
                 drafts.push(body.into());
@@ -132,6 +132,14 @@ pub async fn post_events(
         return Ok(single_event_response(report));
     }
     Ok((StatusCode::OK, Json(IngestResponse::from(report))).into_response())
+}
+
+fn invalid_body() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+        "the body must be an event object or an array of events",
+    )
 }
 
 fn single_event_response(report: IngestReport) -> Response {

@@ -166,7 +166,7 @@ fn method(raw: &str) -> Result<ConsentMethod> {
 }
 
 macro_rules! impl_store {
-    ($store:ident, $db:ty, $name:literal) => {
+    ($store:ident, $db:ty, $name:literal, $writers:literal) => {
         impl $store {
             /// Seals `drafts` onto the chain inside `tx` and re-signs the head.
             async fn append_in_tx(
@@ -229,6 +229,10 @@ macro_rules! impl_store {
         impl Store for $store {
             fn backend(&self) -> &'static str {
                 $name
+            }
+
+            fn concurrent_writers(&self) -> usize {
+                $writers
             }
 
             async fn get_meta(&self, key: &str) -> Result<Option<String>> {
@@ -771,5 +775,5 @@ macro_rules! item_from_row {
     }};
 }
 
-impl_store!(SqliteStore, Sqlite, "sqlite");
-impl_store!(PostgresStore, Postgres, "postgres");
+impl_store!(SqliteStore, Sqlite, "sqlite", 1);
+impl_store!(PostgresStore, Postgres, "postgres", 3);

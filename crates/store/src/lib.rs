@@ -143,6 +143,9 @@ pub trait Store: Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
 
+    /// How many write transactions are worth running at once (SQLite has one writer).
+    fn concurrent_writers(&self) -> usize;
+
     /// Reads a metadata value.
     async fn get_meta(&self, key: &str) -> Result<Option<String>>;
     /// Writes a metadata value.
