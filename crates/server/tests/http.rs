@@ -708,3 +708,92 @@ async fn logs_hold_no_keys_or_subject_ids() {
         assert!(!logs.contains(secret), "`{secret}` reached the logs");
     }
 }
+
+/// No input panics the server or reaches a 5xx: crafted edge cases, then seeded random
+/// mutations of valid bodies, against every endpoint that takes a body or a path id.
+#[tokio::test]
+async fn hostile_input_never_gets_a_5xx() {
+    use rand::{Rng, SeedableRng};
+    let api = api().await;
+    api.grant("s1", json!({"personalize.content.profiling": true}))
+        .await;
+    let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+    let mut bodies: Vec<String> = vec![
+        deep,
+        "".into(),
+        "null".into(),
+        "[]".into(),
+        "[null]".into(),
+        "{\"subject\": \"s1\", \"item\": \"i1\", \"type\": \"rating\", \"value\": 1e400}".into(),
+        "{\"subject\": \"s1\", \"item\": \"i1\", \"type\": \"rating\", \"value\": -0.0}".into(),
+        "{\"subject\": \"s\\u0000\", \"item\": \"i1\", \"type\": \"view\"}".into(),
+        "{\"subject\": \"s1\", \"item\": \"i1\", \"type\": \"view\", \"timestamp\": \"9999-12-31T23:59:59Z\"}".into(),
+        "{\"subject\": \"s1\", \"item\": \"i1\", \"type\": \"view\", \"timestamp\": \"0000-01-01T00:00:00Z\"}".into(),
+        "{\"subject\": \"s1\", \"item\": \"i1\", \"type\": \"view\", \"context\": {\"page\": 7}}".into(),
+        "{\"subject\": \"😀\", \"item\": \"i1\", \"type\": \"view\"}".into(),
+        "{\"purposes\": {\"personalize.content.profiling\": {\"granted\": true, \"categories\": []}}}".into(),
+        "{\"purposes\": {\"personalize.content.profiling\": {\"granted\": true, \"categories\": null}}}".into(),
+        "{\"items\": [{\"id\": \"x\", \"title\": \"t\", \"attributes\": [1]}]}".into(),
+        "\u{feff}{}".into(),
+    ];
+    let valid = [
+        json!({"subject": "s1", "item": "i1", "type": "view", "context": {"page": "/"}})
+            .to_string(),
+        json!({"purposes": {"analytics.reporting": true}, "method": "banner"}).to_string(),
+        json!({"items": [{"id": "i9", "title": "Nine", "attributes": {"a": 1}}]}).to_string(),
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for _ in 0..300 {
+        let mut bytes = valid[rng.gen_range(0..valid.len())].clone().into_bytes();
+        for _ in 0..rng.gen_range(1..4) {
+            let at = rng.gen_range(0..bytes.len());
+            match rng.gen_range(0..3) {
+                0 => bytes[at] = rng.r#gen(),
+                1 => {
+                    bytes.remove(at);
+                }
+                _ => {
+                    let alphabet = b"{}[]\":,0e-\\u";
+                    bytes.insert(at, alphabet[rng.gen_range(0..alphabet.len())]);
+                }
+            }
+        }
+        bodies.push(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    let targets = [
+        ("POST", "/v1/events"),
+        ("PUT", "/v1/subjects/s1/consent"),
+        ("POST", "/v1/items"),
+        ("PUT", "/v1/items/i5"),
+    ];
+    for body in &bodies {
+        for (method, path) in targets {
+            let (status, reply) = api
+                .call_with(method, path, Some(&api.service), Some(body.clone()), &[])
+                .await;
+            assert!(
+                !status.is_server_error(),
+                "{method} {path} with {body:?} gave {status}: {reply}"
+            );
+            if !status.is_success() {
+                assert!(
+                    reply["error"]["code"].is_string(),
+                    "{method} {path}: {reply}"
+                );
+            }
+        }
+    }
+    for path in [
+        "/v1/subjects/%00/consent",
+        "/v1/subjects/%FF%FE/consent",
+        "/v1/items/%2e%2e",
+        "/v1/subjects/a%2Fb/consent/history",
+    ] {
+        let (status, reply) = api.call("GET", path, Some(&api.service), None).await;
+        assert!(status.is_client_error(), "{path}: {status} {reply}");
+    }
+    let (_, verify) = api
+        .call("GET", "/v1/audit/verify", Some(&api.dpo), None)
+        .await;
+    assert_eq!(verify["ok"], true);
+}

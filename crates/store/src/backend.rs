@@ -33,6 +33,31 @@ pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
     sealer: Arc<dyn AuditSealer>,
+    /// The background checkpointer runs while this is alive.
+    _checkpointer: Arc<()>,
+}
+
+/// How often the background connection checkpoints the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] until the store is dropped.
+fn spawn_checkpointer(pool: SqlitePool, alive: std::sync::Weak<()>) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(CHECKPOINT_EVERY);
+        loop {
+            ticker.tick().await;
+            if alive.upgrade().is_none() {
+                pool.close().await;
+                return;
+            }
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::warn!(%error, "WAL checkpoint failed");
+            }
+        }
+    });
 }
 
 impl SqliteStore {
@@ -47,27 +72,34 @@ impl SqliteStore {
             .pragma("secure_delete", "on")
             .pragma("temp_store", "memory");
         // The writer gets a 64 MiB page cache so a large batch does not spill pages to the WAL
-        // (and rewrite them) before it commits, and checkpoints every 64 MiB of WAL rather than
-        // every 4 MiB, so a hot index page is copied to the database once per checkpoint rather
-        // than once per batch.
+        // (and rewrite them) before it commits. It never checkpoints: a background connection
+        // does (PASSIVE, which blocks neither readers nor the writer), so no commit waits while
+        // the WAL is copied into the database file.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(
                 options
                     .clone()
                     .pragma("cache_size", "-65536")
-                    .pragma("wal_autocheckpoint", "16384"),
+                    .pragma("wal_autocheckpoint", "0"),
             )
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await?;
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let alive = Arc::new(());
+        spawn_checkpointer(checkpointer, Arc::downgrade(&alive));
         Ok(Self {
             read,
             write,
             sealer,
+            _checkpointer: alive,
         })
     }
 
