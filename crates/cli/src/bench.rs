@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use candor_domain::{ConsentMethod, Item, SubjectId, Timestamp};
-use candor_engine::{Actor, ConsentUpdate, Engine, EventDraft, PurposeChoice};
+use candor_engine::{Actor, ConsentUpdate, Engine, EventDraft};
 
 /// The shape of an ingestion benchmark.
 #[derive(Debug, Clone, Copy)]
@@ -48,18 +48,7 @@ pub async fn ingest(engine: Arc<Engine>, bench: IngestBench) -> anyhow::Result<(
         engine.put_items(chunk).await?;
     }
     let setup = Instant::now();
-    let update = ConsentUpdate {
-        purposes: [(
-            "personalize.content.profiling".to_string(),
-            PurposeChoice {
-                granted: true,
-                categories: None,
-            },
-        )]
-        .into(),
-        method: ConsentMethod::Api,
-        recorded_at: None,
-    };
+    let update = ConsentUpdate::whole(&["personalize.content.profiling"], true, ConsentMethod::Api);
     for s in 0..bench.subjects {
         engine
             .set_consent(

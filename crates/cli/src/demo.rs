@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use candor_domain::{ConsentMethod, Item, Timestamp};
-use candor_engine::{Actor, ConsentUpdate, Engine, EventDraft, PurposeChoice};
+use candor_engine::{Actor, ConsentUpdate, Engine, EventDraft};
 use rand::distributions::{Distribution, WeightedIndex};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -118,20 +118,8 @@ pub async fn load(engine: &Engine, shape: &DemoShape) -> anyhow::Result<DemoSumm
             9 => {
                 // Imported from an earlier system 400 days ago; the 365-day grant has lapsed.
                 let update = ConsentUpdate {
-                    purposes: personalization
-                        .iter()
-                        .map(|p| {
-                            (
-                                p.to_string(),
-                                PurposeChoice {
-                                    granted: true,
-                                    categories: None,
-                                },
-                            )
-                        })
-                        .collect(),
-                    method: ConsentMethod::Import,
                     recorded_at: Some(Timestamp(now.0 - 400 * candor_domain::timestamp::DAY_MS)),
+                    ..ConsentUpdate::whole(&personalization, true, ConsentMethod::Import)
                 };
                 engine
                     .set_consent(&actor, &candor_subject, &update, false)
@@ -139,22 +127,7 @@ pub async fn load(engine: &Engine, shape: &DemoShape) -> anyhow::Result<DemoSumm
                 summary.expired += 1;
             }
             _ => {
-                let update = ConsentUpdate {
-                    purposes: personalization
-                        .iter()
-                        .map(|p| {
-                            (
-                                p.to_string(),
-                                PurposeChoice {
-                                    granted: true,
-                                    categories: None,
-                                },
-                            )
-                        })
-                        .collect(),
-                    method: ConsentMethod::Banner,
-                    recorded_at: None,
-                };
+                let update = ConsentUpdate::whole(&personalization, true, ConsentMethod::Banner);
                 engine
                     .set_consent(&actor, &candor_subject, &update, false)
                     .await?;

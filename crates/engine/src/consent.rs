@@ -34,6 +34,28 @@ pub struct ConsentUpdate {
     pub recorded_at: Option<Timestamp>,
 }
 
+impl ConsentUpdate {
+    /// Grants (`granted`) or withdraws whole purposes, collected by `method`, now.
+    pub fn whole(purposes: &[&str], granted: bool, method: ConsentMethod) -> Self {
+        Self {
+            purposes: purposes
+                .iter()
+                .map(|p| {
+                    (
+                        p.to_string(),
+                        PurposeChoice {
+                            granted,
+                            categories: None,
+                        },
+                    )
+                })
+                .collect(),
+            method,
+            recorded_at: None,
+        }
+    }
+}
+
 /// One category's consent within a purpose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CategoryConsent {

@@ -18,41 +18,11 @@ fn sid(raw: &str) -> SubjectId {
 }
 
 fn grant(purposes: &[&str]) -> ConsentUpdate {
-    ConsentUpdate {
-        purposes: purposes
-            .iter()
-            .map(|p| {
-                (
-                    p.to_string(),
-                    PurposeChoice {
-                        granted: true,
-                        categories: None,
-                    },
-                )
-            })
-            .collect(),
-        method: ConsentMethod::Banner,
-        recorded_at: None,
-    }
+    ConsentUpdate::whole(purposes, true, ConsentMethod::Banner)
 }
 
 fn withdraw(purposes: &[&str]) -> ConsentUpdate {
-    ConsentUpdate {
-        purposes: purposes
-            .iter()
-            .map(|p| {
-                (
-                    p.to_string(),
-                    PurposeChoice {
-                        granted: false,
-                        categories: None,
-                    },
-                )
-            })
-            .collect(),
-        method: ConsentMethod::Api,
-        recorded_at: None,
-    }
+    ConsentUpdate::whole(purposes, false, ConsentMethod::Api)
 }
 
 fn event(subject: &str, item: &str, event_type: &str) -> EventDraft {
