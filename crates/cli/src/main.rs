@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod eval;
 mod settings;
 
 use std::path::PathBuf;
@@ -83,6 +84,30 @@ enum Command {
     Sweep {
         #[command(flatten)]
         common: Common,
+    },
+    /// Offline evaluation on user<TAB>item files (DESIGN §7 protocol).
+    Eval {
+        /// Training file.
+        #[arg(long, requires_all = ["test", "items"], conflicts_with = "splits")]
+        train: Option<PathBuf>,
+        /// Test file.
+        #[arg(long)]
+        test: Option<PathBuf>,
+        /// Catalogue file: one item id per line.
+        #[arg(long)]
+        items: Option<PathBuf>,
+        /// A directory with items.tsv and seed-*/{train,test}.tsv: prints the mean over seeds.
+        #[arg(long)]
+        splits: Option<PathBuf>,
+        /// popularity, knn, als, ease, edlae, or all.
+        #[arg(long, default_value = "all")]
+        model: String,
+        /// Hyperparameter overrides, e.g. als.factors=128.
+        #[arg(long = "param")]
+        params: Vec<String>,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Benchmarks.
     Bench {
@@ -301,6 +326,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     report.problem.unwrap_or_default()
                 )
             }
+        }
+        Command::Eval {
+            train,
+            test,
+            items,
+            splits,
+            model,
+            params,
+            json,
+        } => {
+            let mut p = eval::Params::default();
+            p.apply(&params)?;
+            let models: Vec<&str> = if model == "all" {
+                eval::MODELS.to_vec()
+            } else {
+                vec![model.as_str()]
+            };
+            let splits: Vec<eval::Split> = match (&splits, &train, &test, &items) {
+                (Some(dir), None, _, _) => eval::seed_dirs(dir)?
+                    .iter()
+                    .map(|seed| {
+                        eval::load_split(
+                            &seed.join("train.tsv"),
+                            &seed.join("test.tsv"),
+                            &dir.join("items.tsv"),
+                        )
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+                (None, Some(train), Some(test), Some(items)) => {
+                    vec![eval::load_split(train, test, items)?]
+                }
+                _ => anyhow::bail!("give --splits DIR, or --train, --test and --items"),
+            };
+            let mut rows = Vec::new();
+            for m in models {
+                let runs = splits
+                    .iter()
+                    .map(|s| eval::run(m, s, &p))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let (report, fit) = eval::mean(&runs);
+                rows.push((m.to_string(), report, fit));
+            }
+            eval::print_table(&rows, json);
+            Ok(())
         }
         Command::Sweep { common } => {
             let settings = load_settings(&common, None)?;

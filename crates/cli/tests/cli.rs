@@ -220,3 +220,70 @@ fn settings_errors_name_the_key() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("or none"));
 }
+
+#[test]
+fn eval_runs_the_protocol_on_generated_splits() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed-1");
+    std::fs::create_dir(&seed).unwrap();
+    let items: Vec<String> = (0..60).map(|i| format!("m{i}")).collect();
+    std::fs::write(dir.path().join("items.tsv"), items.join("\n")).unwrap();
+    let (mut train, mut test) = (String::new(), String::new());
+    for u in 0..90 {
+        // Three taste groups of 20 items; every fifth interaction is held out.
+        for k in 0..10 {
+            let item = (u % 3) * 20 + (u * 7 + k * 3) % 20;
+            let line = format!("u{u}\tm{item}\n");
+            if k % 5 == 0 {
+                test.push_str(&line)
+            } else {
+                train.push_str(&line)
+            }
+        }
+    }
+    std::fs::write(seed.join("train.tsv"), &train).unwrap();
+    std::fs::write(seed.join("test.tsv"), &test).unwrap();
+    let out = candor()
+        .args(["eval", "--model", "all", "--json", "--splits"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 5);
+    let ndcg = |m: &str| {
+        rows.iter().find(|r| r["model"] == m).unwrap()["ndcg@10"]
+            .as_f64()
+            .unwrap()
+    };
+    for model in ["knn", "als", "ease", "edlae"] {
+        assert!(ndcg(model) > ndcg("popularity"), "{model}: {stdout}");
+    }
+    let out = candor()
+        .args(["eval", "--model", "magic", "--train"])
+        .arg(seed.join("train.tsv"))
+        .arg("--test")
+        .arg(seed.join("test.tsv"))
+        .arg("--items")
+        .arg(dir.path().join("items.tsv"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown model"));
+    std::fs::write(seed.join("test.tsv"), "u1\tnot-in-catalogue\n").unwrap();
+    let out = candor()
+        .args(["eval", "--splits"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not in the catalogue"));
+}

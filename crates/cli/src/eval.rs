@@ -1,0 +1,238 @@
+//! `candor eval`: the offline evaluation protocol of DESIGN §7 on `user<TAB>item` files —
+//! fit on the train file, rank the whole catalogue minus each user's training items, and
+//! report NDCG@10, Recall@20, Precision@10, HR@10, Coverage@10, the exposure Gini and fit time,
+//! for one split or the mean over every `seed-*` split of a directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use candor_models::als::{Als, AlsConfig};
+use candor_models::ease::{Ease, EaseConfig};
+use candor_models::knn::{ItemKnn, KnnConfig};
+use candor_models::metrics::{EvalReport, evaluate};
+use candor_models::popularity::Popularity;
+use candor_models::{Interactions, Scorer};
+
+/// The models `eval` knows, in table order.
+pub const MODELS: [&str; 5] = ["popularity", "knn", "als", "ease", "edlae"];
+
+/// One split, indexed.
+pub struct Split {
+    /// Training interactions.
+    pub train: Interactions,
+    /// Test interactions (same user and item indices).
+    pub test: Interactions,
+}
+
+fn read_pairs(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, line)| {
+            let mut parts = line.split('\t');
+            match (parts.next(), parts.next()) {
+                (Some(u), Some(i)) => Ok((u.trim().to_owned(), i.trim().to_owned())),
+                _ => anyhow::bail!(
+                    "{} line {}: expected `user<TAB>item`",
+                    path.display(),
+                    n + 1
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Reads a split: the catalogue file lists one item id per line.
+pub fn load_split(train: &Path, test: &Path, items: &Path) -> anyhow::Result<Split> {
+    let catalogue = std::fs::read_to_string(items)
+        .with_context(|| format!("cannot read {}", items.display()))?;
+    let item_index: HashMap<&str, u32> = catalogue
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, id)| (id, i as u32))
+        .collect();
+    anyhow::ensure!(!item_index.is_empty(), "{} lists no items", items.display());
+    let train_pairs = read_pairs(train)?;
+    let test_pairs = read_pairs(test)?;
+    let mut user_index: HashMap<String, u32> = HashMap::new();
+    let mut index = |pairs: &[(String, String)], file: &Path| -> anyhow::Result<Vec<(u32, u32)>> {
+        pairs
+            .iter()
+            .map(|(u, i)| {
+                let item = *item_index.get(i.as_str()).with_context(|| {
+                    format!("{}: item {i} is not in the catalogue", file.display())
+                })?;
+                let next = user_index.len() as u32;
+                let user = *user_index.entry(u.clone()).or_insert(next);
+                Ok((user, item))
+            })
+            .collect()
+    };
+    let train_idx = index(&train_pairs, train)?;
+    let test_idx = index(&test_pairs, test)?;
+    let (n_users, n_items) = (user_index.len(), item_index.len());
+    Ok(Split {
+        train: Interactions::from_pairs(n_users, n_items, &train_idx),
+        test: Interactions::from_pairs(n_users, n_items, &test_idx),
+    })
+}
+
+/// Hyperparameters, as chosen on a validation split carved from the ml-100k train files
+/// (see docs/benchmarks.md); `--param name=value` overrides them.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    /// Item-kNN.
+    pub knn: KnnConfig,
+    /// ALS.
+    pub als: AlsConfig,
+    /// EASE.
+    pub ease: EaseConfig,
+    /// EDLAE.
+    pub edlae: EaseConfig,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            knn: KnnConfig {
+                neighbours: 100,
+                shrink: 10.0,
+            },
+            als: AlsConfig::default(),
+            ease: EaseConfig {
+                lambda: 500.0,
+                dropout: 0.0,
+            },
+            edlae: EaseConfig {
+                lambda: 100.0,
+                dropout: 0.25,
+            },
+        }
+    }
+}
+
+impl Params {
+    /// Applies `name=value` overrides such as `als.factors=128` or `edlae.dropout=0.3`.
+    pub fn apply(&mut self, overrides: &[String]) -> anyhow::Result<()> {
+        for o in overrides {
+            let (name, value) = o
+                .split_once('=')
+                .with_context(|| format!("--param {o}: expected name=value"))?;
+            let v: f64 = value
+                .parse()
+                .with_context(|| format!("--param {o}: the value is not a number"))?;
+            match name {
+                "knn.neighbours" => self.knn.neighbours = v as usize,
+                "knn.shrink" => self.knn.shrink = v as f32,
+                "als.factors" => self.als.factors = v as usize,
+                "als.lambda" => self.als.lambda = v as f32,
+                "als.alpha" => self.als.alpha = v as f32,
+                "als.iterations" => self.als.iterations = v as usize,
+                "als.cg_steps" => self.als.cg_steps = v as usize,
+                "ease.lambda" => self.ease.lambda = v,
+                "edlae.lambda" => self.edlae.lambda = v,
+                "edlae.dropout" => self.edlae.dropout = v,
+                _ => anyhow::bail!("--param {o}: unknown parameter `{name}`"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fits a model by name.
+pub fn fit(model: &str, train: &Interactions, params: &Params) -> anyhow::Result<Box<dyn Scorer>> {
+    Ok(match model {
+        "popularity" => Box::new(Popularity::fit(train)),
+        "knn" => Box::new(ItemKnn::fit(train, params.knn)?),
+        "als" => Box::new(Als::fit(train, params.als)?),
+        "ease" => Box::new(Ease::fit(train, params.ease)?),
+        "edlae" => Box::new(Ease::fit(train, params.edlae)?),
+        other => anyhow::bail!(
+            "unknown model `{other}`; use one of {} or all",
+            MODELS.join(", ")
+        ),
+    })
+}
+
+/// A model's figures on a split, with its fit time.
+pub fn run(model: &str, split: &Split, params: &Params) -> anyhow::Result<(EvalReport, f64)> {
+    let start = Instant::now();
+    let scorer = fit(model, &split.train, params)?;
+    let fit_seconds = start.elapsed().as_secs_f64();
+    Ok((
+        evaluate(scorer.as_ref(), &split.train, &split.test),
+        fit_seconds,
+    ))
+}
+
+/// The `seed-*` directories of a splits directory, sorted.
+pub fn seed_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut seeds: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("seed-"))
+        })
+        .collect();
+    seeds.sort();
+    anyhow::ensure!(!seeds.is_empty(), "{} has no seed-* splits", dir.display());
+    Ok(seeds)
+}
+
+/// Prints the table (or JSON lines) of mean figures per model.
+pub fn print_table(rows: &[(String, EvalReport, f64)], json: bool) {
+    if json {
+        for (model, r, fit) in rows {
+            println!(
+                "{{\"model\":\"{model}\",\"ndcg@10\":{:.4},\"recall@20\":{:.4},\"precision@10\":{:.4},\"hr@10\":{:.4},\"coverage@10\":{:.4},\"gini@10\":{:.4},\"popularity@10\":{:.1},\"fit_seconds\":{:.3},\"users\":{}}}",
+                r.ndcg_10,
+                r.recall_20,
+                r.precision_10,
+                r.hr_10,
+                r.coverage_10,
+                r.gini_10,
+                r.popularity_10,
+                fit,
+                r.users
+            );
+        }
+        return;
+    }
+    println!(
+        "| model | NDCG@10 | Recall@20 | Precision@10 | HR@10 | Coverage@10 | Gini@10 | fit s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (model, r, fit) in rows {
+        println!(
+            "| {model} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} |",
+            r.ndcg_10, r.recall_20, r.precision_10, r.hr_10, r.coverage_10, r.gini_10, fit
+        );
+    }
+}
+
+/// Averages reports.
+pub fn mean(reports: &[(EvalReport, f64)]) -> (EvalReport, f64) {
+    let n = reports.len().max(1) as f64;
+    let avg = |f: fn(&EvalReport) -> f64| reports.iter().map(|(r, _)| f(r)).sum::<f64>() / n;
+    (
+        EvalReport {
+            users: reports.iter().map(|(r, _)| r.users).sum::<usize>() / reports.len().max(1),
+            ndcg_10: avg(|r| r.ndcg_10),
+            recall_20: avg(|r| r.recall_20),
+            precision_10: avg(|r| r.precision_10),
+            hr_10: avg(|r| r.hr_10),
+            coverage_10: avg(|r| r.coverage_10),
+            gini_10: avg(|r| r.gini_10),
+            popularity_10: avg(|r| r.popularity_10),
+        },
+        reports.iter().map(|(_, t)| t).sum::<f64>() / n,
+    )
+}
