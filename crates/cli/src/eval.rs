@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use candor_models::als::{Als, AlsConfig};
+use candor_models::blend::Blend;
 use candor_models::ease::{Ease, EaseConfig};
 use candor_models::knn::{ItemKnn, KnnConfig};
 use candor_models::metrics::{EvalReport, evaluate};
@@ -16,7 +17,7 @@ use candor_models::popularity::Popularity;
 use candor_models::{Interactions, Scorer};
 
 /// The models `eval` knows, in table order.
-pub const MODELS: [&str; 5] = ["popularity", "knn", "als", "ease", "edlae"];
+pub const MODELS: [&str; 6] = ["popularity", "knn", "als", "ease", "edlae", "blend"];
 
 /// One split, indexed.
 pub struct Split {
@@ -83,6 +84,27 @@ pub fn load_split(train: &Path, test: &Path, items: &Path) -> anyhow::Result<Spl
     })
 }
 
+/// Carves a validation split out of a training set: for every user, a seeded 20% of their
+/// training items are held out. Hyperparameters are chosen on this, never on the test file.
+pub fn validation_split(train: &Interactions, seed: u64) -> Split {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (mut fit, mut held) = (Vec::new(), Vec::new());
+    for u in 0..train.n_users() {
+        let mut items = train.user(u).to_vec();
+        items.shuffle(&mut rng);
+        let hold = (items.len() as f64 * 0.2).round() as usize;
+        for (k, i) in items.into_iter().enumerate() {
+            if k < hold { &mut held } else { &mut fit }.push((u as u32, i));
+        }
+    }
+    Split {
+        train: Interactions::from_pairs(train.n_users(), train.n_items(), &fit),
+        test: Interactions::from_pairs(train.n_users(), train.n_items(), &held),
+    }
+}
+
 /// Hyperparameters, as chosen on a validation split carved from the ml-100k train files
 /// (see docs/benchmarks.md); `--param name=value` overrides them.
 #[derive(Debug, Clone, Copy)]
@@ -95,24 +117,31 @@ pub struct Params {
     pub ease: EaseConfig,
     /// EDLAE.
     pub edlae: EaseConfig,
+    /// Weight of ALS in the ALS + EDLAE blend (EDLAE gets 1 − w).
+    pub blend_als: f32,
 }
 
 impl Default for Params {
     fn default() -> Self {
         Self {
             knn: KnnConfig {
-                neighbours: 100,
-                shrink: 10.0,
+                neighbours: 800,
+                shrink: 0.0,
             },
-            als: AlsConfig::default(),
+            als: AlsConfig {
+                lambda: 30.0,
+                alpha: 4.0,
+                ..AlsConfig::default()
+            },
             ease: EaseConfig {
                 lambda: 500.0,
                 dropout: 0.0,
             },
             edlae: EaseConfig {
-                lambda: 100.0,
-                dropout: 0.25,
+                lambda: 200.0,
+                dropout: 0.67,
             },
+            blend_als: 0.7,
         }
     }
 }
@@ -138,6 +167,7 @@ impl Params {
                 "ease.lambda" => self.ease.lambda = v,
                 "edlae.lambda" => self.edlae.lambda = v,
                 "edlae.dropout" => self.edlae.dropout = v,
+                "blend.als" => self.blend_als = v as f32,
                 _ => anyhow::bail!("--param {o}: unknown parameter `{name}`"),
             }
         }
@@ -153,6 +183,13 @@ pub fn fit(model: &str, train: &Interactions, params: &Params) -> anyhow::Result
         "als" => Box::new(Als::fit(train, params.als)?),
         "ease" => Box::new(Ease::fit(train, params.ease)?),
         "edlae" => Box::new(Ease::fit(train, params.edlae)?),
+        "blend" => Box::new(Blend::new(vec![
+            (Box::new(Als::fit(train, params.als)?), params.blend_als),
+            (
+                Box::new(Ease::fit(train, params.edlae)?),
+                1.0 - params.blend_als,
+            ),
+        ])),
         other => anyhow::bail!(
             "unknown model `{other}`; use one of {} or all",
             MODELS.join(", ")

@@ -108,6 +108,10 @@ enum Command {
         /// JSON lines instead of a table.
         #[arg(long)]
         json: bool,
+        /// Evaluate on a validation split carved from each train file (20% of each user's
+        /// training items, seeded) instead of the test file: for choosing hyperparameters.
+        #[arg(long)]
+        validate: bool,
     },
     /// Benchmarks.
     Bench {
@@ -335,6 +339,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             model,
             params,
             json,
+            validate,
         } => {
             let mut p = eval::Params::default();
             p.apply(&params)?;
@@ -358,6 +363,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     vec![eval::load_split(train, test, items)?]
                 }
                 _ => anyhow::bail!("give --splits DIR, or --train, --test and --items"),
+            };
+            let splits: Vec<eval::Split> = if validate {
+                splits
+                    .iter()
+                    .enumerate()
+                    .map(|(k, s)| eval::validation_split(&s.train, 1000 + k as u64))
+                    .collect()
+            } else {
+                splits
             };
             let mut rows = Vec::new();
             for m in models {
