@@ -258,13 +258,13 @@ fn eval_runs_the_protocol_on_generated_splits() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(rows.len(), 5);
+    assert_eq!(rows.len(), 6);
     let ndcg = |m: &str| {
         rows.iter().find(|r| r["model"] == m).unwrap()["ndcg@10"]
             .as_f64()
             .unwrap()
     };
-    for model in ["knn", "als", "ease", "edlae"] {
+    for model in ["knn", "als", "ease", "edlae", "blend"] {
         assert!(ndcg(model) > ndcg("popularity"), "{model}: {stdout}");
     }
     let out = candor()
