@@ -119,3 +119,100 @@ pub async fn ingest(engine: Arc<Engine>, bench: IngestBench) -> anyhow::Result<(
     );
     Ok(())
 }
+
+/// The shape of the model benchmark.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelBench {
+    /// Interactions to generate.
+    pub interactions: usize,
+    /// Catalogue size.
+    pub items: usize,
+    /// Users.
+    pub users: usize,
+    /// ALS factors.
+    pub factors: usize,
+    /// ALS iterations.
+    pub iterations: usize,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// ALS training time on generated data, then per-recommendation and fold-in latency.
+pub fn models(bench: ModelBench) -> anyhow::Result<()> {
+    use candor_models::Scorer;
+    use candor_models::als::{Als, AlsConfig};
+    use rand::distributions::{Distribution, WeightedIndex};
+    use rand::{Rng, SeedableRng};
+
+    // Zipf-like popularity and 20 taste clusters, each favouring its own slice of the catalogue.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let popularity: Vec<f64> = (0..bench.items).map(|i| 1.0 / (i as f64 + 10.0)).collect();
+    let sampler = WeightedIndex::new(&popularity)?;
+    let clusters = 20;
+    let slice = bench.items / clusters;
+    let per_user = bench.interactions / bench.users;
+    let mut pairs = Vec::with_capacity(bench.interactions);
+    for u in 0..bench.users {
+        let cluster = u % clusters;
+        for _ in 0..per_user {
+            let item = if rng.gen_bool(0.5) {
+                cluster * slice + rng.gen_range(0..slice)
+            } else {
+                sampler.sample(&mut rng)
+            };
+            pairs.push((u as u32, item as u32));
+        }
+    }
+    let data = candor_models::Interactions::from_pairs(bench.users, bench.items, &pairs);
+    let config = AlsConfig {
+        factors: bench.factors,
+        iterations: bench.iterations,
+        ..AlsConfig::default()
+    };
+    let start = Instant::now();
+    let als = Als::fit(&data, config)?;
+    let fit = start.elapsed().as_secs_f64();
+    println!(
+        "ALS fit: {} interactions ({} distinct) x {} items x {} users, {} factors, {} iterations, {} threads: {:.2} s",
+        bench.interactions,
+        data.nnz(),
+        bench.items,
+        bench.users,
+        bench.factors,
+        bench.iterations,
+        rayon::current_num_threads(),
+        fit
+    );
+
+    let mut scores = vec![0f32; bench.items];
+    let (mut recommend, mut fold) = (Vec::new(), Vec::new());
+    for u in (0..bench.users).step_by((bench.users / 2000).max(1)) {
+        let history = data.user(u);
+        let start = Instant::now();
+        als.score(history, &mut scores);
+        let top = candor_models::topk::top_k(&scores, 10, |i| history.binary_search(&i).is_ok());
+        recommend.push(start.elapsed().as_secs_f64() * 1e6);
+        std::hint::black_box(top);
+        let start = Instant::now();
+        std::hint::black_box(als.fold_in(history));
+        fold.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    recommend.sort_by(f64::total_cmp);
+    fold.sort_by(f64::total_cmp);
+    println!(
+        "one recommendation in process (fold-in + {} scores + top-10), {} users: p50 {:.0} µs, p99 {:.0} µs",
+        bench.items,
+        recommend.len(),
+        percentile(&recommend, 0.5),
+        percentile(&recommend, 0.99)
+    );
+    println!(
+        "fold-in of a history (mean length {:.0}): p50 {:.0} µs, p99 {:.0} µs",
+        data.nnz() as f64 / bench.users as f64,
+        percentile(&fold, 0.5),
+        percentile(&fold, 0.99)
+    );
+    Ok(())
+}

@@ -155,6 +155,24 @@ enum AuditCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// ALS training on generated data, recommendation and fold-in latency.
+    Models {
+        /// Interactions to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        interactions: usize,
+        /// Catalogue size.
+        #[arg(long, default_value_t = 20_000)]
+        items: usize,
+        /// Users.
+        #[arg(long, default_value_t = 50_000)]
+        users: usize,
+        /// ALS factors.
+        #[arg(long, default_value_t = 64)]
+        factors: usize,
+        /// ALS iterations.
+        #[arg(long, default_value_t = 15)]
+        iterations: usize,
+    },
     /// Ingestion through the engine (consent check, encryption, durable commit).
     Ingest {
         #[command(flatten)]
@@ -391,6 +409,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let deleted = engine.sweep_retention(&Actor::cli()).await?;
             println!("deleted {deleted} events past their retention");
             Ok(())
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Models {
+                    interactions,
+                    items,
+                    users,
+                    factors,
+                    iterations,
+                },
+        } => {
+            anyhow::ensure!(
+                items >= 20 && users >= 1 && interactions >= users && factors >= 1,
+                "--items must be at least 20, --users at least 1, --interactions at least --users"
+            );
+            bench::models(bench::ModelBench {
+                interactions,
+                items,
+                users,
+                factors,
+                iterations,
+            })
         }
         Command::Bench {
             command:
