@@ -10,6 +10,7 @@ pub mod ease;
 pub mod knn;
 pub mod metrics;
 pub mod popularity;
+pub mod sparse;
 pub mod topk;
 
 pub use data::Interactions;

@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
 use crate::{
-    ApiKeyRecord, CountAudit, EventGroup, NewEvent, PurposeRead, Result, Store, StoreError,
+    ApiKeyRecord, CountAudit, EventGroup, ModelArtifact, NewEvent, PurposeRead, Result, Store, StoreError,
     StoreStats, StoredEvent,
 };
 
@@ -765,6 +765,32 @@ macro_rules! impl_store {
                     })
                 })
                 .transpose()
+            }
+
+            async fn put_model(&self, card: &str, weights: &[u8], at: Timestamp) -> Result<i64> {
+                let version: i64 = sqlx::query_scalar(
+                    "INSERT INTO model_artifacts (created_at, card, weights) VALUES ($1, $2, $3) RETURNING version",
+                )
+                .bind(at.0)
+                .bind(card)
+                .bind(weights)
+                .fetch_one(&self.write)
+                .await?;
+                Ok(version)
+            }
+
+            async fn latest_model(&self) -> Result<Option<ModelArtifact>> {
+                let row: Option<(i64, i64, String, Vec<u8>)> = sqlx::query_as(
+                    "SELECT version, created_at, card, weights FROM model_artifacts ORDER BY version DESC LIMIT 1",
+                )
+                .fetch_optional(&self.read)
+                .await?;
+                Ok(row.map(|(version, created_at, card, weights)| ModelArtifact {
+                    version,
+                    created_at: Timestamp(created_at),
+                    card,
+                    weights,
+                }))
             }
 
             async fn stats(&self) -> Result<StoreStats> {

@@ -116,6 +116,19 @@ pub struct ApiKeyRecord {
     pub created_at: Timestamp,
 }
 
+/// A stored model artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelArtifact {
+    /// Increasing version.
+    pub version: i64,
+    /// When it was stored.
+    pub created_at: Timestamp,
+    /// The model card (JSON).
+    pub card: String,
+    /// The encoded weights.
+    pub weights: Vec<u8>,
+}
+
 /// Row counts, for health and benchmarks. Counts only; no personal data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StoreStats {
@@ -211,6 +224,11 @@ pub trait Store: Send + Sync + 'static {
     async fn put_api_key(&self, key: &ApiKeyRecord, audit: &[AuditDraft]) -> Result<()>;
     /// Looks an API key up by id.
     async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
+
+    /// Stores a trained model artifact; returns its version.
+    async fn put_model(&self, card: &str, weights: &[u8], at: Timestamp) -> Result<i64>;
+    /// The newest model artifact.
+    async fn latest_model(&self) -> Result<Option<ModelArtifact>>;
 
     /// Row counts.
     async fn stats(&self) -> Result<StoreStats>;

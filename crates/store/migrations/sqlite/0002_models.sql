@@ -1,0 +1,8 @@
+-- Trained item models: versioned artifacts; servers load the newest. An item model holds no
+-- personal data (item-item weights and item popularity); its card says what it was built from.
+CREATE TABLE model_artifacts (
+    version INTEGER PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    card TEXT NOT NULL,
+    weights BLOB NOT NULL
+);
