@@ -80,6 +80,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Train the item model on events consented for personalization and print its card.
+    Train {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Delete events past their retention now.
     Sweep {
         #[command(flatten)]
@@ -294,6 +299,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     settings.store.data_dir.display()
                 );
             }
+            if engine.model_card().is_err() {
+                let card = engine.train(&Actor::system()).await?;
+                println!(
+                    "trained {} on {} consented events from {} subjects (model version {})",
+                    card.algorithm, card.events, card.subjects, card.version
+                );
+            }
             let key = engine
                 .create_api_key(&Actor::cli(), Role::Admin, "demo admin")
                 .await?;
@@ -401,6 +413,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 rows.push((m.to_string(), report, fit));
             }
             eval::print_table(&rows, json);
+            Ok(())
+        }
+        Command::Train { common } => {
+            let settings = load_settings(&common, None)?;
+            let engine = open_engine(&settings).await?;
+            let card = engine.train(&Actor::cli()).await?;
+            println!("{}", serde_json::to_string_pretty(&card)?);
             Ok(())
         }
         Command::Sweep { common } => {
@@ -523,6 +542,13 @@ async fn serve(
             "  curl -s -X POST -H \"Authorization: Bearer $KEY\" -H 'Content-Type: application/json' \
              -d '{{\"subject\":\"user-0008\",\"item\":\"item-00001\",\"type\":\"view\"}}' {base}/v1/events   # no consent: refused"
         );
+        println!(
+            "  curl -s -H \"Authorization: Bearer $KEY\" '{base}/v1/subjects/user-0001/recommendations?n=5'"
+        );
+        println!(
+            "  curl -s -H \"Authorization: Bearer $KEY\" '{base}/v1/subjects/user-0008/recommendations?n=5&context=item-00001'   # no consent: contextual"
+        );
+        println!("  curl -s {base}/v1/models/current");
         println!("  curl -s -H \"Authorization: Bearer $KEY\" {base}/v1/audit/verify");
         println!("  curl -s {base}/metrics | grep candor_events");
         println!("admin key: {key}");

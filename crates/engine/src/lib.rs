@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod items;
 pub mod keys;
 pub mod read;
+pub mod recommend;
 mod writer;
 
 pub use audit::AuditReport;
@@ -25,6 +26,7 @@ pub use auth::{Principal, Role};
 pub use consent::{ConsentUpdate, ConsentView, PurposeChoice};
 pub use ingest::{EventDraft, IngestReport, Refusal};
 pub use read::Event;
+pub use recommend::{ModelCard, RecommendRequest, Recommendations};
 
 /// What went wrong. `Invalid` and `NotFound` are the caller's mistakes and carry a code and a
 /// sentence safe to show; every other variant is an internal fault whose details are logged
@@ -136,6 +138,7 @@ pub struct Engine {
     api_keys: RwLock<HashMap<String, auth::CachedKey>>,
     known_items: RwLock<std::collections::HashSet<String>>,
     writer: writer::Writer,
+    serving: RwLock<Option<Arc<recommend::Serving>>>,
 }
 
 impl Engine {
@@ -171,7 +174,7 @@ impl Engine {
             Some(_) => {}
             None => store.put_meta("keyring_fingerprint", &fingerprint).await?,
         }
-        Ok(Self {
+        let engine = Self {
             keys,
             policy: Arc::new(config.policy.clone()),
             config,
@@ -179,8 +182,11 @@ impl Engine {
             api_keys: RwLock::new(Default::default()),
             known_items: RwLock::new(Default::default()),
             writer: writer::Writer::spawn(store.clone()),
+            serving: RwLock::new(None),
             store,
-        })
+        };
+        engine.load_model().await?;
+        Ok(engine)
     }
 
     /// The policy in force.

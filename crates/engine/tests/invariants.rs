@@ -85,6 +85,7 @@ on_both_backends!(
     retention_sweeper_deletes_expired_events,
     wrong_keys_refuse_to_open,
     concurrent_batches_for_new_subjects_do_not_deadlock,
+    recommendations_are_tiered_explained_and_consent_bound,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -765,4 +766,184 @@ async fn concurrent_batches_for_new_subjects_do_not_deadlock(h: Harness) {
     assert_eq!(h.engine.stats().await.unwrap().events as usize, accepted);
     assert_eq!(h.engine.stats().await.unwrap().subjects, 100);
     assert!(h.engine.verify_audit().await.unwrap().ok);
+}
+
+/// Invariants 7 and 8, and issue 3's serving rules: personalization only with consent (and
+/// withdrawal switches the very next response to `contextual`), every personalized item
+/// explained by consented history items that exist, new events count at once, and training
+/// never reads an event whose consent has lapsed.
+async fn recommendations_are_tiered_explained_and_consent_bound(h: Harness) {
+    use candor_engine::RecommendRequest;
+    h.items(&["i1", "i2", "i3", "i4", "i5", "i6"]).await;
+    let ingest = |subject: &'static str, items: &'static [&'static str]| {
+        let drafts: Vec<EventDraft> = items.iter().map(|i| event(subject, i, "view")).collect();
+        let engine = &h.engine;
+        async move {
+            engine
+                .ingest(&actor(), &drafts, false)
+                .await
+                .unwrap()
+                .accepted
+        }
+    };
+    for s in ["c1", "c2", "c3", "c4", "c5", "c6", "c7", "alice", "leaver"] {
+        h.engine
+            .set_consent(&actor(), &sid(s), &grant(&[PROFILING]), false)
+            .await
+            .unwrap();
+    }
+    for s in ["c1", "c2", "c3", "c4", "c5"] {
+        assert_eq!(ingest(s, &["i1", "i2", "i3"]).await, 3);
+    }
+    assert_eq!(ingest("c6", &["i4", "i5"]).await, 2);
+    assert_eq!(ingest("c7", &["i4", "i5"]).await, 2);
+    assert_eq!(ingest("alice", &["i1", "i2"]).await, 2);
+    assert_eq!(ingest("leaver", &["i6", "i1"]).await, 2);
+    // The leaver withdraws before training: their events must not be read.
+    h.engine
+        .set_consent(&actor(), &sid("leaver"), &withdraw(&[PROFILING]), false)
+        .await
+        .unwrap();
+    let request = |n: usize| RecommendRequest {
+        n,
+        ..Default::default()
+    };
+    assert!(matches!(
+        h.engine
+            .recommend(&actor(), &sid("alice"), &request(3), false)
+            .await,
+        Err(EngineError::Invalid {
+            code: "model_not_trained",
+            ..
+        })
+    ));
+    let card = h.engine.train(&actor()).await.unwrap();
+    assert_eq!(card.events, 5 * 3 + 2 + 2 + 2, "{card:?}");
+    assert_eq!(card.subjects, 8);
+    assert_eq!(card.items, 5, "i6 was only in the leaver's history");
+    assert_eq!(
+        card.categories,
+        vec!["user.behavior.browsing_history".to_string()]
+    );
+    assert_eq!(h.engine.model_card().unwrap().version, card.version);
+
+    let recs = h
+        .engine
+        .recommend(&actor(), &sid("alice"), &request(2), false)
+        .await
+        .unwrap();
+    assert_eq!(recs.tier, "server");
+    assert_eq!(recs.items[0].item, "i3");
+    for item in &recs.items {
+        assert!(
+            !["i1", "i2"].contains(&item.item.as_str()),
+            "history items are not recommended"
+        );
+    }
+    let explanation = recs.items[0]
+        .explanation
+        .as_ref()
+        .expect("server-tier items are explained");
+    assert!(!explanation.because.is_empty());
+    assert!(
+        explanation
+            .because
+            .iter()
+            .all(|(i, w)| ["i1", "i2"].contains(&i.as_str()) && *w > 0.0)
+    );
+    assert_eq!(
+        explanation.categories,
+        vec!["user.behavior.browsing_history".to_string()]
+    );
+
+    // New events count at once, without retraining.
+    assert_eq!(ingest("alice", &["i4"]).await, 1);
+    let recs = h
+        .engine
+        .recommend(&actor(), &sid("alice"), &request(2), false)
+        .await
+        .unwrap();
+    assert!(recs.items.iter().any(|r| r.item == "i5"), "{recs:?}");
+    let i5 = recs.items.iter().find(|r| r.item == "i5").unwrap();
+    assert_eq!(i5.explanation.as_ref().unwrap().because[0].0, "i4");
+
+    // No consent: contextual, from the request's context only.
+    let stranger = h
+        .engine
+        .recommend(
+            &actor(),
+            &sid("stranger"),
+            &RecommendRequest {
+                n: 2,
+                context: vec!["i4".into()],
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stranger.tier, "contextual");
+    assert_eq!(stranger.items[0].item, "i5");
+    assert!(stranger.items.iter().all(|r| r.explanation.is_none()));
+    // Withdrawal switches the very next response.
+    h.engine
+        .set_consent(&actor(), &sid("alice"), &withdraw(&[PROFILING]), false)
+        .await
+        .unwrap();
+    let recs = h
+        .engine
+        .recommend(&actor(), &sid("alice"), &request(2), false)
+        .await
+        .unwrap();
+    assert_eq!(recs.tier, "contextual");
+
+    // Similar items and the anonymous contextual path.
+    let similar = h.engine.similar_items("i1", 2).unwrap();
+    assert!(
+        similar.iter().any(|(i, _)| i == "i3" || i == "i2"),
+        "{similar:?}"
+    );
+    let anon = h
+        .engine
+        .recommend_contextual(&RecommendRequest {
+            n: 1,
+            context: vec!["i1".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(anon.tier, "contextual");
+    // Bad input.
+    for (req, code) in [
+        (request(0), "invalid_n"),
+        (request(1001), "invalid_n"),
+        (
+            RecommendRequest {
+                n: 3,
+                context: vec!["bad id".into()],
+                ..Default::default()
+            },
+            "invalid_field",
+        ),
+        (
+            RecommendRequest {
+                n: 3,
+                diversity: 2.0,
+                ..Default::default()
+            },
+            "invalid_field",
+        ),
+    ] {
+        match h.engine.recommend(&actor(), &sid("c1"), &req, false).await {
+            Err(EngineError::Invalid { code: got, .. }) => assert_eq!(got, code),
+            other => panic!("{req:?} gave {other:?}"),
+        }
+    }
+    assert!(matches!(
+        h.engine.similar_items("nope", 3),
+        Err(EngineError::NotFound { .. })
+    ));
+    // A reopened engine serves the stored model.
+    let reopened = h.with_policy(Policy::default_policy()).await;
+    assert_eq!(reopened.engine.model_card().unwrap().version, card.version);
+    assert!(reopened.engine.verify_audit().await.unwrap().ok);
 }

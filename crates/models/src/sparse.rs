@@ -33,7 +33,9 @@ impl SparseItemModel {
 
     /// Uses item-kNN neighbours as they are.
     pub fn from_knn(model: &ItemKnn, n_items: usize, popularity: Vec<f32>) -> Self {
-        let rows = (0..n_items as u32).map(|i| model.neighbours(i).to_vec()).collect();
+        let rows = (0..n_items as u32)
+            .map(|i| model.neighbours(i).to_vec())
+            .collect();
         Self { rows, popularity }
     }
 
@@ -69,7 +71,11 @@ impl SparseItemModel {
         let mut parts: Vec<(u32, f32)> = history
             .iter()
             .filter_map(|&h| {
-                self.rows.get(h as usize)?.iter().find(|(j, _)| *j == item).map(|&(_, w)| (h, w))
+                self.rows
+                    .get(h as usize)?
+                    .iter()
+                    .find(|(j, _)| *j == item)
+                    .map(|&(_, w)| (h, w))
             })
             .collect();
         parts.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -97,7 +103,13 @@ impl SparseItemModel {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CorruptModel> {
         let mut at = 0usize;
         let mut u32_at = |bytes: &[u8]| -> Result<u32, CorruptModel> {
-            let v = u32::from_le_bytes(bytes.get(at..at + 4).ok_or(CorruptModel)?.try_into().map_err(|_| CorruptModel)?);
+            let v = u32::from_le_bytes(
+                bytes
+                    .get(at..at + 4)
+                    .ok_or(CorruptModel)?
+                    .try_into()
+                    .map_err(|_| CorruptModel)?,
+            );
             at += 4;
             Ok(v)
         };
@@ -105,7 +117,9 @@ impl SparseItemModel {
         if n > bytes.len() {
             return Err(CorruptModel);
         }
-        let popularity = (0..n).map(|_| u32_at(bytes).map(f32::from_bits)).collect::<Result<_, _>>()?;
+        let popularity = (0..n)
+            .map(|_| u32_at(bytes).map(f32::from_bits))
+            .collect::<Result<_, _>>()?;
         let mut rows = Vec::with_capacity(n);
         for _ in 0..n {
             let len = u32_at(bytes)? as usize;
@@ -135,8 +149,29 @@ mod tests {
 
     #[test]
     fn explanations_add_up_and_bytes_round_trip() {
-        let data = Interactions::from_pairs(4, 5, &[(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 2), (2, 3), (3, 3), (3, 4)]);
-        let ease = Ease::fit(&data, EaseConfig { lambda: 1.0, dropout: 0.0 }).unwrap();
+        let data = Interactions::from_pairs(
+            4,
+            5,
+            &[
+                (0, 0),
+                (0, 1),
+                (1, 0),
+                (1, 1),
+                (1, 2),
+                (2, 2),
+                (2, 3),
+                (3, 3),
+                (3, 4),
+            ],
+        );
+        let ease = Ease::fit(
+            &data,
+            EaseConfig {
+                lambda: 1.0,
+                dropout: 0.0,
+            },
+        )
+        .unwrap();
         let model = SparseItemModel::from_ease(&ease, 5, 3, vec![2.0, 2.0, 2.0, 2.0, 1.0]);
         let history = [0u32, 2];
         let mut scores = vec![0f32; 5];

@@ -79,6 +79,7 @@ impl From<EngineError> for ApiError {
             EngineError::Invalid { code, message } => {
                 let status = match code {
                     "batch_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+                    "model_not_trained" | "no_training_data" => StatusCode::CONFLICT,
                     _ => StatusCode::BAD_REQUEST,
                 };
                 Self::new(status, code, message)

@@ -66,6 +66,7 @@ impl AppState {
         (name = "policy", description = "The policy in force"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "keys", description = "API keys"),
+        (name = "recommendations", description = "Tiered, explained recommendations and the item model"),
         (name = "system", description = "Health and metrics"),
     )
 )]
@@ -96,6 +97,11 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(import_items, list_items))
         .routes(routes!(verify_audit))
         .routes(routes!(create_key))
+        .routes(routes!(get_recommendations))
+        .routes(routes!(post_contextual))
+        .routes(routes!(get_similar))
+        .routes(routes!(post_train))
+        .routes(routes!(get_model_card))
 }
 
 /// The OpenAPI 3 document of the API, generated from the route annotations.

@@ -6,7 +6,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use candor_domain::{ConsentMethod, RefusalReason, SubjectId};
-use candor_engine::{ConsentUpdate, EventDraft, IngestReport, PurposeChoice, Refusal, Role};
+use candor_engine::{
+    ConsentUpdate, EventDraft, IngestReport, PurposeChoice, RecommendRequest, Refusal, Role,
+};
 use serde_json::value::RawValue;
 
 use crate::AppState;
@@ -419,4 +421,139 @@ pub async fn create_key(
         }),
     )
         .into_response())
+}
+
+fn recommend_request(
+    n: Option<usize>,
+    exclude: Vec<String>,
+    category: Option<String>,
+    diversity: Option<f32>,
+    context: Vec<String>,
+) -> RecommendRequest {
+    RecommendRequest {
+        n: n.unwrap_or(10),
+        exclude,
+        category,
+        context,
+        diversity: diversity.unwrap_or(0.0),
+    }
+}
+
+/// Recommendations for a subject: `server` tier (personalized from their consented history,
+/// each item explained) with personalization consent, else `contextual`.
+#[utoipa::path(get, path = "/v1/subjects/{id}/recommendations", tag = "recommendations",
+    params(("id" = String, Path, description = "Subject id"), RecommendParams,
+           ("Sec-GPC" = Option<String>, Header, description = "`1` withdraws sale/sharing and cross-context purposes")),
+    responses(
+        (status = 200, body = RecommendationsResponse, description = "Recommendations"),
+        (status = 400, body = ErrorBody, description = "Bad n, ids or diversity"),
+        (status = 409, body = ErrorBody, description = "No model trained yet"),
+    ),
+    security(("api_key" = [])))]
+pub async fn get_recommendations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<RecommendParams>,
+) -> Result<Json<RecommendationsResponse>, ApiError> {
+    let principal = authorize(&state, &headers, &[Role::Service]).await?;
+    let subject = subject_id(&id)?;
+    let request = recommend_request(
+        q.n,
+        id_list(q.exclude.as_deref()),
+        q.category,
+        q.diversity,
+        id_list(q.context.as_deref()),
+    );
+    let recs = state
+        .engine
+        .recommend(&principal.actor(), &subject, &request, gpc(&headers))
+        .await?;
+    Ok(Json(recs.into()))
+}
+
+/// Recommendations from session items alone, with no identity at all.
+#[utoipa::path(post, path = "/v1/recommendations/contextual", tag = "recommendations",
+    request_body = ContextualRequest,
+    responses((status = 200, body = RecommendationsResponse, description = "Contextual recommendations"),
+              (status = 400, body = ErrorBody, description = "Bad n or ids")),
+    security(("api_key" = [])))]
+pub async fn post_contextual(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ContextualRequest>,
+) -> Result<Json<RecommendationsResponse>, ApiError> {
+    authorize(&state, &headers, &[Role::Service]).await?;
+    let request = recommend_request(
+        body.n,
+        Vec::new(),
+        body.category,
+        body.diversity,
+        body.items,
+    );
+    Ok(Json(state.engine.recommend_contextual(&request)?.into()))
+}
+
+/// Items most similar to an item.
+#[utoipa::path(get, path = "/v1/items/{id}/similar", tag = "recommendations",
+    params(("id" = String, Path, description = "Item id"), CountParams),
+    responses((status = 200, body = SimilarResponse, description = "Similar items"),
+              (status = 404, body = ErrorBody, description = "The model does not know the item")),
+    security(("api_key" = [])))]
+pub async fn get_similar(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<CountParams>,
+) -> Result<Json<SimilarResponse>, ApiError> {
+    authorize(&state, &headers, CATALOGUE_READERS).await?;
+    let items = state.engine.similar_items(&id, q.n.unwrap_or(10))?;
+    Ok(Json(SimilarResponse {
+        items: items
+            .into_iter()
+            .map(|(item, weight)| BecauseBody { item, weight })
+            .collect(),
+    }))
+}
+
+/// Train the item model on events consented for personalization (admin).
+#[utoipa::path(post, path = "/v1/models/train", tag = "recommendations",
+    params(TrainParams),
+    responses((status = 200, body = ModelCardBody, description = "Trained (with wait=true)"),
+              (status = 202, body = TrainStarted, description = "Training started"),
+              (status = 409, body = ErrorBody, description = "Nothing to train on")),
+    security(("api_key" = [])))]
+pub async fn post_train(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<TrainParams>,
+) -> Result<Response, ApiError> {
+    let principal = authorize(&state, &headers, &[]).await?;
+    if q.wait.unwrap_or(false) {
+        let card = state.engine.train(&principal.actor()).await?;
+        return Ok(Json(ModelCardBody::from(card)).into_response());
+    }
+    let engine = state.engine.clone();
+    tokio::spawn(async move {
+        if let Err(error) = engine.train(&principal.actor()).await {
+            tracing::warn!(%error, "training failed");
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(TrainStarted {
+            status: "started".into(),
+        }),
+    )
+        .into_response())
+}
+
+/// The card of the model being served: algorithm, hyperparameters, data used. Public.
+#[utoipa::path(get, path = "/v1/models/current", tag = "recommendations",
+    responses((status = 200, body = ModelCardBody, description = "The model card"),
+              (status = 409, body = ErrorBody, description = "No model trained yet")))]
+pub async fn get_model_card(
+    State(state): State<AppState>,
+) -> Result<Json<ModelCardBody>, ApiError> {
+    Ok(Json(state.engine.model_card()?.into()))
 }

@@ -373,3 +373,187 @@ pub struct HealthResponse {
     /// Candor's version.
     pub version: String,
 }
+
+/// Query of a recommendation request.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendParams {
+    /// How many items, 1 to 1,000 (default 10).
+    pub n: Option<usize>,
+    /// Comma-separated item ids not to recommend.
+    pub exclude: Option<String>,
+    /// Only items of this catalogue category.
+    pub category: Option<String>,
+    /// 0 (default) to 1: how strongly to favour categories not yet in the list.
+    pub diversity: Option<f32>,
+    /// Comma-separated item ids the person is looking at now.
+    pub context: Option<String>,
+}
+
+/// Splits a comma-separated list, ignoring empty parts.
+pub fn id_list(raw: Option<&str>) -> Vec<String> {
+    raw.map(|r| {
+        r.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// A contextual request: no identity at all.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContextualRequest {
+    /// Items in the current session.
+    #[serde(default)]
+    pub items: Vec<String>,
+    /// How many items, 1 to 1,000 (default 10).
+    #[serde(default)]
+    pub n: Option<usize>,
+    /// Only items of this category.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// 0 to 1: category diversity.
+    #[serde(default)]
+    pub diversity: Option<f32>,
+}
+
+/// A history item behind a recommendation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BecauseBody {
+    /// The history item.
+    pub item: String,
+    /// Its weight in the score.
+    pub weight: f32,
+}
+
+/// Why an item was recommended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExplanationBody {
+    /// The subject's history items that contributed most.
+    pub because: Vec<BecauseBody>,
+    /// The data categories that history came from.
+    pub data_categories: Vec<String>,
+}
+
+/// A recommended item.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecommendedBody {
+    /// Item id.
+    pub item: String,
+    /// Score, comparable within one response.
+    pub score: f32,
+    /// Present in the `server` tier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<ExplanationBody>,
+}
+
+/// Recommendations and the tier they were made at.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecommendationsResponse {
+    /// `server` (personalized, explained) or `contextual` (no profile used).
+    pub tier: String,
+    /// Why this tier.
+    pub reason: String,
+    /// The item model version.
+    pub model_version: i64,
+    /// Best first.
+    pub items: Vec<RecommendedBody>,
+}
+
+impl From<candor_engine::Recommendations> for RecommendationsResponse {
+    fn from(r: candor_engine::Recommendations) -> Self {
+        Self {
+            tier: r.tier.into(),
+            reason: r.reason,
+            model_version: r.model_version,
+            items: r
+                .items
+                .into_iter()
+                .map(|i| RecommendedBody {
+                    item: i.item,
+                    score: i.score,
+                    explanation: i.explanation.map(|e| ExplanationBody {
+                        because: e
+                            .because
+                            .into_iter()
+                            .map(|(item, weight)| BecauseBody { item, weight })
+                            .collect(),
+                        data_categories: e.categories,
+                    }),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Paging-free `n` parameter.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CountParams {
+    /// How many, 1 to 1,000 (default 10).
+    pub n: Option<usize>,
+}
+
+/// Similar items.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SimilarResponse {
+    /// Most similar first.
+    pub items: Vec<BecauseBody>,
+}
+
+/// Training options.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TrainParams {
+    /// Wait for training to finish and return the model card (default: run in background).
+    pub wait: Option<bool>,
+}
+
+/// The model card.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelCardBody {
+    /// Version.
+    pub version: i64,
+    /// `edlae` or `item_knn`.
+    pub algorithm: String,
+    /// Hyperparameters.
+    pub hyperparameters: BTreeMap<String, f64>,
+    /// When trained.
+    pub trained_at: String,
+    /// Subjects whose consented events were used.
+    pub subjects: usize,
+    /// Events used.
+    pub events: usize,
+    /// Items in the model.
+    pub items: usize,
+    /// The purpose the data was read for.
+    pub purpose: String,
+    /// Data categories used.
+    pub data_categories: Vec<String>,
+}
+
+impl From<candor_engine::ModelCard> for ModelCardBody {
+    fn from(c: candor_engine::ModelCard) -> Self {
+        Self {
+            version: c.version,
+            algorithm: c.algorithm,
+            hyperparameters: c.hyperparameters,
+            trained_at: c.trained_at,
+            subjects: c.subjects,
+            events: c.events,
+            items: c.items,
+            purpose: c.purpose,
+            data_categories: c.categories,
+        }
+    }
+}
+
+/// Training started in the background.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrainStarted {
+    /// `started`.
+    pub status: String,
+}

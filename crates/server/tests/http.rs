@@ -797,3 +797,127 @@ async fn hostile_input_never_gets_a_5xx() {
         .await;
     assert_eq!(verify["ok"], true);
 }
+
+#[tokio::test]
+async fn recommendations_over_http() {
+    let api = api().await;
+    let (status, body) = api.call("GET", "/v1/models/current", None, None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "model_not_trained")
+    );
+    for s in ["r1", "r2", "r3"] {
+        api.grant(s, json!({"personalize.content.profiling": true}))
+            .await;
+        let events = json!([{"subject": s, "item": "i1", "type": "view"}, {"subject": s, "item": "i2", "type": "view"}]);
+        assert_eq!(
+            api.call("POST", "/v1/events", Some(&api.service), Some(events))
+                .await
+                .1["accepted"],
+            2
+        );
+    }
+    api.call(
+        "PUT",
+        "/v1/items/i3",
+        Some(&api.service),
+        Some(json!({"title": "Three"})),
+    )
+    .await;
+    api.call(
+        "POST",
+        "/v1/events",
+        Some(&api.service),
+        Some(json!({"subject": "r3", "item": "i3", "type": "view"})),
+    )
+    .await;
+    assert_eq!(
+        api.call(
+            "POST",
+            "/v1/models/train?wait=true",
+            Some(&api.service),
+            None
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, card) = api
+        .call("POST", "/v1/models/train?wait=true", Some(&api.admin), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{card}");
+    assert_eq!(card["events"], 7);
+    assert_eq!(card["purpose"], "personalize.content.profiling");
+    let (_, public) = api.call("GET", "/v1/models/current", None, None).await;
+    assert_eq!(public["version"], card["version"]);
+
+    let (status, recs) = api
+        .call(
+            "GET",
+            "/v1/subjects/r1/recommendations?n=1",
+            Some(&api.service),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{recs}");
+    assert_eq!(recs["tier"], "server");
+    assert_eq!(recs["items"][0]["item"], "i3");
+    assert!(recs["items"][0]["explanation"]["because"][0]["item"].is_string());
+    let (_, recs) = api
+        .call(
+            "GET",
+            "/v1/subjects/nobody/recommendations?context=i1&n=2",
+            Some(&api.service),
+            None,
+        )
+        .await;
+    assert_eq!(recs["tier"], "contextual");
+    assert!(recs["items"][0].get("explanation").is_none());
+    let (status, recs) = api
+        .call(
+            "POST",
+            "/v1/recommendations/contextual",
+            Some(&api.service),
+            Some(json!({"items": ["i1"], "n": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(recs["tier"], "contextual");
+    let (status, similar) = api
+        .call("GET", "/v1/items/i1/similar?n=2", Some(&api.analyst), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(similar["items"].as_array().is_some());
+    for (path, expected) in [
+        ("/v1/subjects/r1/recommendations?n=0", "invalid_n"),
+        ("/v1/subjects/r1/recommendations?n=1001", "invalid_n"),
+        ("/v1/subjects/r1/recommendations?n=ten", "invalid_query"),
+        (
+            "/v1/subjects/r1/recommendations?context=a%20b",
+            "invalid_field",
+        ),
+        (
+            "/v1/subjects/r1/recommendations?diversity=3",
+            "invalid_field",
+        ),
+        (
+            "/v1/subjects/r1/recommendations?colour=red",
+            "invalid_query",
+        ),
+        ("/v1/items/i1/similar?n=0", "invalid_n"),
+    ] {
+        let (status, body) = api.call("GET", path, Some(&api.service), None).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, expected),
+            "{path}"
+        );
+    }
+    let (status, body) = api
+        .call("GET", "/v1/items/zzz/similar", Some(&api.service), None)
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "unknown_item")
+    );
+}

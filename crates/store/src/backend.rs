@@ -17,8 +17,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
 use crate::{
-    ApiKeyRecord, CountAudit, EventGroup, ModelArtifact, NewEvent, PurposeRead, Result, Store, StoreError,
-    StoreStats, StoredEvent,
+    ApiKeyRecord, CountAudit, EventGroup, ModelArtifact, NewEvent, PurposeRead, Result, Store,
+    StoreError, StoreStats, StoredEvent,
 };
 
 /// Rows per multi-row INSERT (kept well under both engines' bind-parameter limits).

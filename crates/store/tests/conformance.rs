@@ -350,11 +350,24 @@ async fn check_store(store: &dyn Store) {
 
     // Model artifacts: the newest version wins.
     assert_eq!(store.latest_model().await.unwrap(), None);
-    let v1 = store.put_model("{\"a\":1}", &[1, 2, 3], Timestamp(5)).await.unwrap();
-    let v2 = store.put_model("{\"a\":2}", &[4], Timestamp(6)).await.unwrap();
+    let v1 = store
+        .put_model("{\"a\":1}", &[1, 2, 3], Timestamp(5))
+        .await
+        .unwrap();
+    let v2 = store
+        .put_model("{\"a\":2}", &[4], Timestamp(6))
+        .await
+        .unwrap();
     assert!(v2 > v1);
     let latest = store.latest_model().await.unwrap().unwrap();
-    assert_eq!((latest.version, latest.card.as_str(), latest.weights.as_slice()), (v2, "{\"a\":2}", &[4u8][..]));
+    assert_eq!(
+        (
+            latest.version,
+            latest.card.as_str(),
+            latest.weights.as_slice()
+        ),
+        (v2, "{\"a\":2}", &[4u8][..])
+    );
 
     let stats = store.stats().await.unwrap();
     assert_eq!(

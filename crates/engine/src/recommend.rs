@@ -1,0 +1,541 @@
+//! Recommendations. Training reads only events consented for personalization, through the
+//! purpose-bound read path, and stores a versioned item model. Serving picks the tier the
+//! subject's consent allows: `server` (their current history, read for personalization and
+//! audited, scored against the item model, each item explained by the history items behind
+//! it) or `contextual` (the request's context items and popularity; nothing about the subject
+//! is read or stored).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use candor_domain::{ItemId, SubjectId, Timestamp};
+use candor_models::Interactions;
+use candor_models::ease::{Ease, EaseConfig, MAX_ITEMS};
+use candor_models::knn::{ItemKnn, KnnConfig};
+use candor_models::sparse::SparseItemModel;
+use candor_models::topk::top_k;
+use serde::{Deserialize, Serialize};
+
+use crate::{Actor, Engine, EngineError, Result};
+
+/// The purpose personalization runs under.
+pub const PERSONALIZATION: &str = "personalize.content.profiling";
+/// Most items one request may ask for.
+pub const MAX_N: usize = 1000;
+/// Most ids in `exclude` or `context`.
+pub const MAX_LIST: usize = 200;
+/// Weights kept per item in the serving model.
+const KEEP_PER_ITEM: usize = 200;
+
+/// What a model was built from and how, as published at `GET /v1/models/current`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    /// Artifact version.
+    pub version: i64,
+    /// `edlae` or `item_knn`.
+    pub algorithm: String,
+    /// Hyperparameters.
+    pub hyperparameters: BTreeMap<String, f64>,
+    /// When training finished (RFC 3339).
+    pub trained_at: String,
+    /// Subjects whose consented events were used.
+    pub subjects: usize,
+    /// Events used.
+    pub events: usize,
+    /// Items in the model.
+    pub items: usize,
+    /// The purpose the training data was read for.
+    pub purpose: String,
+    /// The data categories used.
+    pub categories: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredCard {
+    card: ModelCard,
+    item_ids: Vec<String>,
+}
+
+/// A loaded model with its item index and the catalogue's categories.
+pub(crate) struct Serving {
+    card: ModelCard,
+    model: SparseItemModel,
+    item_ids: Vec<String>,
+    index: HashMap<String, u32>,
+    categories: Vec<Option<String>>,
+}
+
+/// A request for recommendations.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RecommendRequest {
+    /// How many items (1 to 1,000).
+    pub n: usize,
+    /// Item ids not to recommend.
+    pub exclude: Vec<String>,
+    /// Only items of this catalogue category.
+    pub category: Option<String>,
+    /// Items the person is looking at now (the contextual tier's signal).
+    pub context: Vec<String>,
+    /// 0 = by score only; 1 = strongly favour categories not yet in the list (MMR).
+    pub diversity: f32,
+}
+
+/// Why an item was recommended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    /// The subject's history items that contributed most, with their weights.
+    pub because: Vec<(String, f32)>,
+    /// The data categories the contributing history came from.
+    pub categories: Vec<String>,
+}
+
+/// One recommended item.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recommended {
+    /// Item id.
+    pub item: String,
+    /// Score (comparable within one response).
+    pub score: f32,
+    /// Present in the `server` tier.
+    pub explanation: Option<Explanation>,
+}
+
+/// A response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recommendations {
+    /// `server` or `contextual`.
+    pub tier: &'static str,
+    /// Why this tier.
+    pub reason: String,
+    /// The model version used.
+    pub model_version: i64,
+    /// The items, best first.
+    pub items: Vec<Recommended>,
+}
+
+fn check_ids(ids: &[String], field: &str) -> Result<()> {
+    if ids.len() > MAX_LIST {
+        return Err(EngineError::invalid(
+            "invalid_field",
+            format!("{field} lists at most {MAX_LIST} items"),
+        ));
+    }
+    for id in ids {
+        ItemId::parse(id)
+            .map_err(|e| EngineError::invalid("invalid_field", format!("{field}: {e}")))?;
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Trains the item model on every event consented for personalization now, stores it as
+    /// a new version and serves it.
+    pub async fn train(&self, actor: &Actor) -> Result<ModelCard> {
+        let Some(purpose) = self.policy.purposes.get(PERSONALIZATION) else {
+            return Err(EngineError::invalid(
+                "no_personalization_purpose",
+                format!("the policy has no `{PERSONALIZATION}` purpose"),
+            ));
+        };
+        let mut subjects: HashMap<candor_domain::Pseudonym, u32> = HashMap::new();
+        let mut items: HashMap<String, u32> = HashMap::new();
+        let mut pairs = Vec::new();
+        let mut categories = std::collections::BTreeSet::new();
+        let mut after = 0;
+        loop {
+            let page = self
+                .read_events(actor, PERSONALIZATION, None, after, 10_000)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for e in page {
+                let next = subjects.len() as u32;
+                let u = *subjects.entry(e.subject).or_insert(next);
+                let next = items.len() as u32;
+                let i = *items.entry(e.payload.item).or_insert(next);
+                categories.insert(e.category);
+                pairs.push((u, i));
+            }
+        }
+        if pairs.is_empty() {
+            return Err(EngineError::invalid(
+                "no_training_data",
+                "no events are consented for personalization yet",
+            ));
+        }
+        let data = Interactions::from_pairs(subjects.len(), items.len(), &pairs);
+        let popularity: Vec<f32> = data.item_counts().into_iter().map(|c| c as f32).collect();
+        let (algorithm, hyperparameters, model) = if items.len() <= MAX_ITEMS {
+            let config = EaseConfig {
+                lambda: 200.0,
+                dropout: 0.67,
+            };
+            let ease = Ease::fit(&data, config)
+                .map_err(|e| EngineError::Setup(format!("training failed: {e}")))?;
+            let hp = BTreeMap::from([
+                ("lambda".into(), config.lambda),
+                ("dropout".into(), config.dropout),
+                ("kept_per_item".into(), KEEP_PER_ITEM as f64),
+            ]);
+            (
+                "edlae",
+                hp,
+                SparseItemModel::from_ease(&ease, items.len(), KEEP_PER_ITEM, popularity),
+            )
+        } else {
+            let config = KnnConfig {
+                neighbours: KEEP_PER_ITEM,
+                shrink: 0.0,
+            };
+            let knn = ItemKnn::fit(&data, config)
+                .map_err(|e| EngineError::Setup(format!("training failed: {e}")))?;
+            let hp = BTreeMap::from([
+                ("neighbours".into(), config.neighbours as f64),
+                ("shrink".into(), config.shrink as f64),
+            ]);
+            (
+                "item_knn",
+                hp,
+                SparseItemModel::from_knn(&knn, items.len(), popularity),
+            )
+        };
+        let mut item_ids = vec![String::new(); items.len()];
+        for (id, i) in items {
+            item_ids[i as usize] = id;
+        }
+        let mut card = ModelCard {
+            version: 0,
+            algorithm: algorithm.into(),
+            hyperparameters,
+            trained_at: Timestamp::now().to_rfc3339(),
+            subjects: subjects.len(),
+            events: pairs.len(),
+            items: item_ids.len(),
+            purpose: purpose.name.clone(),
+            categories: categories.into_iter().collect(),
+        };
+        let stored = StoredCard {
+            card: card.clone(),
+            item_ids,
+        };
+        let json = serde_json::to_string(&stored).expect("a model card serializes");
+        card.version = self
+            .store
+            .put_model(&json, &model.to_bytes(), Timestamp::now())
+            .await?;
+        let serving = self
+            .serving_from(card.clone(), model, stored.item_ids)
+            .await?;
+        *self.serving.write().expect("serving lock") = Some(Arc::new(serving));
+        tracing::info!(
+            version = card.version,
+            events = card.events,
+            "trained item model"
+        );
+        Ok(card)
+    }
+
+    async fn serving_from(
+        &self,
+        card: ModelCard,
+        model: SparseItemModel,
+        item_ids: Vec<String>,
+    ) -> Result<Serving> {
+        let index = item_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i as u32))
+            .collect();
+        let mut by_id: HashMap<String, Option<String>> = HashMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.list_items(after.as_deref(), 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            by_id.extend(page.into_iter().map(|i| (i.id, i.category)));
+        }
+        let categories = item_ids
+            .iter()
+            .map(|id| by_id.get(id).cloned().flatten())
+            .collect();
+        Ok(Serving {
+            card,
+            model,
+            item_ids,
+            index,
+            categories,
+        })
+    }
+
+    /// Loads the newest stored model, if any.
+    pub(crate) async fn load_model(&self) -> Result<()> {
+        let Some(artifact) = self.store.latest_model().await? else {
+            return Ok(());
+        };
+        let stored: StoredCard = serde_json::from_str(&artifact.card)
+            .map_err(|_| EngineError::Setup("the stored model card is corrupt".into()))?;
+        let model = SparseItemModel::from_bytes(&artifact.weights)
+            .map_err(|e| EngineError::Setup(e.to_string()))?;
+        let mut card = stored.card;
+        card.version = artifact.version;
+        let serving = self.serving_from(card, model, stored.item_ids).await?;
+        *self.serving.write().expect("serving lock") = Some(Arc::new(serving));
+        Ok(())
+    }
+
+    fn current_model(&self) -> Result<Arc<Serving>> {
+        self.serving
+            .read()
+            .expect("serving lock")
+            .clone()
+            .ok_or_else(|| {
+                EngineError::invalid(
+                    "model_not_trained",
+                    "no item model has been trained yet; POST /v1/models/train",
+                )
+            })
+    }
+
+    /// The card of the model being served.
+    pub fn model_card(&self) -> Result<ModelCard> {
+        Ok(self.current_model()?.card.clone())
+    }
+
+    fn check_request(&self, request: &RecommendRequest) -> Result<()> {
+        if request.n == 0 || request.n > MAX_N {
+            return Err(EngineError::invalid(
+                "invalid_n",
+                format!("n must be between 1 and {MAX_N}"),
+            ));
+        }
+        if !(0.0..=1.0).contains(&request.diversity) {
+            return Err(EngineError::invalid(
+                "invalid_field",
+                "diversity must be between 0 and 1",
+            ));
+        }
+        check_ids(&request.exclude, "exclude")?;
+        check_ids(&request.context, "context")
+    }
+
+    /// Recommendations for a subject, at the tier their consent allows.
+    pub async fn recommend(
+        &self,
+        actor: &Actor,
+        subject: &SubjectId,
+        request: &RecommendRequest,
+        gpc: bool,
+    ) -> Result<Recommendations> {
+        self.check_request(request)?;
+        let serving = self.current_model()?;
+        let pseudonym = self.pseudonymize(subject);
+        if gpc {
+            self.apply_gpc(actor, &[pseudonym]).await?;
+        }
+        let purpose = &self.policy.purposes[PERSONALIZATION];
+        let mut consented = false;
+        for category in &purpose.categories {
+            let lacking = self
+                .store
+                .subjects_without_grant(
+                    &[pseudonym],
+                    category,
+                    &[PERSONALIZATION],
+                    Timestamp::now(),
+                )
+                .await?;
+            consented |= lacking.is_empty();
+        }
+        if !consented {
+            return self.contextual_with(
+                &serving,
+                request,
+                "the subject has not consented to personalization, so nothing about them is used",
+            );
+        }
+        let events = self
+            .read_events(actor, PERSONALIZATION, Some(subject), 0, 10_000)
+            .await?;
+        let mut history: Vec<u32> = Vec::new();
+        let mut category_of: HashMap<u32, String> = HashMap::new();
+        for e in &events {
+            if let Some(&i) = serving.index.get(&e.payload.item) {
+                history.push(i);
+                category_of.insert(i, e.category.clone());
+            }
+        }
+        history.sort_unstable();
+        history.dedup();
+        if history.is_empty() {
+            return self.contextual_with(
+                &serving,
+                request,
+                "the subject has consented but has no history the model knows yet",
+            );
+        }
+        let mut scores = vec![0f32; serving.model.n_items()];
+        serving.model.score(&history, &mut scores);
+        let picked = self.select(&serving, &scores, request, &history)?;
+        let items = picked
+            .into_iter()
+            .map(|(i, score)| {
+                let parts = serving.model.explain(&history, i);
+                let mut categories: Vec<String> = parts
+                    .iter()
+                    .filter_map(|(h, _)| category_of.get(h).cloned())
+                    .collect();
+                categories.sort();
+                categories.dedup();
+                Recommended {
+                    item: serving.item_ids[i as usize].clone(),
+                    score,
+                    explanation: Some(Explanation {
+                        because: parts
+                            .into_iter()
+                            .take(3)
+                            .map(|(h, w)| (serving.item_ids[h as usize].clone(), w))
+                            .collect(),
+                        categories,
+                    }),
+                }
+            })
+            .collect();
+        Ok(Recommendations {
+            tier: "server",
+            reason: "personalized from the subject's own consented history".into(),
+            model_version: serving.card.version,
+            items,
+        })
+    }
+
+    /// Recommendations from context items alone: no identity, nothing stored.
+    pub fn recommend_contextual(&self, request: &RecommendRequest) -> Result<Recommendations> {
+        self.check_request(request)?;
+        let serving = self.current_model()?;
+        self.contextual_with(
+            &serving,
+            request,
+            "no identity: from the request's context items and popularity",
+        )
+    }
+
+    fn contextual_with(
+        &self,
+        serving: &Serving,
+        request: &RecommendRequest,
+        reason: &str,
+    ) -> Result<Recommendations> {
+        let mut context: Vec<u32> = request
+            .context
+            .iter()
+            .filter_map(|id| serving.index.get(id).copied())
+            .collect();
+        context.sort_unstable();
+        context.dedup();
+        let popularity = serving.model.popularity();
+        let max_pop = popularity.iter().copied().fold(1.0f32, f32::max);
+        let mut scores = vec![0f32; serving.model.n_items()];
+        serving.model.score(&context, &mut scores);
+        let max_ctx = scores.iter().copied().fold(0.0f32, f32::max).max(1e-6);
+        // Context dominates; popularity breaks ties and fills in when there is no context.
+        for (s, p) in scores.iter_mut().zip(popularity) {
+            *s = *s / max_ctx + 0.1 * p / max_pop;
+        }
+        let picked = self.select(serving, &scores, request, &context)?;
+        Ok(Recommendations {
+            tier: "contextual",
+            reason: reason.into(),
+            model_version: serving.card.version,
+            items: picked
+                .into_iter()
+                .map(|(i, score)| Recommended {
+                    item: serving.item_ids[i as usize].clone(),
+                    score,
+                    explanation: None,
+                })
+                .collect(),
+        })
+    }
+
+    /// Filters (history, exclusions, category) and picks the top n, with MMR-style
+    /// category diversity when asked.
+    fn select(
+        &self,
+        serving: &Serving,
+        scores: &[f32],
+        request: &RecommendRequest,
+        seen: &[u32],
+    ) -> Result<Vec<(u32, f32)>> {
+        let excluded: HashSet<u32> = request
+            .exclude
+            .iter()
+            .filter_map(|id| serving.index.get(id).copied())
+            .collect();
+        let skip = |i: u32| {
+            seen.binary_search(&i).is_ok()
+                || excluded.contains(&i)
+                || request
+                    .category
+                    .as_ref()
+                    .is_some_and(|c| serving.categories[i as usize].as_ref() != Some(c))
+        };
+        if request.diversity <= 0.0 {
+            return Ok(top_k(scores, request.n, skip));
+        }
+        let pool = top_k(scores, (request.n * 5).max(50), skip);
+        let best = pool.first().map_or(1.0, |p| p.1.abs().max(1e-6));
+        let mut chosen: Vec<(u32, f32)> = Vec::with_capacity(request.n);
+        let mut remaining = pool;
+        while chosen.len() < request.n && !remaining.is_empty() {
+            let (pos, _) = remaining
+                .iter()
+                .enumerate()
+                .map(|(k, &(i, s))| {
+                    let same = chosen
+                        .iter()
+                        .filter(|(j, _)| {
+                            serving.categories[*j as usize] == serving.categories[i as usize]
+                        })
+                        .count();
+                    let redundancy = if chosen.is_empty() {
+                        0.0
+                    } else {
+                        same as f32 / chosen.len() as f32
+                    };
+                    (
+                        k,
+                        (1.0 - request.diversity) * s / best - request.diversity * redundancy,
+                    )
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+                .expect("remaining is not empty");
+            chosen.push(remaining.remove(pos));
+        }
+        Ok(chosen)
+    }
+
+    /// Items most similar to an item, from the item model.
+    pub fn similar_items(&self, item: &str, n: usize) -> Result<Vec<(String, f32)>> {
+        if n == 0 || n > MAX_N {
+            return Err(EngineError::invalid(
+                "invalid_n",
+                format!("n must be between 1 and {MAX_N}"),
+            ));
+        }
+        ItemId::parse(item).map_err(|e| EngineError::invalid("invalid_id", e.to_string()))?;
+        let serving = self.current_model()?;
+        let Some(&i) = serving.index.get(item) else {
+            return Err(EngineError::not_found(
+                "unknown_item",
+                "the item model does not know this item",
+            ));
+        };
+        Ok(serving
+            .model
+            .neighbours(i)
+            .iter()
+            .take(n)
+            .map(|&(j, w)| (serving.item_ids[j as usize].clone(), w))
+            .collect())
+    }
+}
