@@ -381,7 +381,7 @@ impl Engine {
             None,
             "state".into(),
         );
-        self.store.append_audit(&[draft]).await?;
+        self.audit(vec![draft]).await?;
         Ok(self.view(&rows, Timestamp::now()))
     }
 
@@ -405,7 +405,7 @@ impl Engine {
             None,
             format!("history records={}", history.len()),
         );
-        self.store.append_audit(&[draft]).await?;
+        self.audit(vec![draft]).await?;
         Ok(history
             .into_iter()
             .map(|r| ConsentHistoryEntry {

@@ -218,6 +218,15 @@ impl Engine {
         Pseudonym(self.keys.pseudonymize(subject.as_str()))
     }
 
+    /// Appends audit entries through the group writer: the caller waits for the commit, but
+    /// concurrent callers share it.
+    pub(crate) async fn audit(&self, drafts: Vec<AuditDraft>) -> Result<()> {
+        self.writer
+            .audit(drafts)
+            .await
+            .map_err(EngineError::GroupStore)
+    }
+
     pub(crate) fn draft(
         &self,
         actor: &Actor,

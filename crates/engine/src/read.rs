@@ -76,7 +76,7 @@ impl Engine {
             Some(purpose),
             format!("events={}", events.len()),
         );
-        self.store.append_audit(&[draft]).await?;
+        self.audit(vec![draft]).await?;
         Ok(events)
     }
 }

@@ -1,11 +1,14 @@
-//! Group commit for ingestion. Every ingestion call hands its sealed events to a writer
-//! task, which takes whatever calls are waiting and stores them in a single transaction, so
-//! concurrent small requests share one durable commit instead of each paying for its own.
-//! Each call still gets its own audit entry and its own per-event outcome, and a failed
-//! transaction fails every call in it with nothing written.
+//! Group commit. Every ingestion call hands its sealed events, and every audited read its
+//! audit entry, to a writer task, which takes whatever is waiting and stores it in as few
+//! transactions as it can (one for the events of all waiting calls, one for all waiting audit
+//! entries), so concurrent small requests share a durable commit instead of each paying for
+//! its own. Each call still gets its own audit entry and its own per-event outcome, is
+//! answered only after its commit, and a failed transaction fails every call in it with
+//! nothing written.
 
 use std::sync::Arc;
 
+use candor_domain::AuditDraft;
 use candor_store::{EventGroup, Store, StoreError};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -14,14 +17,29 @@ const GROUP_MAX_EVENTS: usize = 20_000;
 /// Calls that may wait for the writer before callers are held back.
 const QUEUE: usize = 4096;
 
-struct Job {
-    group: EventGroup,
-    reply: oneshot::Sender<Result<Vec<bool>, Arc<StoreError>>>,
+type Reply<T> = oneshot::Sender<Result<T, Arc<StoreError>>>;
+
+enum Job {
+    Events(EventGroup, Reply<Vec<bool>>),
+    Audit(Vec<AuditDraft>, Reply<()>),
 }
 
-/// The handle through which ingestion calls reach the writer task.
+impl Job {
+    fn events(&self) -> usize {
+        match self {
+            Job::Events(group, _) => group.events.len(),
+            Job::Audit(drafts, _) => drafts.len(),
+        }
+    }
+}
+
+/// The handle through which calls reach the writer tasks.
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
+}
+
+fn stopped() -> Arc<StoreError> {
+    Arc::new(StoreError::Corrupt("the writer stopped"))
 }
 
 impl Writer {
@@ -39,9 +57,18 @@ impl Writer {
     /// Stores one call's events (with its audit entry) in the next group transaction.
     pub(crate) async fn write(&self, group: EventGroup) -> Result<Vec<bool>, Arc<StoreError>> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || Arc::new(StoreError::Corrupt("the ingestion writer stopped"));
         self.jobs
-            .send(Job { group, reply })
+            .send(Job::Events(group, reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Appends audit entries in the next group transaction and waits for its commit.
+    pub(crate) async fn audit(&self, drafts: Vec<AuditDraft>) -> Result<(), Arc<StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Audit(drafts, reply))
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -55,28 +82,50 @@ async fn run(store: Arc<dyn Store>, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
         let jobs = {
             let mut rx = rx.lock().await;
             let Some(first) = rx.recv().await else { return };
-            let mut events = first.group.events.len();
+            let mut size = first.events();
             let mut jobs = vec![first];
-            while events < GROUP_MAX_EVENTS {
+            while size < GROUP_MAX_EVENTS {
                 let Ok(job) = rx.try_recv() else { break };
-                events += job.group.events.len();
+                size += job.events();
                 jobs.push(job);
             }
             jobs
         };
-        let (groups, replies): (Vec<EventGroup>, Vec<_>) =
-            jobs.into_iter().map(|j| (j.group, j.reply)).unzip();
-        match store.insert_event_groups(&groups).await {
-            Ok(flags) => {
-                for (reply, flags) in replies.into_iter().zip(flags) {
-                    let _ = reply.send(Ok(flags));
+        let mut groups = Vec::new();
+        let mut group_replies = Vec::new();
+        let mut drafts = Vec::new();
+        let mut audit_replies = Vec::new();
+        for job in jobs {
+            match job {
+                Job::Events(group, reply) => {
+                    groups.push(group);
+                    group_replies.push(reply);
+                }
+                Job::Audit(mut d, reply) => {
+                    drafts.append(&mut d);
+                    audit_replies.push(reply);
                 }
             }
-            Err(error) => {
-                let error = Arc::new(error);
-                for reply in replies {
-                    let _ = reply.send(Err(error.clone()));
+        }
+        if !groups.is_empty() {
+            match store.insert_event_groups(&groups).await {
+                Ok(flags) => {
+                    for (reply, flags) in group_replies.into_iter().zip(flags) {
+                        let _ = reply.send(Ok(flags));
+                    }
                 }
+                Err(error) => {
+                    let error = Arc::new(error);
+                    for reply in group_replies {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+        if !audit_replies.is_empty() {
+            let result = store.append_audit(&drafts).await.map_err(Arc::new);
+            for reply in audit_replies {
+                let _ = reply.send(result.clone());
             }
         }
     }
