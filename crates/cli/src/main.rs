@@ -515,6 +515,12 @@ async fn serve(
     engine: Arc<Engine>,
     admin_key: Option<String>,
 ) -> anyhow::Result<()> {
+    if settings.models.train_interval_secs > 0 {
+        candor_engine::spawn_training_schedule(
+            Arc::downgrade(&engine),
+            Duration::from_secs(settings.models.train_interval_secs),
+        );
+    }
     candor_engine::spawn_retention_sweeper(
         Arc::downgrade(&engine),
         Duration::from_secs(settings.retention.sweep_interval_secs),

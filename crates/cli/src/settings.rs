@@ -24,8 +24,18 @@ pub struct Settings {
     pub ingest: IngestSettings,
     /// The retention sweeper.
     pub retention: RetentionSettings,
+    /// Model training.
+    pub models: ModelSettings,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// `[models]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// Seconds between scheduled trainings of the item model; 0 turns the schedule off.
+    pub train_interval_secs: u64,
 }
 
 /// `[server]`
@@ -104,6 +114,9 @@ impl Default for Settings {
             },
             retention: RetentionSettings {
                 sweep_interval_secs: 3600,
+            },
+            models: ModelSettings {
+                train_interval_secs: 86_400,
             },
             log: LogSettings {
                 level: "info".into(),

@@ -337,3 +337,29 @@ pub fn spawn_retention_sweeper(
         }
     })
 }
+
+/// Retrains the item model every `every` (so erased and withdrawn subjects drop out of it)
+/// until the engine is dropped by everyone else.
+pub fn spawn_training_schedule(
+    engine: std::sync::Weak<Engine>,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            match engine.train(&Actor::system()).await {
+                Ok(card) => tracing::info!(
+                    version = card.version,
+                    events = card.events,
+                    "scheduled training"
+                ),
+                Err(error) => tracing::warn!(%error, "scheduled training failed"),
+            }
+        }
+    })
+}
