@@ -87,22 +87,8 @@ pub fn load_split(train: &Path, test: &Path, items: &Path) -> anyhow::Result<Spl
 /// Carves a validation split out of a training set: for every user, a seeded 20% of their
 /// training items are held out. Hyperparameters are chosen on this, never on the test file.
 pub fn validation_split(train: &Interactions, seed: u64) -> Split {
-    use rand::SeedableRng;
-    use rand::seq::SliceRandom;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let (mut fit, mut held) = (Vec::new(), Vec::new());
-    for u in 0..train.n_users() {
-        let mut items = train.user(u).to_vec();
-        items.shuffle(&mut rng);
-        let hold = (items.len() as f64 * 0.2).round() as usize;
-        for (k, i) in items.into_iter().enumerate() {
-            if k < hold { &mut held } else { &mut fit }.push((u as u32, i));
-        }
-    }
-    Split {
-        train: Interactions::from_pairs(train.n_users(), train.n_items(), &fit),
-        test: Interactions::from_pairs(train.n_users(), train.n_items(), &held),
-    }
+    let (train, test) = candor_models::holdout(train, 0.2, seed);
+    Split { train, test }
 }
 
 /// Hyperparameters, as chosen on a validation split carved from the ml-100k train files

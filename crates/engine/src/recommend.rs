@@ -12,6 +12,7 @@ use candor_domain::{ItemId, SubjectId, Timestamp};
 use candor_models::Interactions;
 use candor_models::ease::{Ease, EaseConfig, MAX_ITEMS};
 use candor_models::knn::{ItemKnn, KnnConfig};
+use candor_models::metrics::evaluate;
 use candor_models::sparse::SparseItemModel;
 use candor_models::topk::top_k;
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,72 @@ pub struct ModelCard {
     pub purpose: String,
     /// The data categories used.
     pub categories: Vec<String>,
+    /// Figures of the same recipe on held-out consented history.
+    pub evaluation: ModelEvaluation,
+}
+
+/// How the model's recipe did on held-out data at training time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelEvaluation {
+    /// How the figures were measured.
+    pub protocol: String,
+    /// Subjects with held-out items.
+    pub users: usize,
+    /// NDCG@10.
+    pub ndcg_10: f64,
+    /// Recall@20.
+    pub recall_20: f64,
+    /// Precision@10.
+    pub precision_10: f64,
+    /// HR@10.
+    pub hr_10: f64,
+    /// Coverage@10.
+    pub coverage_10: f64,
+    /// Gini coefficient of exposure in the top 10.
+    pub exposure_gini_10: f64,
+    /// Mean training popularity of the top-10 items.
+    pub mean_popularity_10: f64,
+}
+
+/// Fits the serving model: EDLAE (hyperparameters chosen on ml-100k validation splits),
+/// sparsified, where the catalogue allows the dense inverse; item-kNN above that.
+fn fit_item_model(
+    data: &Interactions,
+) -> Result<(&'static str, BTreeMap<String, f64>, SparseItemModel)> {
+    let popularity: Vec<f32> = data.item_counts().into_iter().map(|c| c as f32).collect();
+    let failed = |e: candor_models::ModelError| EngineError::Setup(format!("training failed: {e}"));
+    if data.n_items() <= MAX_ITEMS {
+        let config = EaseConfig {
+            lambda: 200.0,
+            dropout: 0.67,
+        };
+        let ease = Ease::fit(data, config).map_err(failed)?;
+        let hp = BTreeMap::from([
+            ("lambda".into(), config.lambda),
+            ("dropout".into(), config.dropout),
+            ("kept_per_item".into(), KEEP_PER_ITEM as f64),
+        ]);
+        Ok((
+            "edlae",
+            hp,
+            SparseItemModel::from_ease(&ease, data.n_items(), KEEP_PER_ITEM, popularity),
+        ))
+    } else {
+        let config = KnnConfig {
+            neighbours: KEEP_PER_ITEM,
+            shrink: 0.0,
+        };
+        let knn = ItemKnn::fit(data, config).map_err(failed)?;
+        let hp = BTreeMap::from([
+            ("neighbours".into(), config.neighbours as f64),
+            ("shrink".into(), config.shrink as f64),
+        ]);
+        Ok((
+            "item_knn",
+            hp,
+            SparseItemModel::from_knn(&knn, data.n_items(), popularity),
+        ))
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -63,6 +130,7 @@ pub(crate) struct Serving {
     item_ids: Vec<String>,
     index: HashMap<String, u32>,
     categories: Vec<Option<String>>,
+    providers: Vec<Option<String>>,
 }
 
 /// A request for recommendations.
@@ -78,6 +146,9 @@ pub struct RecommendRequest {
     pub context: Vec<String>,
     /// 0 = by score only; 1 = strongly favour categories not yet in the list (MMR).
     pub diversity: f32,
+    /// 0 = by score only; 1 = strongly favour less popular items and providers not yet in
+    /// the list (popularity-bias and provider-exposure re-ranking).
+    pub fairness: f32,
 }
 
 /// Why an item was recommended.
@@ -164,40 +235,22 @@ impl Engine {
             ));
         }
         let data = Interactions::from_pairs(subjects.len(), items.len(), &pairs);
-        let popularity: Vec<f32> = data.item_counts().into_iter().map(|c| c as f32).collect();
-        let (algorithm, hyperparameters, model) = if items.len() <= MAX_ITEMS {
-            let config = EaseConfig {
-                lambda: 200.0,
-                dropout: 0.67,
-            };
-            let ease = Ease::fit(&data, config)
-                .map_err(|e| EngineError::Setup(format!("training failed: {e}")))?;
-            let hp = BTreeMap::from([
-                ("lambda".into(), config.lambda),
-                ("dropout".into(), config.dropout),
-                ("kept_per_item".into(), KEEP_PER_ITEM as f64),
-            ]);
-            (
-                "edlae",
-                hp,
-                SparseItemModel::from_ease(&ease, items.len(), KEEP_PER_ITEM, popularity),
-            )
-        } else {
-            let config = KnnConfig {
-                neighbours: KEEP_PER_ITEM,
-                shrink: 0.0,
-            };
-            let knn = ItemKnn::fit(&data, config)
-                .map_err(|e| EngineError::Setup(format!("training failed: {e}")))?;
-            let hp = BTreeMap::from([
-                ("neighbours".into(), config.neighbours as f64),
-                ("shrink".into(), config.shrink as f64),
-            ]);
-            (
-                "item_knn",
-                hp,
-                SparseItemModel::from_knn(&knn, items.len(), popularity),
-            )
+        // Evaluate the same recipe on a held-out fifth of each subject's consented history,
+        // then fit on everything.
+        let (fit_part, held) = candor_models::holdout(&data, 0.2, 7);
+        let (_, _, probe) = fit_item_model(&fit_part)?;
+        let report = evaluate(&probe, &fit_part, &held);
+        let (algorithm, hyperparameters, model) = fit_item_model(&data)?;
+        let evaluation = ModelEvaluation {
+            protocol: "hold out a seeded 20% of each subject's consented items; rank all items but the rest".into(),
+            users: report.users,
+            ndcg_10: report.ndcg_10,
+            recall_20: report.recall_20,
+            precision_10: report.precision_10,
+            hr_10: report.hr_10,
+            coverage_10: report.coverage_10,
+            exposure_gini_10: report.gini_10,
+            mean_popularity_10: report.popularity_10,
         };
         let mut item_ids = vec![String::new(); items.len()];
         for (id, i) in items {
@@ -213,6 +266,7 @@ impl Engine {
             items: item_ids.len(),
             purpose: purpose.name.clone(),
             categories: categories.into_iter().collect(),
+            evaluation,
         };
         let stored = StoredCard {
             card: card.clone(),
@@ -246,17 +300,21 @@ impl Engine {
             .enumerate()
             .map(|(i, id)| (id.clone(), i as u32))
             .collect();
-        let mut by_id: HashMap<String, Option<String>> = HashMap::new();
+        let mut by_id: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
         let mut after: Option<String> = None;
         loop {
             let page = self.store.list_items(after.as_deref(), 1000).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
-            by_id.extend(page.into_iter().map(|i| (i.id, i.category)));
+            by_id.extend(page.into_iter().map(|i| (i.id, (i.category, i.provider))));
         }
         let categories = item_ids
             .iter()
-            .map(|id| by_id.get(id).cloned().flatten())
+            .map(|id| by_id.get(id).and_then(|c| c.0.clone()))
+            .collect();
+        let providers = item_ids
+            .iter()
+            .map(|id| by_id.get(id).and_then(|c| c.1.clone()))
             .collect();
         Ok(Serving {
             card,
@@ -264,6 +322,7 @@ impl Engine {
             item_ids,
             index,
             categories,
+            providers,
         })
     }
 
@@ -308,10 +367,10 @@ impl Engine {
                 format!("n must be between 1 and {MAX_N}"),
             ));
         }
-        if !(0.0..=1.0).contains(&request.diversity) {
+        if !(0.0..=1.0).contains(&request.diversity) || !(0.0..=1.0).contains(&request.fairness) {
             return Err(EngineError::invalid(
                 "invalid_field",
-                "diversity must be between 0 and 1",
+                "diversity and fairness must be between 0 and 1",
             ));
         }
         check_ids(&request.exclude, "exclude")?;
@@ -479,11 +538,24 @@ impl Engine {
                     .as_ref()
                     .is_some_and(|c| serving.categories[i as usize].as_ref() != Some(c))
         };
-        if request.diversity <= 0.0 {
+        if request.diversity <= 0.0 && request.fairness <= 0.0 {
             return Ok(top_k(scores, request.n, skip));
         }
+        // Greedy re-ranking (MMR) over a pool of the best candidates: relevance, minus the
+        // share of already chosen items in the same category (diversity), minus popularity
+        // and the share from the same provider (fairness).
         let pool = top_k(scores, (request.n * 5).max(50), skip);
         let best = pool.first().map_or(1.0, |p| p.1.abs().max(1e-6));
+        let popularity = serving.model.popularity();
+        let max_pop = popularity.iter().copied().fold(1.0f32, f32::max);
+        let share = |chosen: &[(u32, f32)], same: &dyn Fn(u32) -> bool| {
+            if chosen.is_empty() {
+                0.0
+            } else {
+                chosen.iter().filter(|(j, _)| same(*j)).count() as f32 / chosen.len() as f32
+            }
+        };
+        let (d, f) = (request.diversity, request.fairness);
         let mut chosen: Vec<(u32, f32)> = Vec::with_capacity(request.n);
         let mut remaining = pool;
         while chosen.len() < request.n && !remaining.is_empty() {
@@ -491,21 +563,18 @@ impl Engine {
                 .iter()
                 .enumerate()
                 .map(|(k, &(i, s))| {
-                    let same = chosen
-                        .iter()
-                        .filter(|(j, _)| {
-                            serving.categories[*j as usize] == serving.categories[i as usize]
-                        })
-                        .count();
-                    let redundancy = if chosen.is_empty() {
-                        0.0
-                    } else {
-                        same as f32 / chosen.len() as f32
-                    };
-                    (
-                        k,
-                        (1.0 - request.diversity) * s / best - request.diversity * redundancy,
-                    )
+                    let i_cat = &serving.categories[i as usize];
+                    let i_prov = &serving.providers[i as usize];
+                    let same_category =
+                        share(&chosen, &|j| &serving.categories[j as usize] == i_cat);
+                    let same_provider = share(&chosen, &|j| {
+                        i_prov.is_some() && &serving.providers[j as usize] == i_prov
+                    });
+                    let pop = popularity[i as usize] / max_pop;
+                    let value = (1.0 - d.max(f)) * s / best
+                        - d * same_category
+                        - f * 0.5 * (pop + same_provider);
+                    (k, value)
                 })
                 .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
                 .expect("remaining is not empty");

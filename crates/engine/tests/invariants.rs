@@ -856,6 +856,40 @@ async fn recommendations_are_tiered_explained_and_consent_bound(h: Harness) {
         vec!["user.behavior.browsing_history".to_string()]
     );
 
+    // Fairness re-ranking lifts less popular items over the popular i3; diversity keeps the
+    // list valid.
+    let fair = h
+        .engine
+        .recommend(
+            &actor(),
+            &sid("alice"),
+            &RecommendRequest {
+                n: 2,
+                fairness: 1.0,
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    assert_ne!(fair.items[0].item, "i3", "{fair:?}");
+    assert!(fair.items.iter().all(|r| r.explanation.is_some()));
+    let diverse = h
+        .engine
+        .recommend(
+            &actor(),
+            &sid("alice"),
+            &RecommendRequest {
+                n: 3,
+                diversity: 1.0,
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(diverse.items.len(), 3);
+
     // New events count at once, without retraining.
     assert_eq!(ingest("alice", &["i4"]).await, 1);
     let recs = h

@@ -77,6 +77,27 @@ impl Interactions {
     }
 }
 
+/// Splits interactions per user: a seeded `fraction` of each user's items is held out (for
+/// validation), the rest kept (for fitting). Same users and items, so indices agree.
+pub fn holdout(data: &Interactions, fraction: f64, seed: u64) -> (Interactions, Interactions) {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (mut keep, mut held) = (Vec::new(), Vec::new());
+    for u in 0..data.n_users() {
+        let mut items = data.user(u).to_vec();
+        items.shuffle(&mut rng);
+        let hold = (items.len() as f64 * fraction).round() as usize;
+        for (k, i) in items.into_iter().enumerate() {
+            if k < hold { &mut held } else { &mut keep }.push((u as u32, i));
+        }
+    }
+    (
+        Interactions::from_pairs(data.n_users(), data.n_items(), &keep),
+        Interactions::from_pairs(data.n_users(), data.n_items(), &held),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +110,18 @@ mod tests {
         assert_eq!(m.user(2), &[1]);
         assert_eq!(m.item(1), &[0, 2]);
         assert_eq!(m.item_counts(), vec![1, 2, 0, 1]);
+    }
+
+    #[test]
+    fn holdout_partitions_each_user() {
+        let pairs: Vec<(u32, u32)> = (0..10).flat_map(|u| (0..10).map(move |i| (u, i))).collect();
+        let m = Interactions::from_pairs(10, 10, &pairs);
+        let (keep, held) = holdout(&m, 0.2, 1);
+        for u in 0..10 {
+            assert_eq!(keep.user(u).len(), 8);
+            assert_eq!(held.user(u).len(), 2);
+            assert!(held.user(u).iter().all(|i| !keep.user(u).contains(i)));
+        }
+        assert_eq!(holdout(&m, 0.2, 1), (keep, held));
     }
 }

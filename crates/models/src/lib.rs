@@ -13,7 +13,7 @@ pub mod popularity;
 pub mod sparse;
 pub mod topk;
 
-pub use data::Interactions;
+pub use data::{Interactions, holdout};
 
 /// Why a model could not be fitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

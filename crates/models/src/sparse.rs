@@ -141,6 +141,15 @@ impl SparseItemModel {
     }
 }
 
+impl crate::Scorer for SparseItemModel {
+    fn name(&self) -> &'static str {
+        "sparse_item_model"
+    }
+    fn score(&self, history: &[u32], scores: &mut [f32]) {
+        SparseItemModel::score(self, history, scores);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

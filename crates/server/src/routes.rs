@@ -427,7 +427,7 @@ fn recommend_request(
     n: Option<usize>,
     exclude: Vec<String>,
     category: Option<String>,
-    diversity: Option<f32>,
+    (diversity, fairness): (Option<f32>, Option<f32>),
     context: Vec<String>,
 ) -> RecommendRequest {
     RecommendRequest {
@@ -436,6 +436,7 @@ fn recommend_request(
         category,
         context,
         diversity: diversity.unwrap_or(0.0),
+        fairness: fairness.unwrap_or(0.0),
     }
 }
 
@@ -462,7 +463,7 @@ pub async fn get_recommendations(
         q.n,
         id_list(q.exclude.as_deref()),
         q.category,
-        q.diversity,
+        (q.diversity, q.fairness),
         id_list(q.context.as_deref()),
     );
     let recs = state
@@ -488,7 +489,7 @@ pub async fn post_contextual(
         body.n,
         Vec::new(),
         body.category,
-        body.diversity,
+        (body.diversity, body.fairness),
         body.items,
     );
     Ok(Json(state.engine.recommend_contextual(&request)?.into()))

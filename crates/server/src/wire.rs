@@ -386,6 +386,9 @@ pub struct RecommendParams {
     pub category: Option<String>,
     /// 0 (default) to 1: how strongly to favour categories not yet in the list.
     pub diversity: Option<f32>,
+    /// 0 (default) to 1: how strongly to favour less popular items and providers not yet in
+    /// the list.
+    pub fairness: Option<f32>,
     /// Comma-separated item ids the person is looking at now.
     pub context: Option<String>,
 }
@@ -418,6 +421,9 @@ pub struct ContextualRequest {
     /// 0 to 1: category diversity.
     #[serde(default)]
     pub diversity: Option<f32>,
+    /// 0 to 1: popularity and provider fairness.
+    #[serde(default)]
+    pub fairness: Option<f32>,
 }
 
 /// A history item behind a recommendation.
@@ -533,6 +539,31 @@ pub struct ModelCardBody {
     pub purpose: String,
     /// Data categories used.
     pub data_categories: Vec<String>,
+    /// The recipe's figures on held-out consented history at training time.
+    pub evaluation: EvaluationBody,
+}
+
+/// Held-out evaluation figures.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EvaluationBody {
+    /// How they were measured.
+    pub protocol: String,
+    /// Subjects evaluated.
+    pub users: usize,
+    /// NDCG@10.
+    pub ndcg_10: f64,
+    /// Recall@20.
+    pub recall_20: f64,
+    /// Precision@10.
+    pub precision_10: f64,
+    /// HR@10.
+    pub hr_10: f64,
+    /// Coverage@10.
+    pub coverage_10: f64,
+    /// Gini coefficient of exposure in the top 10.
+    pub exposure_gini_10: f64,
+    /// Mean training popularity of the top-10 items.
+    pub mean_popularity_10: f64,
 }
 
 impl From<candor_engine::ModelCard> for ModelCardBody {
@@ -547,6 +578,17 @@ impl From<candor_engine::ModelCard> for ModelCardBody {
             items: c.items,
             purpose: c.purpose,
             data_categories: c.categories,
+            evaluation: EvaluationBody {
+                protocol: c.evaluation.protocol,
+                users: c.evaluation.users,
+                ndcg_10: c.evaluation.ndcg_10,
+                recall_20: c.evaluation.recall_20,
+                precision_10: c.evaluation.precision_10,
+                hr_10: c.evaluation.hr_10,
+                coverage_10: c.evaluation.coverage_10,
+                exposure_gini_10: c.evaluation.exposure_gini_10,
+                mean_popularity_10: c.evaluation.mean_popularity_10,
+            },
         }
     }
 }

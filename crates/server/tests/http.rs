@@ -848,6 +848,8 @@ async fn recommendations_over_http() {
     assert_eq!(status, StatusCode::OK, "{card}");
     assert_eq!(card["events"], 7);
     assert_eq!(card["purpose"], "personalize.content.profiling");
+    assert!(card["evaluation"]["ndcg_10"].is_number(), "{card}");
+    assert!(card["evaluation"]["exposure_gini_10"].is_number(), "{card}");
     let (_, public) = api.call("GET", "/v1/models/current", None, None).await;
     assert_eq!(public["version"], card["version"]);
 
