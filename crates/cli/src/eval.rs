@@ -12,7 +12,7 @@ use candor_models::als::{Als, AlsConfig};
 use candor_models::blend::Blend;
 use candor_models::ease::{Ease, EaseConfig};
 use candor_models::knn::{ItemKnn, KnnConfig};
-use candor_models::metrics::{EvalReport, evaluate};
+use candor_models::metrics::{EvalReport, evaluate_with_categories};
 use candor_models::popularity::Popularity;
 use candor_models::{Interactions, Scorer};
 
@@ -25,6 +25,40 @@ pub struct Split {
     pub train: Interactions,
     /// Test interactions (same user and item indices).
     pub test: Interactions,
+    /// Item categories by index, when a categories file was given.
+    pub categories: Option<Vec<Option<u32>>>,
+}
+
+/// Reads `item<TAB>category` lines into per-index category codes for the catalogue.
+pub fn load_categories(path: &Path, items: &Path) -> anyhow::Result<Vec<Option<u32>>> {
+    let catalogue = std::fs::read_to_string(items)
+        .with_context(|| format!("cannot read {}", items.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut codes: HashMap<String, u32> = HashMap::new();
+    let mut by_item: HashMap<String, u32> = HashMap::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let (item, category) = line.split_once('\t').with_context(|| {
+            format!(
+                "{} line {}: expected `item<TAB>category`",
+                path.display(),
+                n + 1
+            )
+        })?;
+        let next = codes.len() as u32;
+        let code = *codes.entry(category.trim().to_owned()).or_insert(next);
+        by_item.insert(item.trim().to_owned(), code);
+    }
+    Ok(catalogue
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|id| by_item.get(id).copied())
+        .collect())
 }
 
 fn read_pairs(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
@@ -81,14 +115,19 @@ pub fn load_split(train: &Path, test: &Path, items: &Path) -> anyhow::Result<Spl
     Ok(Split {
         train: Interactions::from_pairs(n_users, n_items, &train_idx),
         test: Interactions::from_pairs(n_users, n_items, &test_idx),
+        categories: None,
     })
 }
 
 /// Carves a validation split out of a training set: for every user, a seeded 20% of their
 /// training items are held out. Hyperparameters are chosen on this, never on the test file.
-pub fn validation_split(train: &Interactions, seed: u64) -> Split {
-    let (train, test) = candor_models::holdout(train, 0.2, seed);
-    Split { train, test }
+pub fn validation_split(split: &Split, seed: u64) -> Split {
+    let (fit, held) = candor_models::holdout(&split.train, 0.2, seed);
+    Split {
+        train: fit,
+        test: held,
+        categories: split.categories.clone(),
+    }
 }
 
 /// Hyperparameters, as chosen on a validation split carved from the ml-100k train files
@@ -188,10 +227,13 @@ pub fn run(model: &str, split: &Split, params: &Params) -> anyhow::Result<(EvalR
     let start = Instant::now();
     let scorer = fit(model, &split.train, params)?;
     let fit_seconds = start.elapsed().as_secs_f64();
-    Ok((
-        evaluate(scorer.as_ref(), &split.train, &split.test),
-        fit_seconds,
-    ))
+    let report = evaluate_with_categories(
+        scorer.as_ref(),
+        &split.train,
+        &split.test,
+        split.categories.as_deref(),
+    );
+    Ok((report, fit_seconds))
 }
 
 /// The `seed-*` directories of a splits directory, sorted.
@@ -214,8 +256,9 @@ pub fn seed_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 pub fn print_table(rows: &[(String, EvalReport, f64)], json: bool) {
     if json {
         for (model, r, fit) in rows {
+            let ild = r.ild_10.map_or("null".to_string(), |v| format!("{v:.4}"));
             println!(
-                "{{\"model\":\"{model}\",\"ndcg@10\":{:.4},\"recall@20\":{:.4},\"precision@10\":{:.4},\"hr@10\":{:.4},\"coverage@10\":{:.4},\"gini@10\":{:.4},\"popularity@10\":{:.1},\"fit_seconds\":{:.3},\"users\":{}}}",
+                "{{\"model\":\"{model}\",\"ndcg@10\":{:.4},\"recall@20\":{:.4},\"precision@10\":{:.4},\"hr@10\":{:.4},\"coverage@10\":{:.4},\"gini@10\":{:.4},\"popularity@10\":{:.1},\"ild@10\":{ild},\"fit_seconds\":{:.3},\"users\":{}}}",
                 r.ndcg_10,
                 r.recall_20,
                 r.precision_10,
@@ -230,13 +273,21 @@ pub fn print_table(rows: &[(String, EvalReport, f64)], json: bool) {
         return;
     }
     println!(
-        "| model | NDCG@10 | Recall@20 | Precision@10 | HR@10 | Coverage@10 | Gini@10 | fit s |"
+        "| model | NDCG@10 | Recall@20 | Precision@10 | HR@10 | Coverage@10 | Gini@10 | popularity@10 | ILD@10 | fit s |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (model, r, fit) in rows {
+        let ild = r.ild_10.map_or("—".to_string(), |v| format!("{v:.4}"));
         println!(
-            "| {model} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} |",
-            r.ndcg_10, r.recall_20, r.precision_10, r.hr_10, r.coverage_10, r.gini_10, fit
+            "| {model} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.1} | {ild} | {:.2} |",
+            r.ndcg_10,
+            r.recall_20,
+            r.precision_10,
+            r.hr_10,
+            r.coverage_10,
+            r.gini_10,
+            r.popularity_10,
+            fit
         );
     }
 }
@@ -255,6 +306,11 @@ pub fn mean(reports: &[(EvalReport, f64)]) -> (EvalReport, f64) {
             coverage_10: avg(|r| r.coverage_10),
             gini_10: avg(|r| r.gini_10),
             popularity_10: avg(|r| r.popularity_10),
+            ild_10: reports
+                .iter()
+                .map(|(r, _)| r.ild_10)
+                .collect::<Option<Vec<f64>>>()
+                .map(|v| v.iter().sum::<f64>() / n),
         },
         reports.iter().map(|(_, t)| t).sum::<f64>() / n,
     )

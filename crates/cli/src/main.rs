@@ -104,7 +104,10 @@ enum Command {
         /// A directory with items.tsv and seed-*/{train,test}.tsv: prints the mean over seeds.
         #[arg(long)]
         splits: Option<PathBuf>,
-        /// popularity, knn, als, ease, edlae, or all.
+        /// Optional `item<TAB>category` file: adds intra-list diversity (ILD@10).
+        #[arg(long)]
+        categories: Option<PathBuf>,
+        /// popularity, knn, als, ease, edlae, blend, or all.
         #[arg(long, default_value = "all")]
         model: String,
         /// Hyperparameter overrides, e.g. als.factors=128.
@@ -370,6 +373,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             params,
             json,
             validate,
+            categories,
         } => {
             let mut p = eval::Params::default();
             p.apply(&params)?;
@@ -378,6 +382,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 vec![model.as_str()]
             };
+            let splits_dir = splits.clone();
             let splits: Vec<eval::Split> = match (&splits, &train, &test, &items) {
                 (Some(dir), None, _, _) => eval::seed_dirs(dir)?
                     .iter()
@@ -394,11 +399,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 _ => anyhow::bail!("give --splits DIR, or --train, --test and --items"),
             };
+            let mut splits = splits;
+            if let Some(path) = &categories {
+                let items = match (&items, &splits_dir) {
+                    (Some(items), _) => items.clone(),
+                    (None, Some(dir)) => dir.join("items.tsv"),
+                    _ => unreachable!("checked above"),
+                };
+                let codes = eval::load_categories(path, &items)?;
+                for s in &mut splits {
+                    s.categories = Some(codes.clone());
+                }
+            }
             let splits: Vec<eval::Split> = if validate {
                 splits
                     .iter()
                     .enumerate()
-                    .map(|(k, s)| eval::validation_split(&s.train, 1000 + k as u64))
+                    .map(|(k, s)| eval::validation_split(s, 1000 + k as u64))
                     .collect()
             } else {
                 splits

@@ -134,11 +134,23 @@ pub struct EvalReport {
     pub gini_10: f64,
     /// Mean training popularity of the top-10 items.
     pub popularity_10: f64,
+    /// Mean intra-list diversity of the top-10 lists (when item categories are known).
+    pub ild_10: Option<f64>,
 }
 
 /// Evaluates a fitted scorer: for every user with a test item, ranks all items but the
 /// user's training items and scores the top lists.
 pub fn evaluate(scorer: &dyn Scorer, train: &Interactions, test: &Interactions) -> EvalReport {
+    evaluate_with_categories(scorer, train, test, None)
+}
+
+/// [`evaluate`], also measuring intra-list diversity over the given item categories.
+pub fn evaluate_with_categories(
+    scorer: &dyn Scorer,
+    train: &Interactions,
+    test: &Interactions,
+    categories: Option<&[Option<u32>]>,
+) -> EvalReport {
     let n_items = train.n_items();
     let users: Vec<usize> = (0..test.n_users())
         .filter(|&u| !test.user(u).is_empty())
@@ -182,6 +194,13 @@ pub fn evaluate(scorer: &dyn Scorer, train: &Interactions, test: &Interactions) 
         coverage_10: coverage(&lists, n_items),
         gini_10: exposure_gini(&lists, n_items),
         popularity_10: mean_popularity(&lists, &train.item_counts()),
+        ild_10: categories.map(|cats| {
+            lists
+                .iter()
+                .map(|l| intra_list_diversity(l, |i| cats.get(i as usize).copied().flatten()))
+                .sum::<f64>()
+                / lists.len().max(1) as f64
+        }),
     }
 }
 
