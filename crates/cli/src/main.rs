@@ -538,6 +538,7 @@ async fn serve(
             Duration::from_secs(settings.models.train_interval_secs),
         );
     }
+    candor_engine::spawn_model_refresh(Arc::downgrade(&engine), Duration::from_secs(60));
     candor_engine::spawn_retention_sweeper(
         Arc::downgrade(&engine),
         Duration::from_secs(settings.retention.sweep_interval_secs),

@@ -338,6 +338,28 @@ pub fn spawn_retention_sweeper(
     })
 }
 
+/// Checks every `every` for a newer stored item model (trained by another server or by
+/// `candor train`) and serves it, until the engine is dropped by everyone else.
+pub fn spawn_model_refresh(
+    engine: std::sync::Weak<Engine>,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        loop {
+            ticker.tick().await;
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            match engine.refresh_model().await {
+                Ok(true) => tracing::info!("loaded a newer item model"),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "model refresh failed"),
+            }
+        }
+    })
+}
+
 /// Retrains the item model every `every` (so erased and withdrawn subjects drop out of it)
 /// until the engine is dropped by everyone else.
 pub fn spawn_training_schedule(

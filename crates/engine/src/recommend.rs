@@ -326,11 +326,34 @@ impl Engine {
         })
     }
 
+    /// Loads the newest stored model if it is newer than the one being served (another
+    /// server, or `candor train`, may have trained it); returns whether it changed.
+    pub async fn refresh_model(&self) -> Result<bool> {
+        let current = self
+            .serving
+            .read()
+            .expect("serving lock")
+            .as_ref()
+            .map(|s| s.card.version);
+        let Some(artifact) = self.store.latest_model().await? else {
+            return Ok(false);
+        };
+        if current == Some(artifact.version) {
+            return Ok(false);
+        }
+        self.load_artifact(artifact).await?;
+        Ok(true)
+    }
+
     /// Loads the newest stored model, if any.
     pub(crate) async fn load_model(&self) -> Result<()> {
         let Some(artifact) = self.store.latest_model().await? else {
             return Ok(());
         };
+        self.load_artifact(artifact).await
+    }
+
+    async fn load_artifact(&self, artifact: candor_store::ModelArtifact) -> Result<()> {
         let stored: StoredCard = serde_json::from_str(&artifact.card)
             .map_err(|_| EngineError::Setup("the stored model card is corrupt".into()))?;
         let model = SparseItemModel::from_bytes(&artifact.weights)

@@ -976,8 +976,18 @@ async fn recommendations_are_tiered_explained_and_consent_bound(h: Harness) {
         h.engine.similar_items("nope", 3),
         Err(EngineError::NotFound { .. })
     ));
+    // Another server trains a newer model; this one picks it up.
+    assert!(
+        !h.engine.refresh_model().await.unwrap(),
+        "already the newest"
+    );
+    let other = h.second_engine().await;
+    let newer = other.train(&actor()).await.unwrap();
+    assert!(newer.version > card.version);
+    assert!(h.engine.refresh_model().await.unwrap());
+    assert_eq!(h.engine.model_card().unwrap().version, newer.version);
     // A reopened engine serves the stored model.
     let reopened = h.with_policy(Policy::default_policy()).await;
-    assert_eq!(reopened.engine.model_card().unwrap().version, card.version);
+    assert_eq!(reopened.engine.model_card().unwrap().version, newer.version);
     assert!(reopened.engine.verify_audit().await.unwrap().ok);
 }

@@ -102,6 +102,13 @@ impl Harness {
         self
     }
 
+    /// A second engine (another server) on the same database and keys.
+    pub async fn second_engine(&self) -> Engine {
+        Engine::with_store(self.config.clone(), self.keys.clone(), self.store.clone())
+            .await
+            .unwrap()
+    }
+
     /// Opens the same database with a different key ring.
     pub async fn reopen_with_other_keys(&self) -> Result<Engine, EngineError> {
         Engine::with_store(
