@@ -32,6 +32,21 @@ impl Engine {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<Event>> {
+        self.read_events_audited(actor, purpose, subject, after_id, limit, true)
+            .await
+    }
+
+    /// [`Engine::read_events`]; with `audit_empty` unset, a read that returns nothing leaves
+    /// no audit entry (so probing a subject without consent records nothing about them).
+    pub(crate) async fn read_events_audited(
+        &self,
+        actor: &Actor,
+        purpose: &str,
+        subject: Option<&SubjectId>,
+        after_id: i64,
+        limit: u32,
+        audit_empty: bool,
+    ) -> Result<Vec<Event>> {
         let Some(purpose_def) = self.policy.purposes.get(purpose) else {
             return Err(EngineError::invalid(
                 "unknown_purpose",
@@ -68,6 +83,9 @@ impl Engine {
                 occurred_at: row.occurred_at,
                 payload,
             });
+        }
+        if events.is_empty() && !audit_empty {
+            return Ok(events);
         }
         let draft = self.draft(
             actor,

@@ -414,30 +414,34 @@ impl Engine {
         if gpc {
             self.apply_gpc(actor, &[pseudonym]).await?;
         }
-        let purpose = &self.policy.purposes[PERSONALIZATION];
-        let mut consented = false;
-        for category in &purpose.categories {
-            let lacking = self
-                .store
-                .subjects_without_grant(
-                    &[pseudonym],
-                    category,
-                    &[PERSONALIZATION],
-                    Timestamp::now(),
-                )
-                .await?;
-            consented |= lacking.is_empty();
-        }
-        if !consented {
-            return self.contextual_with(
-                &serving,
-                request,
-                "the subject has not consented to personalization, so nothing about them is used",
-            );
-        }
+        // The purpose-bound read returns events only while the subject holds a live
+        // personalization grant, so it doubles as the consent check; only an empty answer
+        // needs the consent state to tell "no consent" from "no history".
         let events = self
-            .read_events(actor, PERSONALIZATION, Some(subject), 0, 10_000)
+            .read_events_audited(actor, PERSONALIZATION, Some(subject), 0, 10_000, false)
             .await?;
+        if events.is_empty() {
+            let purpose = &self.policy.purposes[PERSONALIZATION];
+            let mut consented = false;
+            for category in &purpose.categories {
+                let lacking = self
+                    .store
+                    .subjects_without_grant(
+                        &[pseudonym],
+                        category,
+                        &[PERSONALIZATION],
+                        Timestamp::now(),
+                    )
+                    .await?;
+                consented |= lacking.is_empty();
+            }
+            let reason = if consented {
+                "the subject has consented but has no history yet"
+            } else {
+                "the subject has not consented to personalization, so nothing about them is used"
+            };
+            return self.contextual_with(&serving, request, reason);
+        }
         let mut history: Vec<u32> = Vec::new();
         let mut category_of: HashMap<u32, String> = HashMap::new();
         for e in &events {
