@@ -12,7 +12,7 @@ use candor_domain::{ItemId, SubjectId, Timestamp};
 use candor_models::Interactions;
 use candor_models::ease::{Ease, EaseConfig, MAX_ITEMS};
 use candor_models::knn::{ItemKnn, KnnConfig};
-use candor_models::metrics::evaluate;
+use candor_models::metrics::evaluate_with_categories;
 use candor_models::sparse::SparseItemModel;
 use candor_models::topk::top_k;
 use serde::{Deserialize, Serialize};
@@ -74,6 +74,8 @@ pub struct ModelEvaluation {
     pub exposure_gini_10: f64,
     /// Mean training popularity of the top-10 items.
     pub mean_popularity_10: f64,
+    /// Share of pairs in a top-10 list from different catalogue categories.
+    pub intra_list_diversity_10: f64,
 }
 
 /// Fits the serving model: EDLAE (hyperparameters chosen on ml-100k validation splits),
@@ -239,7 +241,16 @@ impl Engine {
         // then fit on everything.
         let (fit_part, held) = candor_models::holdout(&data, 0.2, 7);
         let (_, _, probe) = fit_item_model(&fit_part)?;
-        let report = evaluate(&probe, &fit_part, &held);
+        let labels = self.catalogue_labels().await?;
+        let mut codes: HashMap<&str, u32> = HashMap::new();
+        let mut category_codes = vec![None; items.len()];
+        for (id, &i) in &items {
+            if let Some(Some(category)) = labels.get(id).map(|l| l.0.as_deref()) {
+                let next = codes.len() as u32;
+                category_codes[i as usize] = Some(*codes.entry(category).or_insert(next));
+            }
+        }
+        let report = evaluate_with_categories(&probe, &fit_part, &held, Some(&category_codes));
         let (algorithm, hyperparameters, model) = fit_item_model(&data)?;
         let evaluation = ModelEvaluation {
             protocol: "hold out a seeded 20% of each subject's consented items; rank all items but the rest".into(),
@@ -251,6 +262,7 @@ impl Engine {
             coverage_10: report.coverage_10,
             exposure_gini_10: report.gini_10,
             mean_popularity_10: report.popularity_10,
+            intra_list_diversity_10: report.ild_10.unwrap_or(0.0),
         };
         let mut item_ids = vec![String::new(); items.len()];
         for (id, i) in items {
@@ -289,6 +301,19 @@ impl Engine {
         Ok(card)
     }
 
+    /// The catalogue's category and provider of every item, by id.
+    async fn catalogue_labels(&self) -> Result<HashMap<String, (Option<String>, Option<String>)>> {
+        let mut by_id = HashMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.list_items(after.as_deref(), 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            by_id.extend(page.into_iter().map(|i| (i.id, (i.category, i.provider))));
+        }
+        Ok(by_id)
+    }
+
     async fn serving_from(
         &self,
         card: ModelCard,
@@ -300,14 +325,7 @@ impl Engine {
             .enumerate()
             .map(|(i, id)| (id.clone(), i as u32))
             .collect();
-        let mut by_id: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.store.list_items(after.as_deref(), 1000).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            by_id.extend(page.into_iter().map(|i| (i.id, (i.category, i.provider))));
-        }
+        let by_id = self.catalogue_labels().await?;
         let categories = item_ids
             .iter()
             .map(|id| by_id.get(id).and_then(|c| c.0.clone()))

@@ -564,6 +564,8 @@ pub struct EvaluationBody {
     pub exposure_gini_10: f64,
     /// Mean training popularity of the top-10 items.
     pub mean_popularity_10: f64,
+    /// Share of pairs in a top-10 list from different catalogue categories.
+    pub intra_list_diversity_10: f64,
 }
 
 impl From<candor_engine::ModelCard> for ModelCardBody {
@@ -588,6 +590,7 @@ impl From<candor_engine::ModelCard> for ModelCardBody {
                 coverage_10: c.evaluation.coverage_10,
                 exposure_gini_10: c.evaluation.exposure_gini_10,
                 mean_popularity_10: c.evaluation.mean_popularity_10,
+                intra_list_diversity_10: c.evaluation.intra_list_diversity_10,
             },
         }
     }
