@@ -532,15 +532,23 @@ async fn serve(
     engine: Arc<Engine>,
     admin_key: Option<String>,
 ) -> anyhow::Result<()> {
+    use candor_engine::{Periodic, spawn_periodic};
+    let weak = Arc::downgrade(&engine);
     if settings.models.train_interval_secs > 0 {
-        candor_engine::spawn_training_schedule(
-            Arc::downgrade(&engine),
+        spawn_periodic(
+            weak.clone(),
+            Periodic::Training,
             Duration::from_secs(settings.models.train_interval_secs),
         );
     }
-    candor_engine::spawn_model_refresh(Arc::downgrade(&engine), Duration::from_secs(60));
-    candor_engine::spawn_retention_sweeper(
-        Arc::downgrade(&engine),
+    spawn_periodic(
+        weak.clone(),
+        Periodic::ModelRefresh,
+        Duration::from_secs(60),
+    );
+    spawn_periodic(
+        weak,
+        Periodic::RetentionSweep,
         Duration::from_secs(settings.retention.sweep_interval_secs),
     );
     let listener = tokio::net::TcpListener::bind(&settings.server.listen)

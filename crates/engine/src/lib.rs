@@ -317,70 +317,54 @@ impl Engine {
     }
 }
 
-/// Runs the retention sweeper every `every` until the engine is dropped by everyone else.
-pub fn spawn_retention_sweeper(
-    engine: std::sync::Weak<Engine>,
-    every: std::time::Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(every);
-        loop {
-            ticker.tick().await;
-            let Some(engine) = engine.upgrade() else {
-                return;
-            };
-            match engine.sweep_retention(&Actor::system()).await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, "retention sweep"),
-                Err(error) => tracing::warn!(%error, "retention sweep failed"),
-            }
-        }
-    })
+/// The engine's periodic background jobs; each runs until the engine is dropped by everyone
+/// else, and a failed run is logged and retried at the next tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Periodic {
+    /// Delete events past their retention.
+    RetentionSweep,
+    /// Serve a newer stored item model (trained by another server or by `candor train`).
+    ModelRefresh,
+    /// Retrain the item model, so withdrawn and erased subjects drop out of it. The first
+    /// run waits one period.
+    Training,
 }
 
-/// Checks every `every` for a newer stored item model (trained by another server or by
-/// `candor train`) and serves it, until the engine is dropped by everyone else.
-pub fn spawn_model_refresh(
+/// Runs `job` every `every` on the engine.
+pub fn spawn_periodic(
     engine: std::sync::Weak<Engine>,
+    job: Periodic,
     every: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
-        loop {
+        if job == Periodic::Training {
             ticker.tick().await;
-            let Some(engine) = engine.upgrade() else {
-                return;
-            };
-            match engine.refresh_model().await {
-                Ok(true) => tracing::info!("loaded a newer item model"),
-                Ok(false) => {}
-                Err(error) => tracing::warn!(%error, "model refresh failed"),
-            }
         }
-    })
-}
-
-/// Retrains the item model every `every` (so erased and withdrawn subjects drop out of it)
-/// until the engine is dropped by everyone else.
-pub fn spawn_training_schedule(
-    engine: std::sync::Weak<Engine>,
-    every: std::time::Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(every);
-        ticker.tick().await;
         loop {
             ticker.tick().await;
             let Some(engine) = engine.upgrade() else {
                 return;
             };
-            match engine.train(&Actor::system()).await {
-                Ok(card) => tracing::info!(
-                    version = card.version,
-                    events = card.events,
-                    "scheduled training"
-                ),
-                Err(error) => tracing::warn!(%error, "scheduled training failed"),
+            let actor = Actor::system();
+            let outcome = match job {
+                Periodic::RetentionSweep => engine
+                    .sweep_retention(&actor)
+                    .await
+                    .map(|n| (n > 0).then(|| format!("deleted {n} expired events"))),
+                Periodic::ModelRefresh => engine
+                    .refresh_model()
+                    .await
+                    .map(|new| new.then(|| "loaded a newer item model".to_string())),
+                Periodic::Training => engine
+                    .train(&actor)
+                    .await
+                    .map(|card| Some(format!("trained model version {}", card.version))),
+            };
+            match outcome {
+                Ok(Some(done)) => tracing::info!(job = ?job, "{done}"),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(job = ?job, %error, "background job failed"),
             }
         }
     })
