@@ -645,7 +645,11 @@ macro_rules! impl_store {
                 q.push(" AND c.granted = ").push_bind(true);
                 q.push(" AND c.expires_at > ").push_bind(read.now.0);
                 q.push(" AND e.expires_at > ").push_bind(read.now.0);
-                q.push(" AND e.id > ").push_bind(read.after_id);
+                if read.after_id > 0 {
+                    // Only when paging: on PostgreSQL a bare `id > 0` makes the planner AND a
+                    // scan of the whole primary key into a one-subject read.
+                    q.push(" AND e.id > ").push_bind(read.after_id);
+                }
                 q.push(" AND e.category IN (");
                 let mut sep = q.separated(", ");
                 for category in &read.purpose.categories {
