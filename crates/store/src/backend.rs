@@ -198,7 +198,7 @@ fn method(raw: &str) -> Result<ConsentMethod> {
 }
 
 macro_rules! impl_store {
-    ($store:ident, $db:ty, $name:literal, $writers:literal, $agg_open:literal, $agg_close:literal, $hex_subject:literal, $hex_payload:literal) => {
+    ($store:ident, $db:ty, $name:literal, $writers:literal) => {
         impl $store {
             /// Seals `drafts` onto the chain inside `tx` and re-signs the head.
             async fn append_in_tx(
@@ -633,14 +633,10 @@ macro_rules! impl_store {
             }
 
             async fn read_events(&self, read: &PurposeRead<'_>) -> Result<Vec<StoredEvent>> {
-                // The rows come back aggregated into one text value: sqlx's SQLite driver hands
-                // each row across a thread boundary, and one message instead of one per event
-                // is most of the cost of reading a history.
-                let mut q = QueryBuilder::<$db>::new(concat!(
-                    "SELECT ", $agg_open, "e.id || ',' || ", $hex_subject, " || ',' || e.category || ',' || e.occurred_at || ',' || ",
-                    $hex_payload, $agg_close, " FROM (SELECT e.id, e.subject, e.category, e.occurred_at, e.payload FROM events e \
-                     JOIN consent_current c ON c.subject = e.subject AND c.category = e.category WHERE c.purpose = "
-                ));
+                let mut q = QueryBuilder::<$db>::new(
+                    "SELECT e.id, e.subject, e.category, e.occurred_at, e.payload FROM events e \
+                     JOIN consent_current c ON c.subject = e.subject AND c.category = e.category WHERE c.purpose = ",
+                );
                 q.push_bind(read.purpose.name.clone());
                 q.push(" AND c.granted = ").push_bind(true);
                 q.push(" AND c.expires_at > ").push_bind(read.now.0);
@@ -661,22 +657,18 @@ macro_rules! impl_store {
                     q.push(" AND e.subject = ").push_bind(subject.0.to_vec());
                 }
                 q.push(" ORDER BY e.id LIMIT ").push_bind(read.limit as i64);
-                q.push(") e");
-                let packed: Option<String> = q.build_query_scalar().fetch_one(&self.read).await?;
-                let corrupt = || StoreError::Corrupt("events");
-                let mut events = Vec::new();
-                for record in packed.as_deref().unwrap_or("").split(';').filter(|r| !r.is_empty()) {
-                    let mut fields = record.split(',');
-                    let mut next = || fields.next().ok_or_else(corrupt);
-                    let id: i64 = next()?.parse().map_err(|_| corrupt())?;
-                    let subject = pseudonym(hex::decode(next()?).map_err(|_| corrupt())?, "events")?;
-                    let category = next()?.to_owned();
-                    let occurred_at = Timestamp(next()?.parse().map_err(|_| corrupt())?);
-                    let payload = hex::decode(next()?).map_err(|_| corrupt())?;
-                    events.push(StoredEvent { id, subject, category, occurred_at, payload });
-                }
-                events.sort_by_key(|e| e.id);
-                Ok(events)
+                let rows = q.build().fetch_all(&self.read).await?;
+                rows.into_iter()
+                    .map(|r| {
+                        Ok(StoredEvent {
+                            id: r.try_get("id")?,
+                            subject: pseudonym(r.try_get("subject")?, "events")?,
+                            category: r.try_get("category")?,
+                            occurred_at: Timestamp(r.try_get("occurred_at")?),
+                            payload: r.try_get("payload")?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn delete_expired_events(&self, now: Timestamp, audit: CountAudit<'_>) -> Result<u64> {
@@ -845,23 +837,5 @@ macro_rules! item_from_row {
     }};
 }
 
-impl_store!(
-    SqliteStore,
-    Sqlite,
-    "sqlite",
-    1,
-    "group_concat(",
-    ", ';')",
-    "hex(e.subject)",
-    "hex(e.payload)"
-);
-impl_store!(
-    PostgresStore,
-    Postgres,
-    "postgres",
-    3,
-    "string_agg(",
-    ", ';')",
-    "encode(e.subject, 'hex')",
-    "encode(e.payload, 'hex')"
-);
+impl_store!(SqliteStore, Sqlite, "sqlite", 1);
+impl_store!(PostgresStore, Postgres, "postgres", 3);
