@@ -212,6 +212,7 @@ impl Settings {
             policy,
             max_batch: self.ingest.max_batch,
             future_skew_ms: self.ingest.future_skew_secs as i64 * 1000,
+            train_interval_secs: self.models.train_interval_secs,
         })
     }
 }

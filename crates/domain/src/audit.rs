@@ -23,6 +23,8 @@ pub enum AuditAction {
     RetentionSweep,
     /// An API key was created.
     KeyCreate,
+    /// A subject was erased (crypto-shredding and deletion).
+    SubjectErase,
 }
 
 impl AuditAction {
@@ -36,6 +38,7 @@ impl AuditAction {
             Self::EventsRead => "events.read",
             Self::RetentionSweep => "retention.sweep",
             Self::KeyCreate => "key.create",
+            Self::SubjectErase => "subject.erase",
         }
     }
 }

@@ -14,6 +14,7 @@ use candor_store::{Store, StoreError};
 pub mod audit;
 pub mod auth;
 pub mod consent;
+pub mod erase;
 pub mod ingest;
 pub mod items;
 pub mod keys;
@@ -24,6 +25,7 @@ mod writer;
 pub use audit::AuditReport;
 pub use auth::{Principal, Role};
 pub use consent::{ConsentUpdate, ConsentView, PurposeChoice};
+pub use erase::ErasureCertificate;
 pub use ingest::{EventDraft, IngestReport, Refusal};
 pub use read::Event;
 pub use recommend::{ModelCard, RecommendRequest, Recommendations};
@@ -109,6 +111,9 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// How far in the future an event timestamp may be, in milliseconds (clock skew).
     pub future_skew_ms: i64,
+    /// Seconds between scheduled trainings (0: none); erasure certificates promise the model
+    /// forgets a subject within this when it cannot retrain at once.
+    pub train_interval_secs: u64,
 }
 
 impl EngineConfig {
@@ -121,6 +126,7 @@ impl EngineConfig {
             policy: Policy::default_policy(),
             max_batch: 10_000,
             future_skew_ms: 5 * 60 * 1000,
+            train_interval_secs: 86_400,
         }
     }
 }

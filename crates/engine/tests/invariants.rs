@@ -86,6 +86,7 @@ on_both_backends!(
     wrong_keys_refuse_to_open,
     concurrent_batches_for_new_subjects_do_not_deadlock,
     recommendations_are_tiered_explained_and_consent_bound,
+    erasure_is_real,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -990,4 +991,136 @@ async fn recommendations_are_tiered_explained_and_consent_bound(h: Harness) {
     let reopened = h.with_policy(Policy::default_policy()).await;
     assert_eq!(reopened.engine.model_card().unwrap().version, newer.version);
     assert!(reopened.engine.verify_audit().await.unwrap().ok);
+}
+
+/// Invariant 4: erasure destroys the key and the rows, leaves no byte of the subject in the
+/// database files (WAL included), makes the model forget them, and certifies it with a
+/// signature over no personal data. A second erasure changes nothing and says so.
+async fn erasure_is_real(h: Harness) {
+    h.items(&["i1", "i2", "i3"]).await;
+    let subject = "erase-me.7c1d@example";
+    let marker = "erasure-marker-51ab";
+    for s in ["keeper-1", "keeper-2", subject] {
+        h.engine
+            .set_consent(&actor(), &sid(s), &grant(&[PROFILING, ANALYTICS]), false)
+            .await
+            .unwrap();
+    }
+    for s in ["keeper-1", "keeper-2"] {
+        h.engine
+            .ingest(
+                &actor(),
+                &[event(s, "i1", "view"), event(s, "i2", "view")],
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    let drafts = vec![
+        with_context(event(subject, "i1", "view"), "page", marker),
+        event(subject, "i3", "view"),
+    ];
+    assert_eq!(
+        h.engine
+            .ingest(&actor(), &drafts, false)
+            .await
+            .unwrap()
+            .accepted,
+        2
+    );
+    let before = h.engine.train(&actor()).await.unwrap();
+    assert_eq!(before.subjects, 3);
+    let profiling = Policy::default_policy().purposes[PROFILING].clone();
+    let read_all = || {
+        let profiling = profiling.clone();
+        let store = h.store.clone();
+        async move {
+            let read = candor_store::PurposeRead {
+                purpose: &profiling,
+                subject: None,
+                now: Timestamp::now(),
+                after_id: 0,
+                limit: 1000,
+            };
+            store.read_events(&read).await.unwrap()
+        }
+    };
+    let ciphertexts_before = read_all().await;
+    let stats_before = h.engine.stats().await.unwrap();
+
+    let certificate = h.engine.erase(&actor(), &sid(subject)).await.unwrap();
+    assert_eq!(certificate.events_deleted, 2);
+    assert!(certificate.consent_records_deleted >= 2);
+    assert!(certificate.data_key_destroyed);
+    assert!(certificate.verify(Some(&h.engine.verifying_key())));
+    let retrained = certificate
+        .model_retrained_version
+        .expect("retrained at once");
+    let after = h.engine.model_card().unwrap();
+    assert_eq!(after.version, retrained);
+    assert_eq!(after.subjects, 2, "the model forgot them");
+    assert_eq!(after.items, 2, "i3 was only theirs");
+    // Any changed byte breaks the certificate.
+    let mut forged = certificate.clone();
+    forged.events_deleted = 0;
+    assert!(!forged.verify(None));
+    // The certificate holds no personal data.
+    let json = serde_json::to_string(&certificate).unwrap();
+    assert!(!json.contains(subject) && !json.contains("erase-me"));
+
+    let stats = h.engine.stats().await.unwrap();
+    assert_eq!(stats.events, stats_before.events - 2);
+    assert_eq!(stats.subjects, stats_before.subjects - 1);
+    h.assert_absent(subject).await;
+    h.assert_absent(marker).await;
+    // Their ciphertexts are gone from every byte of the files too (secure_delete, WAL
+    // truncated), not merely unreadable.
+    let remaining: Vec<Vec<u8>> = read_all().await.into_iter().map(|e| e.payload).collect();
+    let erased: Vec<&Vec<u8>> = ciphertexts_before
+        .iter()
+        .map(|e| &e.payload)
+        .filter(|p| !remaining.contains(p))
+        .collect();
+    assert_eq!(erased.len(), 2);
+    for payload in erased {
+        h.assert_absent_bytes(&payload[..]).await;
+    }
+    // Nothing of theirs is readable, and they get the contextual tier.
+    assert!(matches!(
+        h.engine.consent(&actor(), &sid(subject), false).await,
+        Err(EngineError::NotFound { .. })
+    ));
+    let recs = h
+        .engine
+        .recommend(
+            &actor(),
+            &sid(subject),
+            &candor_engine::RecommendRequest {
+                n: 2,
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(recs.tier, "contextual");
+    assert_eq!(
+        h.engine
+            .read_events(&actor(), PROFILING, Some(&sid(subject)), 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    // Idempotent: a second erasure changes nothing and says so.
+    let audit_entries = h.engine.stats().await.unwrap().audit_entries;
+    assert!(matches!(
+        h.engine.erase(&actor(), &sid(subject)).await,
+        Err(EngineError::NotFound {
+            code: "nothing_held",
+            ..
+        })
+    ));
+    assert_eq!(h.engine.stats().await.unwrap().audit_entries, audit_entries);
+    assert!(h.engine.verify_audit().await.unwrap().ok);
 }

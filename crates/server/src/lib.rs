@@ -66,6 +66,7 @@ impl AppState {
         (name = "policy", description = "The policy in force"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "keys", description = "API keys"),
+        (name = "rights", description = "Data subjects' rights"),
         (name = "recommendations", description = "Tiered, explained recommendations and the item model"),
         (name = "system", description = "Health and metrics"),
     )
@@ -102,6 +103,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_similar))
         .routes(routes!(post_train))
         .routes(routes!(get_model_card))
+        .routes(routes!(erase_subject))
 }
 
 /// The OpenAPI 3 document of the API, generated from the route annotations.

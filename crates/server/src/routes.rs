@@ -558,3 +558,23 @@ pub async fn get_model_card(
 ) -> Result<Json<ModelCardBody>, ApiError> {
     Ok(Json(state.engine.model_card()?.into()))
 }
+
+/// Erase a subject (GDPR Art. 17, CCPA delete): their data key is destroyed, their events and
+/// consent records deleted, the item model retrained without them, and a signed certificate
+/// returned that holds no personal data. Erasing again changes nothing and answers 404
+/// `nothing_held`.
+#[utoipa::path(delete, path = "/v1/subjects/{id}", tag = "rights",
+    params(("id" = String, Path, description = "Subject id")),
+    responses((status = 200, body = Object, description = "The signed erasure certificate"),
+              (status = 404, body = ErrorBody, description = "Nothing is held (never known, or already erased)")),
+    security(("api_key" = [])))]
+pub async fn erase_subject(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let principal = authorize(&state, &headers, &[Role::Dpo]).await?;
+    let subject = subject_id(&id)?;
+    let certificate = state.engine.erase(&principal.actor(), &subject).await?;
+    Ok(Json(certificate).into_response())
+}

@@ -17,8 +17,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
 use crate::{
-    ApiKeyRecord, CountAudit, EventGroup, ModelArtifact, NewEvent, PurposeRead, Result, Store,
-    StoreError, StoreStats, StoredEvent,
+    ApiKeyRecord, CountAudit, ErasedRows, EventGroup, ModelArtifact, NewEvent, PurposeRead, Result,
+    Store, StoreError, StoreStats, StoredEvent,
 };
 
 /// Rows per multi-row INSERT (kept well under both engines' bind-parameter limits).
@@ -111,6 +111,15 @@ impl SqliteStore {
         // The single writer connection and BEGIN IMMEDIATE already serialise appends.
         Ok(())
     }
+
+    /// Deleted cells were overwritten in the database file (`secure_delete`); the WAL still
+    /// holds the pre-deletion pages until it is checkpointed and truncated.
+    async fn purge_deleted_bytes(pool: &SqlitePool) -> Result<()> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
 }
 
 /// The PostgreSQL backend, for shared deployments: audit appends are serialised across
@@ -169,6 +178,22 @@ impl PostgresStore {
 
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
         Ok(self.write.begin().await?)
+    }
+
+    /// PostgreSQL reclaims deleted tuples with VACUUM; the rows are unreadable at once and
+    /// their payloads' key is gone.
+    async fn purge_deleted_bytes(pool: &PgPool) -> Result<()> {
+        for table in [
+            "events",
+            "consent_history",
+            "consent_current",
+            "subject_keys",
+        ] {
+            sqlx::query(&format!("VACUUM {table}"))
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn lock_audit(tx: &mut Transaction<'static, Postgres>) -> Result<()> {
@@ -769,6 +794,36 @@ macro_rules! impl_store {
                     })
                 })
                 .transpose()
+            }
+
+            async fn erase_subject(&self, subject: &Pseudonym, audit: CountAudit<'_>) -> Result<ErasedRows> {
+                let mut tx = self.begin_write().await?;
+                let events = sqlx::query("DELETE FROM events WHERE subject_hint = $1 AND subject = $2")
+                    .bind(subject_hint(subject))
+                    .bind(subject.0.to_vec())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let mut consent_records = 0;
+                for table in ["consent_history", "consent_current"] {
+                    consent_records += sqlx::query(&format!("DELETE FROM {table} WHERE subject = $1"))
+                        .bind(subject.0.to_vec())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                let keys = sqlx::query("DELETE FROM subject_keys WHERE subject = $1")
+                    .bind(subject.0.to_vec())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let erased = ErasedRows { events, consent_records, keys };
+                if erased.total() > 0 {
+                    self.append_in_tx(&mut tx, &[audit(erased.total())]).await?;
+                }
+                tx.commit().await?;
+                Self::purge_deleted_bytes(&self.write).await?;
+                Ok(erased)
             }
 
             async fn put_model(&self, card: &str, weights: &[u8], at: Timestamp) -> Result<i64> {

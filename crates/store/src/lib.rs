@@ -116,6 +116,24 @@ pub struct ApiKeyRecord {
     pub created_at: Timestamp,
 }
 
+/// What an erasure deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ErasedRows {
+    /// Events.
+    pub events: u64,
+    /// Consent records (history and current).
+    pub consent_records: u64,
+    /// Data keys destroyed (0 or 1).
+    pub keys: u64,
+}
+
+impl ErasedRows {
+    /// Rows deleted in all.
+    pub fn total(&self) -> u64 {
+        self.events + self.consent_records + self.keys
+    }
+}
+
 /// A stored model artifact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelArtifact {
@@ -224,6 +242,13 @@ pub trait Store: Send + Sync + 'static {
     async fn put_api_key(&self, key: &ApiKeyRecord, audit: &[AuditDraft]) -> Result<()>;
     /// Looks an API key up by id.
     async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
+
+    /// Erases a subject in one transaction: their events, consent records and data key (so
+    /// any copy of their ciphertext left anywhere is unreadable), with the audit entry. Then
+    /// makes sure no deleted byte lingers in the database files (SQLite: `secure_delete`
+    /// overwrote the pages, and the WAL is checkpointed and truncated).
+    async fn erase_subject(&self, subject: &Pseudonym, audit: CountAudit<'_>)
+    -> Result<ErasedRows>;
 
     /// Stores a trained model artifact; returns its version.
     async fn put_model(&self, card: &str, weights: &[u8], at: Timestamp) -> Result<i64>;

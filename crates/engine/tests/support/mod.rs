@@ -213,6 +213,12 @@ impl Harness {
     /// database file, its WAL or its shared-memory file; for PostgreSQL, in no column of any
     /// table (bytea included, as text and as hex).
     pub async fn assert_absent(&self, marker: &str) {
+        self.assert_absent_bytes(marker.as_bytes()).await;
+    }
+
+    /// [`Harness::assert_absent`] for arbitrary bytes (ciphertexts, pseudonyms).
+    pub async fn assert_absent_bytes(&self, needle: &[u8]) {
+        let marker = String::from_utf8_lossy(needle).into_owned();
         match &self.backend {
             Backend::Sqlite { path } => {
                 for suffix in ["", "-wal", "-shm"] {
@@ -221,14 +227,14 @@ impl Harness {
                         continue;
                     };
                     assert!(
-                        !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                        !bytes.windows(needle.len()).any(|w| w == needle),
                         "`{marker}` found in {file}"
                     );
                 }
             }
             Backend::Postgres { .. } => {
                 let mut conn = self.pg().await;
-                let hex_marker: String = marker.bytes().map(|b| format!("{b:02x}")).collect();
+                let hex_marker: String = needle.iter().map(|b| format!("{b:02x}")).collect();
                 for table in [
                     "meta",
                     "items",
@@ -246,7 +252,7 @@ impl Harness {
                     .fetch_one(&mut conn)
                     .await
                     .unwrap();
-                    assert!(!dump.contains(marker), "`{marker}` found in table {table}");
+                    assert!(!dump.contains(&marker), "`{marker}` found in table {table}");
                     assert!(
                         !dump.contains(&hex_marker),
                         "`{marker}` found (hex) in table {table}"

@@ -1,0 +1,135 @@
+//! Erasure (GDPR Art. 17, CCPA delete) by crypto-shredding: the subject's data key, events,
+//! consent records and cached key go in one transaction, the database's deleted bytes are
+//! purged, the item model is retrained without them, and a signed certificate says what was
+//! erased and when the model forgot them. The certificate holds no personal data.
+
+use candor_crypto::verify_signature;
+use candor_domain::{AuditAction, SubjectId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::{Actor, Engine, EngineError, Result};
+
+/// A signed record of an erasure. It names no subject: the requester keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErasureCertificate {
+    /// Format version.
+    pub version: u32,
+    /// Random identifier of this certificate.
+    pub certificate_id: String,
+    /// The controller.
+    pub controller: String,
+    /// When the data was erased (RFC 3339).
+    pub erased_at: String,
+    /// Events deleted (their ciphertext is unreadable without the destroyed key anyway).
+    pub events_deleted: u64,
+    /// Consent records deleted.
+    pub consent_records_deleted: u64,
+    /// Whether the subject's data key was destroyed.
+    pub data_key_destroyed: bool,
+    /// The item model version trained without the subject, if retrained at once.
+    pub model_retrained_version: Option<i64>,
+    /// When the item model has forgotten the subject (RFC 3339): now if retrained at once,
+    /// else the next scheduled training.
+    pub model_forgets_by: String,
+    /// Hex Ed25519 public key that signed this certificate.
+    pub public_key: String,
+    /// Hex Ed25519 signature over the certificate with this field empty.
+    pub signature: String,
+}
+
+impl ErasureCertificate {
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.signature = String::new();
+        serde_json::to_vec(&unsigned).expect("a certificate serializes")
+    }
+
+    /// Checks the signature against the key the certificate names (and that key against
+    /// `expected_key`, when given).
+    pub fn verify(&self, expected_key: Option<&[u8; 32]>) -> bool {
+        let Ok(key) = <[u8; 32]>::try_from(hex_decode(&self.public_key).as_slice()) else {
+            return false;
+        };
+        if expected_key.is_some_and(|k| k != &key) {
+            return false;
+        }
+        verify_signature(&key, &self.signed_bytes(), &hex_decode(&self.signature))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+impl Engine {
+    /// Erases a subject. `NotFound` (`nothing_held`) when nothing is held: never known, or
+    /// already erased (erasure is idempotent).
+    pub async fn erase(&self, actor: &Actor, subject: &SubjectId) -> Result<ErasureCertificate> {
+        let retrain_every_secs = self.config.train_interval_secs;
+        let pseudonym = self.pseudonymize(subject);
+        let audit = |n: u64| {
+            self.draft(
+                actor,
+                AuditAction::SubjectErase,
+                Some(pseudonym),
+                None,
+                format!("rows={n}"),
+            )
+        };
+        let erased = self.store.erase_subject(&pseudonym, &audit).await?;
+        self.key_cache
+            .lock()
+            .expect("key cache lock")
+            .remove(&pseudonym);
+        if erased.total() == 0 {
+            return Err(EngineError::not_found(
+                "nothing_held",
+                "nothing is held for this subject: it was never known, or it is already erased",
+            ));
+        }
+        let now = Timestamp::now();
+        // Retraining is cheap at the scales a single server holds: forget them at once. If it
+        // cannot run (nothing left to train on), the next scheduled training will.
+        let model_in_use = self.model_card().is_ok();
+        let retrained = if model_in_use && erased.events > 0 {
+            match self.train(actor).await {
+                Ok(card) => Some(card.version),
+                Err(EngineError::Invalid {
+                    code: "no_training_data",
+                    ..
+                }) => None,
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        let forgets_by = match retrained {
+            Some(_) => now,
+            None if !model_in_use || erased.events == 0 => now,
+            None => Timestamp(now.0 + retrain_every_secs as i64 * 1000),
+        };
+        let mut id = [0u8; 16];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut id);
+        let mut certificate = ErasureCertificate {
+            version: 1,
+            certificate_id: hex(&id),
+            controller: self.policy.controller.name.clone(),
+            erased_at: now.to_rfc3339(),
+            events_deleted: erased.events,
+            consent_records_deleted: erased.consent_records,
+            data_key_destroyed: erased.keys > 0,
+            model_retrained_version: retrained,
+            model_forgets_by: forgets_by.to_rfc3339(),
+            public_key: hex(&self.keys.verifying_key()),
+            signature: String::new(),
+        };
+        certificate.signature = hex(&self.keys.sign(&certificate.signed_bytes()));
+        Ok(certificate)
+    }
+}
