@@ -25,6 +25,8 @@ pub enum AuditAction {
     KeyCreate,
     /// A subject was erased (crypto-shredding and deletion).
     SubjectErase,
+    /// A subject's data was exported to them (right of access and portability).
+    SubjectExport,
 }
 
 impl AuditAction {
@@ -39,6 +41,7 @@ impl AuditAction {
             Self::RetentionSweep => "retention.sweep",
             Self::KeyCreate => "key.create",
             Self::SubjectErase => "subject.erase",
+            Self::SubjectExport => "subject.export",
         }
     }
 }

@@ -87,6 +87,7 @@ on_both_backends!(
     concurrent_batches_for_new_subjects_do_not_deadlock,
     recommendations_are_tiered_explained_and_consent_bound,
     erasure_is_real,
+    export_holds_everything_and_is_audited,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -1122,5 +1123,82 @@ async fn erasure_is_real(h: Harness) {
         })
     ));
     assert_eq!(h.engine.stats().await.unwrap().audit_entries, audit_entries);
+    assert!(h.engine.verify_audit().await.unwrap().ok);
+}
+
+/// The right of access: every stored event (also those whose consent has since been
+/// withdrawn), consent and its history, purposes, recipients and retention, and the
+/// recommender's logic; audited; unknown subjects get `unknown_subject`.
+async fn export_holds_everything_and_is_audited(h: Harness) {
+    h.items(&["i1", "i2"]).await;
+    let s = sid("exporter");
+    h.engine
+        .set_consent(&actor(), &s, &grant(&[PROFILING, SHARING]), false)
+        .await
+        .unwrap();
+    h.engine
+        .set_consent(&actor(), &sid("other"), &grant(&[PROFILING]), false)
+        .await
+        .unwrap();
+    h.engine
+        .ingest(
+            &actor(),
+            &[
+                with_context(event("exporter", "i1", "view"), "page", "/p1"),
+                event("exporter", "i2", "purchase"),
+            ],
+            false,
+        )
+        .await
+        .unwrap();
+    h.engine
+        .ingest(
+            &actor(),
+            &[event("other", "i1", "view"), event("other", "i2", "view")],
+            false,
+        )
+        .await
+        .unwrap();
+    h.engine.train(&actor()).await.unwrap();
+    h.engine
+        .set_consent(&actor(), &s, &withdraw(&[PROFILING]), false)
+        .await
+        .unwrap();
+    let audit_before = h.engine.stats().await.unwrap().audit_entries;
+    let export = h.engine.export(&actor(), &s).await.unwrap();
+    assert_eq!(export.schema, "candor.export/1");
+    assert_eq!(
+        export.events.len(),
+        2,
+        "stored events are exported even after withdrawal"
+    );
+    let view = export
+        .events
+        .iter()
+        .find(|e| e.event_type == "view")
+        .unwrap();
+    let purchase = export
+        .events
+        .iter()
+        .find(|e| e.event_type == "purchase")
+        .unwrap();
+    assert_eq!(view.context["page"], "/p1");
+    assert_eq!(purchase.value, Some(1.0));
+    assert!(export.consent_history.len() >= 4);
+    let purchases = &export.processing["user.behavior.purchase_history"];
+    assert_eq!(purchases.events, 1);
+    assert!(purchases.purposes.iter().any(
+        |p| p.purpose == SHARING && p.recipients == vec!["Partner Logistics GmbH".to_string()]
+    ));
+    assert!(export.recommender_model.is_some());
+    assert_eq!(
+        export.current_recommendations.as_ref().unwrap().tier,
+        "contextual"
+    );
+    assert!(h.engine.stats().await.unwrap().audit_entries > audit_before);
+    assert!(matches!(
+        h.engine.export(&actor(), &sid("never-seen")).await,
+        Err(EngineError::NotFound { .. })
+    ));
     assert!(h.engine.verify_audit().await.unwrap().ok);
 }

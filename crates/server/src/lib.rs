@@ -104,6 +104,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(post_train))
         .routes(routes!(get_model_card))
         .routes(routes!(erase_subject))
+        .routes(routes!(export_subject))
 }
 
 /// The OpenAPI 3 document of the API, generated from the route annotations.

@@ -578,3 +578,71 @@ pub async fn erase_subject(
     let certificate = state.engine.erase(&principal.actor(), &subject).await?;
     Ok(Json(certificate).into_response())
 }
+
+/// Export parameters.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportParams {
+    /// `json` (default: everything, schema `candor.export/1`) or `csv` (the events).
+    pub format: Option<String>,
+}
+
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
+}
+
+/// Everything held about a subject (GDPR Art. 15 and 20, CCPA right to know): events, consent
+/// and its history, purposes, recipients and retention per category, the data's source, and
+/// the recommender's model card with the subject's current explanations.
+#[utoipa::path(get, path = "/v1/subjects/{id}/export", tag = "rights",
+    params(("id" = String, Path, description = "Subject id"), ExportParams),
+    responses((status = 200, body = Object, description = "The export (JSON), or the events as CSV"),
+              (status = 404, body = ErrorBody, description = "Nothing is held for this subject")),
+    security(("api_key" = [])))]
+pub async fn export_subject(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ExportParams>,
+) -> Result<Response, ApiError> {
+    let principal = authorize(&state, &headers, &[Role::Service, Role::Dpo]).await?;
+    let subject = subject_id(&id)?;
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "format must be json or csv",
+            ));
+        }
+    };
+    let export = state.engine.export(&principal.actor(), &subject).await?;
+    if !csv {
+        return Ok(Json(export).into_response());
+    }
+    let mut out = String::from("timestamp,type,item,value,category,context\n");
+    for e in &export.events {
+        let context = serde_json::to_string(&e.context).unwrap_or_default();
+        let value = e.value.map(|v| v.to_string()).unwrap_or_default();
+        out.push_str(
+            &[
+                e.timestamp.as_str(),
+                &e.event_type,
+                &e.item,
+                &value,
+                &e.category,
+                &context,
+            ]
+            .map(csv_field)
+            .join(","),
+        );
+        out.push('\n');
+    }
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())
+}

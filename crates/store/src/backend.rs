@@ -696,6 +696,28 @@ macro_rules! impl_store {
                     .collect()
             }
 
+            async fn subject_events(&self, subject: &Pseudonym) -> Result<Vec<StoredEvent>> {
+                let rows = sqlx::query(
+                    "SELECT id, subject, category, occurred_at, payload FROM events \
+                     WHERE subject_hint = $1 AND subject = $2 ORDER BY id",
+                )
+                .bind(subject_hint(subject))
+                .bind(subject.0.to_vec())
+                .fetch_all(&self.read)
+                .await?;
+                rows.into_iter()
+                    .map(|r| {
+                        Ok(StoredEvent {
+                            id: r.try_get("id")?,
+                            subject: pseudonym(r.try_get("subject")?, "events")?,
+                            category: r.try_get("category")?,
+                            occurred_at: Timestamp(r.try_get("occurred_at")?),
+                            payload: r.try_get("payload")?,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn delete_expired_events(&self, now: Timestamp, audit: CountAudit<'_>) -> Result<u64> {
                 let mut tx = self.begin_write().await?;
                 let deleted = sqlx::query("DELETE FROM events WHERE expires_at <= $1")

@@ -228,6 +228,10 @@ pub trait Store: Send + Sync + 'static {
     /// The one read path to personal data: events whose category is consented for the
     /// purpose at `read.now`, in id order. Audit entries are appended by the engine.
     async fn read_events(&self, read: &PurposeRead<'_>) -> Result<Vec<StoredEvent>>;
+    /// Every stored event of one subject, whatever its consent state now: the read path of
+    /// the subject's own right of access (GDPR Art. 15 and 20), used by the engine's export
+    /// only. In id order.
+    async fn subject_events(&self, subject: &Pseudonym) -> Result<Vec<StoredEvent>>;
     /// Deletes events past their retention, auditing the count.
     async fn delete_expired_events(&self, now: Timestamp, audit: CountAudit<'_>) -> Result<u64>;
 
