@@ -27,6 +27,8 @@ pub enum AuditAction {
     SubjectErase,
     /// A subject's data was exported to them (right of access and portability).
     SubjectExport,
+    /// Processing of a subject's data was restricted or the restriction lifted (Art. 18).
+    SubjectRestrict,
 }
 
 impl AuditAction {
@@ -42,6 +44,7 @@ impl AuditAction {
             Self::KeyCreate => "key.create",
             Self::SubjectErase => "subject.erase",
             Self::SubjectExport => "subject.export",
+            Self::SubjectRestrict => "subject.restrict",
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum ConsentMethod {
     Gpc,
     /// An IAB TCF consent string.
     Tcf,
+    /// An objection to profiling or direct marketing (GDPR Art. 21).
+    Objection,
 }
 
 impl ConsentMethod {
@@ -35,6 +37,7 @@ impl ConsentMethod {
             Self::Import => "import",
             Self::Gpc => "gpc",
             Self::Tcf => "tcf",
+            Self::Objection => "objection",
         }
     }
     /// Parses a stored or requested name.
@@ -46,6 +49,7 @@ impl ConsentMethod {
             "import" => Self::Import,
             "gpc" => Self::Gpc,
             "tcf" => Self::Tcf,
+            "objection" => Self::Objection,
             _ => return None,
         })
     }
@@ -135,7 +139,7 @@ mod tests {
         assert_eq!(row(true, 10).state(Timestamp(5)), ConsentState::Granted);
         assert_eq!(row(true, 10).state(Timestamp(10)), ConsentState::Expired);
         assert_eq!(row(false, 10).state(Timestamp(5)), ConsentState::Withdrawn);
-        for m in ["api", "banner", "form", "import", "gpc", "tcf"] {
+        for m in ["api", "banner", "form", "import", "gpc", "tcf", "objection"] {
             assert_eq!(ConsentMethod::parse(m).unwrap().as_str(), m);
         }
     }

@@ -64,11 +64,13 @@ pub enum RefusalReason {
     ContextNotAllowed,
     /// The same event (subject, item, type, timestamp) was already stored or sent twice.
     DuplicateEvent,
+    /// The subject has restricted processing of their data (GDPR Art. 18).
+    ProcessingRestricted,
 }
 
 impl RefusalReason {
     /// Every reason, for metrics.
-    pub const ALL: [RefusalReason; 9] = [
+    pub const ALL: [RefusalReason; 10] = [
         Self::ConsentRequired,
         Self::UnknownEventType,
         Self::InvalidField,
@@ -78,6 +80,7 @@ impl RefusalReason {
         Self::TimestampTooOld,
         Self::ContextNotAllowed,
         Self::DuplicateEvent,
+        Self::ProcessingRestricted,
     ];
     /// The machine-readable code.
     pub fn code(self) -> &'static str {
@@ -91,6 +94,7 @@ impl RefusalReason {
             Self::TimestampTooOld => "timestamp_too_old",
             Self::ContextNotAllowed => "context_not_allowed",
             Self::DuplicateEvent => "duplicate_event",
+            Self::ProcessingRestricted => "processing_restricted",
         }
     }
 }

@@ -220,12 +220,23 @@ impl Engine {
         update: &ConsentUpdate,
         gpc: bool,
     ) -> Result<ConsentView> {
-        if update.method == ConsentMethod::Gpc {
+        if matches!(update.method, ConsentMethod::Gpc | ConsentMethod::Objection) {
             return Err(EngineError::invalid(
                 "invalid_field",
-                "the consent method `gpc` is recorded only from a Sec-GPC header",
+                "the consent methods `gpc` and `objection` are recorded only from a Sec-GPC header or an objection",
             ));
         }
+        self.record_update(actor, subject, update, gpc).await
+    }
+
+    /// Records a consent change whose method has been checked by the caller.
+    pub(crate) async fn record_update(
+        &self,
+        actor: &Actor,
+        subject: &SubjectId,
+        update: &ConsentUpdate,
+        gpc: bool,
+    ) -> Result<ConsentView> {
         if update.purposes.is_empty() && !gpc {
             return Err(EngineError::invalid(
                 "invalid_field",

@@ -239,6 +239,7 @@ impl Engine {
                 unconsented.insert((subject, category.clone()));
             }
         }
+        let restricted = self.store.restricted(&subjects).await?;
         let mut seen_dedup = HashSet::new();
         let mut kept = Vec::with_capacity(candidates.len());
         for c in candidates {
@@ -247,6 +248,14 @@ impl Engine {
                     c.index,
                     RefusalReason::UnknownItem,
                     "the item is not in the catalogue".into(),
+                );
+                continue;
+            }
+            if restricted.contains(&c.subject) {
+                refuse(
+                    c.index,
+                    RefusalReason::ProcessingRestricted,
+                    "the subject has restricted processing of their data".into(),
                 );
                 continue;
             }

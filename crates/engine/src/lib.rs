@@ -21,6 +21,7 @@ pub mod items;
 pub mod keys;
 pub mod read;
 pub mod recommend;
+pub mod rights;
 mod writer;
 
 pub use audit::AuditReport;

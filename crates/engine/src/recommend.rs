@@ -439,6 +439,13 @@ impl Engine {
             .read_events_audited(actor, PERSONALIZATION, Some(subject), 0, 10_000, false)
             .await?;
         if events.is_empty() {
+            if !self.store.restricted(&[pseudonym]).await?.is_empty() {
+                return self.contextual_with(
+                    &serving,
+                    request,
+                    "the subject has restricted processing of their data, so nothing about them is used",
+                );
+            }
             let purpose = &self.policy.purposes[PERSONALIZATION];
             let mut consented = false;
             for category in &purpose.categories {

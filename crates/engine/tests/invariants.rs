@@ -88,6 +88,7 @@ on_both_backends!(
     recommendations_are_tiered_explained_and_consent_bound,
     erasure_is_real,
     export_holds_everything_and_is_audited,
+    restriction_and_objection_stop_processing,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -1200,5 +1201,142 @@ async fn export_holds_everything_and_is_audited(h: Harness) {
         h.engine.export(&actor(), &sid("never-seen")).await,
         Err(EngineError::NotFound { .. })
     ));
+    assert!(h.engine.verify_audit().await.unwrap().ok);
+}
+
+/// Art. 18 restriction stops ingestion, profiling, training and personalization until lifted;
+/// Art. 21 objection withdraws personalization until the subject grants it again.
+async fn restriction_and_objection_stop_processing(h: Harness) {
+    use candor_engine::RecommendRequest;
+    h.items(&["i1", "i2", "i3"]).await;
+    for s in ["rest-1", "rest-2", "rest-3"] {
+        h.engine
+            .set_consent(&actor(), &sid(s), &grant(&[PROFILING]), false)
+            .await
+            .unwrap();
+        h.engine
+            .ingest(
+                &actor(),
+                &[event(s, "i1", "view"), event(s, "i2", "view")],
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    h.engine
+        .ingest(&actor(), &[event("rest-3", "i3", "view")], false)
+        .await
+        .unwrap();
+    h.engine
+        .restrict(&actor(), &sid("rest-3"), true)
+        .await
+        .unwrap();
+    // Ingestion refused, reads skip them, training leaves them out, recommendations contextual.
+    let mut later = event("rest-3", "i2", "click");
+    later.timestamp = Some(Timestamp(Timestamp::now().0 - 3000).to_rfc3339());
+    let report = h.engine.ingest(&actor(), &[later], false).await.unwrap();
+    assert_eq!(reasons(&report), vec![RefusalReason::ProcessingRestricted]);
+    assert!(
+        h.engine
+            .read_events(&actor(), PROFILING, Some(&sid("rest-3")), 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let card = h.engine.train(&actor()).await.unwrap();
+    assert_eq!(card.subjects, 2);
+    assert_eq!(card.items, 2, "i3 only in the restricted history");
+    let recs = h
+        .engine
+        .recommend(
+            &actor(),
+            &sid("rest-3"),
+            &RecommendRequest {
+                n: 2,
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(recs.tier, "contextual");
+    assert!(recs.reason.contains("restricted"), "{}", recs.reason);
+    // Storage continues: nothing was deleted, and the export still shows it all.
+    assert_eq!(
+        h.engine
+            .export(&actor(), &sid("rest-3"))
+            .await
+            .unwrap()
+            .events
+            .len(),
+        3
+    );
+    // Lifting restores processing.
+    h.engine
+        .restrict(&actor(), &sid("rest-3"), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.engine
+            .read_events(&actor(), PROFILING, Some(&sid("rest-3")), 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(matches!(
+        h.engine.restrict(&actor(), &sid("nobody"), true).await,
+        Err(EngineError::NotFound { .. })
+    ));
+
+    // Objection: personalization off, recorded as such, until a new grant.
+    let view = h.engine.object(&actor(), &sid("rest-1")).await.unwrap();
+    assert_eq!(view.purposes[PROFILING].state, ConsentState::Withdrawn);
+    assert!(
+        view.purposes[PROFILING]
+            .categories
+            .iter()
+            .all(|c| c.method == Some(ConsentMethod::Objection))
+    );
+    let recs = h
+        .engine
+        .recommend(
+            &actor(),
+            &sid("rest-1"),
+            &RecommendRequest {
+                n: 2,
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(recs.tier, "contextual");
+    let mut forged = grant(&[PROFILING]);
+    forged.method = ConsentMethod::Objection;
+    assert!(
+        h.engine
+            .set_consent(&actor(), &sid("rest-1"), &forged, false)
+            .await
+            .is_err()
+    );
+    h.engine
+        .set_consent(&actor(), &sid("rest-1"), &grant(&[PROFILING]), false)
+        .await
+        .unwrap();
+    let recs = h
+        .engine
+        .recommend(
+            &actor(),
+            &sid("rest-1"),
+            &RecommendRequest {
+                n: 2,
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(recs.tier, "server");
     assert!(h.engine.verify_audit().await.unwrap().ok);
 }

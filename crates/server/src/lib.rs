@@ -105,6 +105,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_model_card))
         .routes(routes!(erase_subject))
         .routes(routes!(export_subject))
+        .routes(routes!(put_restriction))
+        .routes(routes!(post_objection))
 }
 
 /// The OpenAPI 3 document of the API, generated from the route annotations.

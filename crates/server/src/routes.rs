@@ -646,3 +646,57 @@ pub async fn export_subject(
     }
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())
 }
+
+/// A restriction change.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestrictionBody {
+    /// `true` restricts processing (Art. 18); `false` lifts the restriction.
+    pub restricted: bool,
+}
+
+/// Restrict processing of a subject's data, or lift the restriction (GDPR Art. 18): while
+/// restricted, data stays stored but is not ingested, profiled, trained on or personalized.
+#[utoipa::path(put, path = "/v1/subjects/{id}/restriction", tag = "rights",
+    params(("id" = String, Path, description = "Subject id")),
+    request_body = RestrictionBody,
+    responses((status = 200, body = Object, description = "The new state"),
+              (status = 404, body = ErrorBody, description = "Unknown subject")),
+    security(("api_key" = [])))]
+pub async fn put_restriction(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RestrictionBody>,
+) -> Result<Response, ApiError> {
+    let principal = authorize(&state, &headers, &[Role::Service, Role::Dpo]).await?;
+    let subject = subject_id(&id)?;
+    state
+        .engine
+        .restrict(&principal.actor(), &subject, body.restricted)
+        .await?;
+    Ok(Json(serde_json::json!({ "restricted": body.restricted })).into_response())
+}
+
+/// Object to profiling and direct marketing (GDPR Art. 21): every personalization and
+/// marketing purpose is withdrawn until the subject grants it again.
+#[utoipa::path(post, path = "/v1/subjects/{id}/objection", tag = "rights",
+    params(("id" = String, Path, description = "Subject id")),
+    responses((status = 200, body = ConsentResponse, description = "Consent after the objection"),
+              (status = 404, body = ErrorBody, description = "Unknown subject")),
+    security(("api_key" = [])))]
+pub async fn post_objection(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ConsentResponse>, ApiError> {
+    let principal = authorize(&state, &headers, &[Role::Service, Role::Dpo]).await?;
+    let subject = subject_id(&id)?;
+    Ok(Json(
+        state
+            .engine
+            .object(&principal.actor(), &subject)
+            .await?
+            .into(),
+    ))
+}

@@ -681,6 +681,7 @@ macro_rules! impl_store {
                     q.push(" AND e.subject_hint = ").push_bind(subject_hint(subject));
                     q.push(" AND e.subject = ").push_bind(subject.0.to_vec());
                 }
+                q.push(" AND NOT EXISTS (SELECT 1 FROM restrictions r WHERE r.subject = e.subject)");
                 q.push(" ORDER BY e.id LIMIT ").push_bind(read.limit as i64);
                 let rows = q.build().fetch_all(&self.read).await?;
                 rows.into_iter()
@@ -834,6 +835,10 @@ macro_rules! impl_store {
                         .await?
                         .rows_affected();
                 }
+                sqlx::query("DELETE FROM restrictions WHERE subject = $1")
+                    .bind(subject.0.to_vec())
+                    .execute(&mut *tx)
+                    .await?;
                 let keys = sqlx::query("DELETE FROM subject_keys WHERE subject = $1")
                     .bind(subject.0.to_vec())
                     .execute(&mut *tx)
@@ -846,6 +851,42 @@ macro_rules! impl_store {
                 tx.commit().await?;
                 Self::purge_deleted_bytes(&self.write).await?;
                 Ok(erased)
+            }
+
+            async fn set_restriction(&self, subject: &Pseudonym, restricted: bool, at: Timestamp, audit: &[AuditDraft]) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                if restricted {
+                    sqlx::query("INSERT INTO restrictions (subject, at) VALUES ($1, $2) ON CONFLICT (subject) DO NOTHING")
+                        .bind(subject.0.to_vec())
+                        .bind(at.0)
+                        .execute(&mut *tx)
+                        .await?;
+                } else {
+                    sqlx::query("DELETE FROM restrictions WHERE subject = $1")
+                        .bind(subject.0.to_vec())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                self.append_in_tx(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn restricted(&self, subjects: &[Pseudonym]) -> Result<HashSet<Pseudonym>> {
+                let mut out = HashSet::new();
+                for chunk in subjects.chunks(IN_CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new("SELECT subject FROM restrictions WHERE subject IN (");
+                    let mut sep = q.separated(", ");
+                    for s in chunk {
+                        sep.push_bind(s.0.to_vec());
+                    }
+                    q.push(")");
+                    let rows: Vec<(Vec<u8>,)> = q.build_query_as().fetch_all(&self.read).await?;
+                    for (subject,) in rows {
+                        out.insert(pseudonym(subject, "restrictions")?);
+                    }
+                }
+                Ok(out)
             }
 
             async fn put_model(&self, card: &str, weights: &[u8], at: Timestamp) -> Result<i64> {

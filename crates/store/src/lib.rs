@@ -225,8 +225,9 @@ pub trait Store: Send + Sync + 'static {
     /// per group and event, whether it was stored (`false`: an event with the same dedup key
     /// already exists, or appears earlier in this call).
     async fn insert_event_groups(&self, groups: &[EventGroup]) -> Result<Vec<Vec<bool>>>;
-    /// The one read path to personal data: events whose category is consented for the
-    /// purpose at `read.now`, in id order. Audit entries are appended by the engine.
+    /// The processing read of personal data: events whose category is consented for the
+    /// purpose at `read.now`, of subjects whose processing is not restricted, in id order.
+    /// Audit entries are appended by the engine.
     async fn read_events(&self, read: &PurposeRead<'_>) -> Result<Vec<StoredEvent>>;
     /// Every stored event of one subject, whatever its consent state now: the read path of
     /// the subject's own right of access (GDPR Art. 15 and 20), used by the engine's export
@@ -253,6 +254,17 @@ pub trait Store: Send + Sync + 'static {
     /// overwrote the pages, and the WAL is checkpointed and truncated).
     async fn erase_subject(&self, subject: &Pseudonym, audit: CountAudit<'_>)
     -> Result<ErasedRows>;
+
+    /// Restricts processing of a subject's data (or lifts the restriction), with the audit entry.
+    async fn set_restriction(
+        &self,
+        subject: &Pseudonym,
+        restricted: bool,
+        at: Timestamp,
+        audit: &[AuditDraft],
+    ) -> Result<()>;
+    /// Which of the given subjects are restricted.
+    async fn restricted(&self, subjects: &[Pseudonym]) -> Result<HashSet<Pseudonym>>;
 
     /// Stores a trained model artifact; returns its version.
     async fn put_model(&self, card: &str, weights: &[u8], at: Timestamp) -> Result<i64>;

@@ -1,0 +1,6 @@
+-- Art. 18 restriction of processing: while a subject's row is here, their data is stored but
+-- not processed (no ingestion, no profiling, no training, no personalized recommendations).
+CREATE TABLE restrictions (
+    subject BLOB PRIMARY KEY,
+    at INTEGER NOT NULL
+);
