@@ -29,6 +29,8 @@ pub enum AuditAction {
     SubjectExport,
     /// Processing of a subject's data was restricted or the restriction lifted (Art. 18).
     SubjectRestrict,
+    /// Some of a subject's events were deleted at their request (rectification, Art. 16).
+    EventsRectify,
 }
 
 impl AuditAction {
@@ -45,6 +47,7 @@ impl AuditAction {
             Self::SubjectErase => "subject.erase",
             Self::SubjectExport => "subject.export",
             Self::SubjectRestrict => "subject.restrict",
+            Self::EventsRectify => "events.rectify",
         }
     }
 }

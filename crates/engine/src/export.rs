@@ -17,6 +17,8 @@ pub const EXPORT_SCHEMA: &str = "candor.export/1";
 /// One exported event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExportedEvent {
+    /// The event's id, for rectification (`DELETE /v1/subjects/{id}/events/{event}`).
+    pub id: i64,
     /// When it happened (RFC 3339).
     pub timestamp: String,
     /// Event type.
@@ -106,6 +108,7 @@ impl Engine {
             let payload: EventPayload =
                 serde_json::from_slice(&plaintext).map_err(|_| EngineError::Crypto)?;
             events.push(ExportedEvent {
+                id: row.id,
                 timestamp: row.occurred_at.to_rfc3339(),
                 event_type: payload.event_type,
                 item: payload.item,

@@ -1,4 +1,5 @@
-//! Restriction of processing (GDPR Art. 18) and objection to profiling (Art. 21).
+//! Rectification (GDPR Art. 16), restriction of processing (Art. 18) and objection to
+//! profiling (Art. 21).
 //! A restriction keeps the data stored but stops everything else: ingestion is refused with
 //! `processing_restricted`, purpose-bound reads (so training and personalization) skip the
 //! subject, and recommendations fall back to `contextual` — until it is lifted. An objection
@@ -39,6 +40,39 @@ impl Engine {
             .set_restriction(&pseudonym, restricted, Timestamp::now(), &[draft])
             .await?;
         Ok(())
+    }
+
+    /// Rectification (Art. 16): deletes one of the subject's events. Their recommendations
+    /// change at once (they are computed from the current history); the item model forgets
+    /// the event at its next training. To correct an event, delete it and send the corrected
+    /// one.
+    pub async fn delete_event(
+        &self,
+        actor: &Actor,
+        subject: &SubjectId,
+        event_id: i64,
+    ) -> Result<()> {
+        let pseudonym = self.pseudonymize(subject);
+        let audit = |n: u64| {
+            self.draft(
+                actor,
+                AuditAction::EventsRectify,
+                Some(pseudonym),
+                None,
+                format!("deleted={n}"),
+            )
+        };
+        match self
+            .store
+            .delete_subject_events(&pseudonym, &[event_id], &audit)
+            .await?
+        {
+            0 => Err(EngineError::not_found(
+                "unknown_event",
+                "this subject has no event with this id",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Records an objection to profiling and direct marketing: withdraws every purpose named

@@ -107,6 +107,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(export_subject))
         .routes(routes!(put_restriction))
         .routes(routes!(post_objection))
+        .routes(routes!(delete_event))
 }
 
 /// The OpenAPI 3 document of the API, generated from the route annotations.

@@ -700,3 +700,31 @@ pub async fn post_objection(
             .into(),
     ))
 }
+
+/// Rectification (GDPR Art. 16): delete one of the subject's events (ids come from the
+/// export). To correct an event, delete it and send the corrected one.
+#[utoipa::path(delete, path = "/v1/subjects/{id}/events/{event}", tag = "rights",
+    params(("id" = String, Path, description = "Subject id"), ("event" = i64, Path, description = "Event id from the export")),
+    responses((status = 204, description = "Deleted"),
+              (status = 404, body = ErrorBody, description = "The subject has no such event")),
+    security(("api_key" = [])))]
+pub async fn delete_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, event)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let principal = authorize(&state, &headers, &[Role::Service, Role::Dpo]).await?;
+    let subject = subject_id(&id)?;
+    let event: i64 = event.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            "the event id is a number from the export",
+        )
+    })?;
+    state
+        .engine
+        .delete_event(&principal.actor(), &subject, event)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

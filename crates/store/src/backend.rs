@@ -719,6 +719,29 @@ macro_rules! impl_store {
                     .collect()
             }
 
+            async fn delete_subject_events(&self, subject: &Pseudonym, ids: &[i64], audit: CountAudit<'_>) -> Result<u64> {
+                let mut tx = self.begin_write().await?;
+                let mut deleted = 0;
+                for chunk in ids.chunks(IN_CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new("DELETE FROM events WHERE subject_hint = ");
+                    q.push_bind(subject_hint(subject)).push(" AND subject = ").push_bind(subject.0.to_vec()).push(" AND id IN (");
+                    let mut sep = q.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(*id);
+                    }
+                    q.push(")");
+                    deleted += q.build().execute(&mut *tx).await?.rows_affected();
+                }
+                if deleted > 0 {
+                    self.append_in_tx(&mut tx, &[audit(deleted)]).await?;
+                }
+                tx.commit().await?;
+                if deleted > 0 {
+                    Self::purge_deleted_bytes(&self.write).await?;
+                }
+                Ok(deleted)
+            }
+
             async fn delete_expired_events(&self, now: Timestamp, audit: CountAudit<'_>) -> Result<u64> {
                 let mut tx = self.begin_write().await?;
                 let deleted = sqlx::query("DELETE FROM events WHERE expires_at <= $1")

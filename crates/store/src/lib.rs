@@ -233,6 +233,14 @@ pub trait Store: Send + Sync + 'static {
     /// the subject's own right of access (GDPR Art. 15 and 20), used by the engine's export
     /// only. In id order.
     async fn subject_events(&self, subject: &Pseudonym) -> Result<Vec<StoredEvent>>;
+    /// Deletes some of one subject's events (rectification), auditing the count; returns how
+    /// many existed and were deleted. Ids of other subjects' events are ignored.
+    async fn delete_subject_events(
+        &self,
+        subject: &Pseudonym,
+        ids: &[i64],
+        audit: CountAudit<'_>,
+    ) -> Result<u64>;
     /// Deletes events past their retention, auditing the count.
     async fn delete_expired_events(&self, now: Timestamp, audit: CountAudit<'_>) -> Result<u64>;
 
