@@ -22,6 +22,7 @@ pub mod keys;
 pub mod read;
 pub mod recommend;
 pub mod rights;
+pub mod transparency;
 mod writer;
 
 pub use audit::AuditReport;

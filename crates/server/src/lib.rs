@@ -67,6 +67,7 @@ impl AppState {
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "keys", description = "API keys"),
         (name = "rights", description = "Data subjects' rights"),
+        (name = "transparency", description = "Notice, record of processing, transparency report, GPC"),
         (name = "recommendations", description = "Tiered, explained recommendations and the item model"),
         (name = "system", description = "Health and metrics"),
     )
@@ -108,6 +109,10 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(put_restriction))
         .routes(routes!(post_objection))
         .routes(routes!(delete_event))
+        .routes(routes!(get_privacy_notice))
+        .routes(routes!(get_processing_record))
+        .routes(routes!(get_transparency))
+        .routes(routes!(get_gpc_json))
 }
 
 /// The OpenAPI 3 document of the API, generated from the route annotations.

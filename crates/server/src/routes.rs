@@ -728,3 +728,56 @@ pub async fn delete_event(
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// The Art. 13 privacy notice, generated from the policy in force. Public.
+#[utoipa::path(get, path = "/v1/privacy/notice", tag = "transparency",
+    responses((status = 200, body = Object, description = "The notice: controller, purposes, legal bases, recipients, retention, rights, profiling logic")))]
+pub async fn get_privacy_notice(State(state): State<AppState>) -> Response {
+    Json(state.engine.privacy_notice()).into_response()
+}
+
+/// The GDPR Art. 30 record of processing, generated from the policy (dpo).
+#[utoipa::path(get, path = "/v1/reports/processing-record", tag = "transparency",
+    responses((status = 200, body = Object, description = "The record of processing")),
+    security(("api_key" = [])))]
+pub async fn get_processing_record(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, &[Role::Dpo]).await?;
+    Ok(Json(state.engine.processing_record()).into_response())
+}
+
+/// What is held about a subject, per category, with counts, purposes, recipients, retention
+/// and consent expiry: for the subject, or a `service` key on their behalf.
+#[utoipa::path(get, path = "/v1/subjects/{id}/transparency", tag = "transparency",
+    params(("id" = String, Path, description = "Subject id")),
+    responses((status = 200, body = Object, description = "The transparency report"),
+              (status = 404, body = ErrorBody, description = "Unknown subject")),
+    security(("api_key" = [])))]
+pub async fn get_transparency(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let principal = authorize(&state, &headers, &[Role::Service, Role::Dpo]).await?;
+    let subject = subject_id(&id)?;
+    Ok(Json(
+        state
+            .engine
+            .transparency(&principal.actor(), &subject)
+            .await?,
+    )
+    .into_response())
+}
+
+/// The Global Privacy Control support resource (`/.well-known/gpc.json`). Public.
+#[utoipa::path(get, path = "/.well-known/gpc.json", tag = "transparency",
+    responses((status = 200, body = Object, description = "`{\"gpc\": true, \"lastUpdate\": ...}`")))]
+pub async fn get_gpc_json(State(state): State<AppState>) -> Response {
+    // The policy version is a date in the shipped policy; fall back to no date otherwise.
+    let version = &state.engine.policy().version;
+    let last_update =
+        (version.len() == 10 && version.as_bytes()[4] == b'-').then_some(version.as_str());
+    Json(serde_json::json!({ "gpc": true, "lastUpdate": last_update })).into_response()
+}

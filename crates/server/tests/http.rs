@@ -923,3 +923,92 @@ async fn recommendations_over_http() {
         (StatusCode::NOT_FOUND, "unknown_item")
     );
 }
+
+#[tokio::test]
+async fn transparency_documents_come_from_the_policy() {
+    let api = api().await;
+    let (status, notice) = api.call("GET", "/v1/privacy/notice", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(notice["version"], "2026-11-01");
+    assert_eq!(notice["controller"]["name"], "Example Shop Ltd");
+    let purposes = notice["purposes"].as_array().unwrap();
+    assert_eq!(purposes.len(), 5);
+    let sharing = purposes
+        .iter()
+        .find(|p| p["name"] == "third_party_sharing")
+        .unwrap();
+    assert_eq!(sharing["recipients"][0], "Partner Logistics GmbH");
+    assert_eq!(sharing["gpc_opt_out"], true);
+    assert!(notice["rights"].as_array().unwrap().len() >= 6);
+    assert!(
+        notice["profiling_logic"]
+            .as_str()
+            .unwrap()
+            .contains("no model is trained yet")
+    );
+
+    assert_eq!(
+        api.call(
+            "GET",
+            "/v1/reports/processing-record",
+            Some(&api.service),
+            None
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, record) = api
+        .call("GET", "/v1/reports/processing-record", Some(&api.dpo), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(record["activities"].as_array().unwrap().len(), 5);
+    assert!(record["security_measures"].as_array().unwrap().len() >= 5);
+
+    let (status, gpc) = api.call("GET", "/.well-known/gpc.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(gpc, json!({"gpc": true, "lastUpdate": "2026-11-01"}));
+
+    api.grant(
+        "t1",
+        json!({"personalize.content.profiling": true, "third_party_sharing": true}),
+    )
+    .await;
+    api.call("POST", "/v1/events", Some(&api.service), Some(json!([{"subject": "t1", "item": "i1", "type": "view"}, {"subject": "t1", "item": "i2", "type": "purchase", "value": 1}]))).await;
+    let (status, report) = api
+        .call(
+            "GET",
+            "/v1/subjects/t1/transparency",
+            Some(&api.service),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let purchases = &report["categories"]["user.behavior.purchase_history"];
+    assert_eq!(purchases["events"], 1);
+    let uses = purchases["purposes"].as_array().unwrap();
+    let sharing = uses
+        .iter()
+        .find(|p| p["purpose"] == "third_party_sharing")
+        .unwrap();
+    assert_eq!(sharing["consent"], "granted");
+    assert!(sharing["consent_expires_at"].is_string());
+    assert!(
+        uses.iter()
+            .any(|p| p["purpose"] == "analytics.reporting" && p["consent"] == "none")
+    );
+    assert!(purchases["oldest_deleted_by"].is_string());
+    assert_eq!(report["restricted"], false);
+    let (status, body) = api
+        .call(
+            "GET",
+            "/v1/subjects/nobody/transparency",
+            Some(&api.service),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "unknown_subject")
+    );
+}
