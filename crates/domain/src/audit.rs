@@ -31,6 +31,8 @@ pub enum AuditAction {
     SubjectRestrict,
     /// Some of a subject's events were deleted at their request (rectification, Art. 16).
     EventsRectify,
+    /// A data subject's request was received, extended or completed.
+    RequestUpdate,
 }
 
 impl AuditAction {
@@ -48,6 +50,7 @@ impl AuditAction {
             Self::SubjectExport => "subject.export",
             Self::SubjectRestrict => "subject.restrict",
             Self::EventsRectify => "events.rectify",
+            Self::RequestUpdate => "request.update",
         }
     }
 }

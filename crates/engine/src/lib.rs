@@ -21,6 +21,7 @@ pub mod items;
 pub mod keys;
 pub mod read;
 pub mod recommend;
+pub mod requests;
 pub mod rights;
 pub mod transparency;
 mod writer;

@@ -89,6 +89,7 @@ on_both_backends!(
     erasure_is_real,
     export_holds_everything_and_is_audited,
     restriction_and_objection_stop_processing,
+    requests_have_deadlines_and_run_the_rights,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -1338,5 +1339,120 @@ async fn restriction_and_objection_stop_processing(h: Harness) {
         .await
         .unwrap();
     assert_eq!(recs.tier, "server");
+    assert!(h.engine.verify_audit().await.unwrap().ok);
+}
+
+/// Requests: deadlines per jurisdiction, overdue listing, one extension with a reason, and
+/// fulfilment that runs the right for the subject the request names.
+async fn requests_have_deadlines_and_run_the_rights(h: Harness) {
+    h.items(&["i1"]).await;
+    let s = sid("requester");
+    h.engine
+        .set_consent(&actor(), &s, &grant(&[PROFILING, SHARING]), false)
+        .await
+        .unwrap();
+    h.engine
+        .ingest(&actor(), &[event("requester", "i1", "view")], false)
+        .await
+        .unwrap();
+    let day = candor_domain::timestamp::DAY_MS;
+    let old = Timestamp(Timestamp::now().0 - 40 * day);
+    let gdpr = h
+        .engine
+        .create_request(&actor(), "erasure", &s, "gdpr", Some(old))
+        .await
+        .unwrap();
+    assert!(
+        gdpr.overdue,
+        "a GDPR request received 40 days ago is past its one-month deadline"
+    );
+    assert!(gdpr.acknowledge_by.is_none());
+    let ccpa = h
+        .engine
+        .create_request(&actor(), "do_not_sell", &s, "ccpa", None)
+        .await
+        .unwrap();
+    assert!(!ccpa.overdue);
+    assert!(ccpa.acknowledge_by.is_some());
+    let overdue = h.engine.list_requests(true).await.unwrap();
+    assert_eq!(
+        overdue.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec![gdpr.id.as_str()]
+    );
+    let extended = h
+        .engine
+        .extend_request(&actor(), &gdpr.id, "complex request")
+        .await
+        .unwrap();
+    assert!(!extended.overdue);
+    assert!(matches!(
+        h.engine.extend_request(&actor(), &gdpr.id, "again").await,
+        Err(EngineError::Invalid {
+            code: "already_extended",
+            ..
+        })
+    ));
+    assert!(h.engine.list_requests(true).await.unwrap().is_empty());
+    // Fulfilment: the subject must match; do-not-sell withdraws the GPC purposes.
+    assert!(matches!(
+        h.engine
+            .fulfil_request(&actor(), &ccpa.id, &sid("someone-else"))
+            .await,
+        Err(EngineError::Invalid {
+            code: "subject_mismatch",
+            ..
+        })
+    ));
+    let (done, _) = h
+        .engine
+        .fulfil_request(&actor(), &ccpa.id, &s)
+        .await
+        .unwrap();
+    assert_eq!(done.status, "completed");
+    assert_eq!(
+        h.engine
+            .consent(&actor(), &s, false)
+            .await
+            .unwrap()
+            .purposes[SHARING]
+            .state,
+        ConsentState::Withdrawn
+    );
+    let (done, certificate) = h
+        .engine
+        .fulfil_request(&actor(), &gdpr.id, &s)
+        .await
+        .unwrap();
+    assert_eq!(done.status, "completed");
+    assert_eq!(certificate["events_deleted"], 1);
+    assert!(matches!(
+        h.engine.fulfil_request(&actor(), &gdpr.id, &s).await,
+        Err(EngineError::Invalid {
+            code: "already_completed",
+            ..
+        })
+    ));
+    assert!(matches!(
+        h.engine
+            .create_request(&actor(), "telepathy", &s, "gdpr", None)
+            .await,
+        Err(EngineError::Invalid {
+            code: "unknown_kind",
+            ..
+        })
+    ));
+    assert!(matches!(
+        h.engine
+            .create_request(&actor(), "access", &s, "mars", None)
+            .await,
+        Err(EngineError::Invalid {
+            code: "unknown_jurisdiction",
+            ..
+        })
+    ));
+    assert!(matches!(
+        h.engine.extend_request(&actor(), "nope", "x").await,
+        Err(EngineError::NotFound { .. })
+    ));
     assert!(h.engine.verify_audit().await.unwrap().ok);
 }

@@ -113,6 +113,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_processing_record))
         .routes(routes!(get_transparency))
         .routes(routes!(get_gpc_json))
+        .routes(routes!(create_request, list_requests))
+        .routes(routes!(extend_request))
+        .routes(routes!(fulfil_request))
 }
 
 /// The OpenAPI 3 document of the API, generated from the route annotations.

@@ -781,3 +781,143 @@ pub async fn get_gpc_json(State(state): State<AppState>) -> Response {
         (version.len() == 10 && version.as_bytes()[4] == b'-').then_some(version.as_str());
     Json(serde_json::json!({ "gpc": true, "lastUpdate": last_update })).into_response()
 }
+
+/// A new data subject's request.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRequestBody {
+    /// `access`, `erasure`, `restriction`, `objection` or `do_not_sell`.
+    pub kind: String,
+    /// The subject's id (stored only as a pseudonym).
+    pub subject: String,
+    /// `gdpr` or `ccpa`.
+    pub jurisdiction: String,
+    /// When the request was received, if not now (RFC 3339).
+    #[serde(default)]
+    pub received_at: Option<String>,
+}
+
+/// Filters of the request list.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RequestListParams {
+    /// Only requests past their deadline and not completed.
+    pub overdue: Option<bool>,
+}
+
+/// An extension.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendBody {
+    /// Why the deadline is extended (recorded).
+    pub reason: String,
+}
+
+/// The subject a request is fulfilled for.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FulfilBody {
+    /// The subject's id; it must match the request.
+    pub subject: String,
+}
+
+/// Record a data subject's request; its deadline is computed (GDPR one month, CCPA 45 days
+/// with an acknowledgement within 10 business days).
+#[utoipa::path(post, path = "/v1/requests", tag = "rights",
+    request_body = NewRequestBody,
+    responses((status = 201, body = Object, description = "The request with its deadlines"),
+              (status = 400, body = ErrorBody, description = "Unknown kind or jurisdiction")),
+    security(("api_key" = [])))]
+pub async fn create_request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<NewRequestBody>,
+) -> Result<Response, ApiError> {
+    let principal = authorize(&state, &headers, &[Role::Service, Role::Dpo]).await?;
+    let subject = subject_id(&body.subject)?;
+    let received_at = match body.received_at.as_deref() {
+        None => None,
+        Some(raw) => Some(candor_domain::Timestamp::parse_rfc3339(raw).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "received_at is not an RFC 3339 date-time",
+            )
+        })?),
+    };
+    let view = state
+        .engine
+        .create_request(
+            &principal.actor(),
+            &body.kind,
+            &subject,
+            &body.jurisdiction,
+            received_at,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Requests, newest first; `?overdue=true` lists those past their deadline (dpo).
+#[utoipa::path(get, path = "/v1/requests", tag = "rights",
+    params(RequestListParams),
+    responses((status = 200, body = Object, description = "The requests")),
+    security(("api_key" = [])))]
+pub async fn list_requests(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<RequestListParams>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, &[Role::Dpo]).await?;
+    let requests = state
+        .engine
+        .list_requests(q.overdue.unwrap_or(false))
+        .await?;
+    Ok(Json(serde_json::json!({ "requests": requests })).into_response())
+}
+
+/// Extend a request's deadline once, with a recorded reason (dpo).
+#[utoipa::path(post, path = "/v1/requests/{id}/extend", tag = "rights",
+    params(("id" = String, Path, description = "Request id")),
+    request_body = ExtendBody,
+    responses((status = 200, body = Object, description = "The request"),
+              (status = 400, body = ErrorBody, description = "Already extended or completed")),
+    security(("api_key" = [])))]
+pub async fn extend_request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ExtendBody>,
+) -> Result<Response, ApiError> {
+    let principal = authorize(&state, &headers, &[Role::Dpo]).await?;
+    Ok(Json(
+        state
+            .engine
+            .extend_request(&principal.actor(), &id, &body.reason)
+            .await?,
+    )
+    .into_response())
+}
+
+/// Fulfil a request: runs the right (export, erasure, restriction, objection, do-not-sell) and
+/// returns its outcome (dpo).
+#[utoipa::path(post, path = "/v1/requests/{id}/fulfil", tag = "rights",
+    params(("id" = String, Path, description = "Request id")),
+    request_body = FulfilBody,
+    responses((status = 200, body = Object, description = "The completed request and its outcome"),
+              (status = 400, body = ErrorBody, description = "Subject mismatch or already completed")),
+    security(("api_key" = [])))]
+pub async fn fulfil_request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<FulfilBody>,
+) -> Result<Response, ApiError> {
+    let principal = authorize(&state, &headers, &[Role::Dpo]).await?;
+    let subject = subject_id(&body.subject)?;
+    let (request, outcome) = state
+        .engine
+        .fulfil_request(&principal.actor(), &id, &subject)
+        .await?;
+    Ok(Json(serde_json::json!({ "request": request, "outcome": outcome })).into_response())
+}

@@ -1012,3 +1012,76 @@ async fn transparency_documents_come_from_the_policy() {
         (StatusCode::NOT_FOUND, "unknown_subject")
     );
 }
+
+#[tokio::test]
+async fn requests_over_http() {
+    let api = api().await;
+    api.grant("q1", json!({"personalize.content.profiling": true}))
+        .await;
+    api.call(
+        "POST",
+        "/v1/events",
+        Some(&api.service),
+        Some(json!({"subject": "q1", "item": "i1", "type": "view"})),
+    )
+    .await;
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/requests",
+            Some(&api.service),
+            Some(json!({"kind": "telepathy", "subject": "q1", "jurisdiction": "gdpr"})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "unknown_kind")
+    );
+    let long_ago = candor_domain::Timestamp(
+        candor_domain::Timestamp::now().0 - 40 * candor_domain::timestamp::DAY_MS,
+    )
+    .to_rfc3339();
+    let (status, request) = api
+        .call("POST", "/v1/requests", Some(&api.service), Some(json!({"kind": "access", "subject": "q1", "jurisdiction": "gdpr", "received_at": long_ago})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{request}");
+    assert_eq!(request["overdue"], true);
+    assert_eq!(
+        api.call("GET", "/v1/requests?overdue=true", Some(&api.service), None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let (_, list) = api
+        .call("GET", "/v1/requests?overdue=true", Some(&api.dpo), None)
+        .await;
+    assert_eq!(list["requests"][0]["id"], request["id"]);
+    let id = request["id"].as_str().unwrap();
+    let (status, done) = api
+        .call(
+            "POST",
+            &format!("/v1/requests/{id}/fulfil"),
+            Some(&api.dpo),
+            Some(json!({"subject": "q1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["request"]["status"], "completed");
+    assert_eq!(done["outcome"]["schema"], "candor.export/1");
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/v1/requests/{id}/extend"),
+            Some(&api.dpo),
+            Some(json!({"reason": "late"})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "already_completed")
+    );
+    let (_, list) = api
+        .call("GET", "/v1/requests?overdue=true", Some(&api.dpo), None)
+        .await;
+    assert!(list["requests"].as_array().unwrap().is_empty());
+}

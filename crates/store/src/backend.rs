@@ -18,7 +18,7 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row, Sqlite, SqlitePool, Transaction}
 
 use crate::{
     ApiKeyRecord, CountAudit, ErasedRows, EventGroup, ModelArtifact, NewEvent, PurposeRead, Result,
-    Store, StoreError, StoreStats, StoredEvent,
+    RightsRequest, Store, StoreError, StoreStats, StoredEvent,
 };
 
 /// Rows per multi-row INSERT (kept well under both engines' bind-parameter limits).
@@ -912,6 +912,42 @@ macro_rules! impl_store {
                 Ok(out)
             }
 
+            async fn put_request(&self, r: &RightsRequest, audit: &[AuditDraft]) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO requests (id, kind, subject, jurisdiction, status, received_at, due_at, ack_due_at, \
+                     extended_until, extension_reason, completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     ON CONFLICT (id) DO UPDATE SET status = excluded.status, extended_until = excluded.extended_until, \
+                     extension_reason = excluded.extension_reason, completed_at = excluded.completed_at",
+                )
+                .bind(r.id.clone())
+                .bind(r.kind.clone())
+                .bind(r.subject.0.to_vec())
+                .bind(r.jurisdiction.clone())
+                .bind(r.status.clone())
+                .bind(r.received_at.0)
+                .bind(r.due_at.0)
+                .bind(r.ack_due_at.map(|t| t.0))
+                .bind(r.extended_until.map(|t| t.0))
+                .bind(r.extension_reason.clone())
+                .bind(r.completed_at.map(|t| t.0))
+                .execute(&mut *tx)
+                .await?;
+                self.append_in_tx(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_request(&self, id: &str) -> Result<Option<RightsRequest>> {
+                let row = sqlx::query("SELECT * FROM requests WHERE id = $1").bind(id).fetch_optional(&self.read).await?;
+                row.map(|r| request_from_row!(r)).transpose()
+            }
+
+            async fn list_requests(&self) -> Result<Vec<RightsRequest>> {
+                let rows = sqlx::query("SELECT * FROM requests ORDER BY received_at DESC, id").fetch_all(&self.read).await?;
+                rows.into_iter().map(|r| request_from_row!(r)).collect()
+            }
+
             async fn put_model(&self, card: &str, weights: &[u8], at: Timestamp) -> Result<i64> {
                 let version: i64 = sqlx::query_scalar(
                     "INSERT INTO model_artifacts (created_at, card, weights) VALUES ($1, $2, $3) RETURNING version",
@@ -958,6 +994,28 @@ macro_rules! impl_store {
             }
         }
     };
+}
+
+macro_rules! request_from_row {
+    ($r:expr) => {{
+        let r = $r;
+        let at = |name: &str| -> Result<Option<Timestamp>> {
+            Ok(r.try_get::<Option<i64>, _>(name)?.map(Timestamp))
+        };
+        Ok::<RightsRequest, StoreError>(RightsRequest {
+            id: r.try_get("id")?,
+            kind: r.try_get("kind")?,
+            subject: pseudonym(r.try_get("subject")?, "requests")?,
+            jurisdiction: r.try_get("jurisdiction")?,
+            status: r.try_get("status")?,
+            received_at: Timestamp(r.try_get("received_at")?),
+            due_at: Timestamp(r.try_get("due_at")?),
+            ack_due_at: at("ack_due_at")?,
+            extended_until: at("extended_until")?,
+            extension_reason: r.try_get("extension_reason")?,
+            completed_at: at("completed_at")?,
+        })
+    }};
 }
 
 macro_rules! item_from_row {

@@ -116,6 +116,33 @@ pub struct ApiKeyRecord {
     pub created_at: Timestamp,
 }
 
+/// A data subject's request as stored (kinds, statuses and deadlines are the engine's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RightsRequest {
+    /// Random id.
+    pub id: String,
+    /// Kind (`access`, `erasure`, ...).
+    pub kind: String,
+    /// The subject's pseudonym.
+    pub subject: Pseudonym,
+    /// `gdpr` or `ccpa`.
+    pub jurisdiction: String,
+    /// `received`, `completed` or `rejected`.
+    pub status: String,
+    /// When received.
+    pub received_at: Timestamp,
+    /// When due (before any extension).
+    pub due_at: Timestamp,
+    /// When an acknowledgement is due (CCPA).
+    pub ack_due_at: Option<Timestamp>,
+    /// The extended deadline, if extended.
+    pub extended_until: Option<Timestamp>,
+    /// Why it was extended.
+    pub extension_reason: Option<String>,
+    /// When completed.
+    pub completed_at: Option<Timestamp>,
+}
+
 /// What an erasure deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ErasedRows {
@@ -273,6 +300,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Which of the given subjects are restricted.
     async fn restricted(&self, subjects: &[Pseudonym]) -> Result<HashSet<Pseudonym>>;
+
+    /// Stores a new rights request, or replaces one (same id) with its new state; audited.
+    async fn put_request(&self, request: &RightsRequest, audit: &[AuditDraft]) -> Result<()>;
+    /// One request.
+    async fn get_request(&self, id: &str) -> Result<Option<RightsRequest>>;
+    /// All requests, newest first.
+    async fn list_requests(&self) -> Result<Vec<RightsRequest>>;
 
     /// Stores a trained model artifact; returns its version.
     async fn put_model(&self, card: &str, weights: &[u8], at: Timestamp) -> Result<i64>;
