@@ -75,6 +75,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Verify consent receipts offline.
+    Receipts {
+        #[command(subcommand)]
+        command: ReceiptsCommand,
+    },
     /// Verify the audit log.
     Audit {
         #[command(subcommand)]
@@ -149,6 +154,18 @@ enum PolicyCommand {
     Check {
         /// The policy TOML file.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReceiptsCommand {
+    /// Check a receipt's signature; exit 1 if any byte was changed.
+    Verify {
+        /// The receipt (JSON).
+        file: PathBuf,
+        /// The signer's expected public key (hex), from GET /v1/keys/receipts.
+        #[arg(long)]
+        public_key: Option<String>,
     },
 }
 
@@ -430,6 +447,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 rows.push((m.to_string(), report, fit));
             }
             eval::print_table(&rows, json);
+            Ok(())
+        }
+        Command::Receipts {
+            command: ReceiptsCommand::Verify { file, public_key },
+        } => {
+            use candor_engine::SignedDocument;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let receipt: candor_engine::ConsentReceipt = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a consent receipt", file.display()))?;
+            let expected = match public_key {
+                None => None,
+                Some(hex) => {
+                    let bytes: Vec<u8> = (0..hex.len() / 2)
+                        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+                        .collect();
+                    Some(
+                        <[u8; 32]>::try_from(bytes.as_slice())
+                            .ok()
+                            .context("--public-key must be 64 hex digits")?,
+                    )
+                }
+            };
+            anyhow::ensure!(
+                receipt.verify(expected.as_ref()),
+                "the receipt's signature does not verify: it was changed, or signed by another key"
+            );
+            println!(
+                "receipt {} is valid (signed by {})",
+                receipt.consent_receipt_id, receipt.public_key
+            );
             Ok(())
         }
         Command::Train { common } => {

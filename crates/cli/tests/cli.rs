@@ -287,3 +287,64 @@ fn eval_runs_the_protocol_on_generated_splits() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not in the catalogue"));
 }
+
+#[test]
+fn receipts_verify_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let receipt = rt.block_on(async {
+        let engine =
+            candor_engine::Engine::open(candor_engine::EngineConfig::for_data_dir(dir.path()))
+                .await
+                .unwrap();
+        let update = candor_engine::ConsentUpdate::whole(
+            &["analytics.reporting"],
+            true,
+            candor_domain::ConsentMethod::Api,
+        );
+        let subject = candor_domain::SubjectId::parse("offline-1").unwrap();
+        engine
+            .set_consent_with_receipt(&candor_engine::Actor::cli(), &subject, &update, false)
+            .await
+            .unwrap()
+            .1
+    });
+    let good = dir.path().join("receipt.json");
+    std::fs::write(&good, serde_json::to_string_pretty(&receipt).unwrap()).unwrap();
+    let out = candor()
+        .args(["receipts", "verify"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = candor()
+        .args(["receipts", "verify", "--public-key", &receipt.public_key])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = candor()
+        .args(["receipts", "verify", "--public-key", &"ab".repeat(32)])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let mut tampered = receipt.clone();
+    tampered.consent_timestamp += 1;
+    let bad = dir.path().join("tampered.json");
+    std::fs::write(&bad, serde_json::to_string(&tampered).unwrap()).unwrap();
+    let out = candor()
+        .args(["receipts", "verify"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not verify"));
+}

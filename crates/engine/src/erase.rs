@@ -3,10 +3,10 @@
 //! purged, the item model is retrained without them, and a signed certificate says what was
 //! erased and when the model forgot them. The certificate holds no personal data.
 
-use candor_crypto::verify_signature;
 use candor_domain::{AuditAction, SubjectId, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::signing::{SignedDocument, hex, sign};
 use crate::{Actor, Engine, EngineError, Result};
 
 /// A signed record of an erasure. It names no subject: the requester keeps it.
@@ -37,34 +37,13 @@ pub struct ErasureCertificate {
     pub signature: String,
 }
 
-impl ErasureCertificate {
-    fn signed_bytes(&self) -> Vec<u8> {
-        let mut unsigned = self.clone();
-        unsigned.signature = String::new();
-        serde_json::to_vec(&unsigned).expect("a certificate serializes")
+impl SignedDocument for ErasureCertificate {
+    fn signature_mut(&mut self) -> &mut String {
+        &mut self.signature
     }
-
-    /// Checks the signature against the key the certificate names (and that key against
-    /// `expected_key`, when given).
-    pub fn verify(&self, expected_key: Option<&[u8; 32]>) -> bool {
-        let Ok(key) = <[u8; 32]>::try_from(hex_decode(&self.public_key).as_slice()) else {
-            return false;
-        };
-        if expected_key.is_some_and(|k| k != &key) {
-            return false;
-        }
-        verify_signature(&key, &self.signed_bytes(), &hex_decode(&self.signature))
+    fn public_key(&self) -> &str {
+        &self.public_key
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hex_decode(text: &str) -> Vec<u8> {
-    (0..text.len() / 2)
-        .filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
 }
 
 impl Engine {
@@ -129,7 +108,7 @@ impl Engine {
             public_key: hex(&self.keys.verifying_key()),
             signature: String::new(),
         };
-        certificate.signature = hex(&self.keys.sign(&certificate.signed_bytes()));
+        sign(&self.keys, &mut certificate);
         Ok(certificate)
     }
 }

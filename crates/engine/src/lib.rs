@@ -20,9 +20,11 @@ pub mod ingest;
 pub mod items;
 pub mod keys;
 pub mod read;
+pub mod receipts;
 pub mod recommend;
 pub mod requests;
 pub mod rights;
+pub mod signing;
 pub mod transparency;
 mod writer;
 
@@ -33,7 +35,9 @@ pub use erase::ErasureCertificate;
 pub use export::SubjectExport;
 pub use ingest::{EventDraft, IngestReport, Refusal};
 pub use read::Event;
+pub use receipts::ConsentReceipt;
 pub use recommend::{ModelCard, RecommendRequest, Recommendations};
+pub use signing::SignedDocument;
 
 /// What went wrong. `Invalid` and `NotFound` are the caller's mistakes and carry a code and a
 /// sentence safe to show; every other variant is an internal fault whose details are logged

@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use candor_domain::{ConsentMethod, ConsentState, Policy, RefusalReason, SubjectId, Timestamp};
-use candor_engine::{Actor, ConsentUpdate, EngineError, EventDraft, PurposeChoice};
+use candor_engine::{Actor, ConsentUpdate, EngineError, EventDraft, PurposeChoice, SignedDocument};
 use support::Harness;
 
 const PROFILING: &str = "personalize.content.profiling";
@@ -1455,4 +1455,70 @@ async fn requests_have_deadlines_and_run_the_rights(h: Harness) {
         Err(EngineError::NotFound { .. })
     ));
     assert!(h.engine.verify_audit().await.unwrap().ok);
+}
+
+/// Kantara v1.1 consent receipts: signed, pseudonymous, and any changed byte fails.
+#[tokio::test]
+async fn consent_receipts_are_signed_and_tamper_evident() {
+    let h = Harness::sqlite().await;
+    let (view, receipt) = h
+        .engine
+        .set_consent_with_receipt(
+            &actor(),
+            &sid("receipt-holder"),
+            &grant(&[PROFILING, SHARING]),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(view.purposes[SHARING].state, ConsentState::Granted);
+    assert_eq!(receipt.version, "KI-CR-v1.1.0");
+    assert_eq!(receipt.collection_method, "banner");
+    assert_eq!(receipt.services[0].purposes.len(), 2);
+    let sharing = receipt.services[0]
+        .purposes
+        .iter()
+        .find(|p| p.purpose == SHARING)
+        .unwrap();
+    assert!(sharing.third_party_disclosure && sharing.granted);
+    assert_ne!(sharing.termination, "withdrawn");
+    assert!(
+        !serde_json::to_string(&receipt)
+            .unwrap()
+            .contains("receipt-holder"),
+        "pseudonymous principal only"
+    );
+    assert!(receipt.verify(Some(&h.engine.verifying_key())));
+    assert!(!receipt.verify(Some(&[7u8; 32])), "another server's key");
+    let text = serde_json::to_string(&receipt).unwrap();
+    let mut checked = 0;
+    for i in 0..text.len() {
+        let mut bytes = text.clone().into_bytes();
+        bytes[i] = if bytes[i] == b'0' {
+            b'1'
+        } else if bytes[i].is_ascii_alphanumeric() {
+            b'0'
+        } else {
+            continue;
+        };
+        let Ok(changed) = serde_json::from_slice::<candor_engine::ConsentReceipt>(&bytes) else {
+            continue;
+        };
+        assert!(!changed.verify(None), "a change at byte {i} went unnoticed");
+        checked += 1;
+    }
+    assert!(checked > 200, "{checked}");
+    // A withdrawal's receipt says so.
+    let (_, receipt) = h
+        .engine
+        .set_consent_with_receipt(
+            &actor(),
+            &sid("receipt-holder"),
+            &withdraw(&[SHARING]),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(receipt.services[0].purposes[0].termination, "withdrawn");
+    assert!(!receipt.services[0].purposes[0].granted);
 }

@@ -116,6 +116,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_request, list_requests))
         .routes(routes!(extend_request))
         .routes(routes!(fulfil_request))
+        .routes(routes!(get_receipt_key))
+        .routes(routes!(verify_receipt))
 }
 
 /// The OpenAPI 3 document of the API, generated from the route annotations.

@@ -249,11 +249,13 @@ pub async fn put_consent(
         method,
         recorded_at: None,
     };
-    let view = state
+    let (view, receipt) = state
         .engine
-        .set_consent(&principal.actor(), &subject, &update, gpc(&headers))
+        .set_consent_with_receipt(&principal.actor(), &subject, &update, gpc(&headers))
         .await?;
-    Ok(Json(view.into()))
+    let mut response = ConsentResponse::from(view);
+    response.receipt = serde_json::to_value(&receipt).ok();
+    Ok(Json(response))
 }
 
 /// Every consent change ever recorded for a subject, oldest first.
@@ -920,4 +922,31 @@ pub async fn fulfil_request(
         .fulfil_request(&principal.actor(), &id, &subject)
         .await?;
     Ok(Json(serde_json::json!({ "request": request, "outcome": outcome })).into_response())
+}
+
+/// The public key that signs consent receipts and erasure certificates. Public.
+#[utoipa::path(get, path = "/v1/keys/receipts", tag = "rights",
+    responses((status = 200, body = Object, description = "`{\"algorithm\": \"Ed25519\", \"public_key\": hex}`")))]
+pub async fn get_receipt_key(State(state): State<AppState>) -> Response {
+    let key: String = state
+        .engine
+        .verifying_key()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Json(serde_json::json!({ "algorithm": "Ed25519", "public_key": key })).into_response()
+}
+
+/// Verify a consent receipt: its signature, and that this server signed it. Public.
+#[utoipa::path(post, path = "/v1/receipts/verify", tag = "rights",
+    request_body(content = Object, description = "A consent receipt as returned by PUT /v1/subjects/{id}/consent"),
+    responses((status = 200, body = Object, description = "`{\"valid\": bool}`"),
+              (status = 422, body = ErrorBody, description = "Not shaped like a receipt")))]
+pub async fn verify_receipt(
+    State(state): State<AppState>,
+    ApiJson(receipt): ApiJson<candor_engine::ConsentReceipt>,
+) -> Response {
+    use candor_engine::SignedDocument;
+    let valid = receipt.verify(Some(&state.engine.verifying_key()));
+    Json(serde_json::json!({ "valid": valid })).into_response()
 }

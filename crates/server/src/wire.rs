@@ -140,6 +140,10 @@ pub struct ConsentResponse {
     pub policy_version: String,
     /// By purpose.
     pub purposes: BTreeMap<String, PurposeConsentBody>,
+    /// After a change: the signed Kantara v1.1 consent receipt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub receipt: Option<serde_json::Value>,
 }
 
 fn name<T: Serialize>(value: &T) -> String {
@@ -152,6 +156,7 @@ fn name<T: Serialize>(value: &T) -> String {
 impl From<ConsentView> for ConsentResponse {
     fn from(view: ConsentView) -> Self {
         Self {
+            receipt: None,
             policy_version: view.policy_version,
             purposes: view
                 .purposes

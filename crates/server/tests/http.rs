@@ -1085,3 +1085,53 @@ async fn requests_over_http() {
         .await;
     assert!(list["requests"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn receipts_over_http() {
+    let api = api().await;
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/v1/subjects/c9/consent",
+            Some(&api.service),
+            Some(json!({"purposes": {"analytics.reporting": true}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let receipt = body["receipt"].clone();
+    assert_eq!(receipt["version"], "KI-CR-v1.1.0");
+    let (_, key) = api.call("GET", "/v1/keys/receipts", None, None).await;
+    assert_eq!(key["public_key"], receipt["publicKey"]);
+    let (status, verdict) = api
+        .call("POST", "/v1/receipts/verify", None, Some(receipt.clone()))
+        .await;
+    assert_eq!(
+        (status, verdict["valid"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    let mut changed = receipt.clone();
+    changed["collectionMethod"] = json!("banner");
+    assert_eq!(
+        api.call("POST", "/v1/receipts/verify", None, Some(changed))
+            .await
+            .1["valid"],
+        false
+    );
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/receipts/verify",
+            None,
+            Some(json!({"version": "x"})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+    );
+    // GET responses carry no receipt: only changes do.
+    let (_, view) = api
+        .call("GET", "/v1/subjects/c9/consent", Some(&api.service), None)
+        .await;
+    assert!(view.get("receipt").is_none());
+}

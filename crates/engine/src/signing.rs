@@ -1,0 +1,55 @@
+//! Signed JSON documents (erasure certificates, consent receipts): the server's Ed25519 key
+//! signs the document's JSON with its `signature` field empty; anyone with the public key can
+//! check it offline, and any changed byte fails.
+
+use candor_crypto::{KeyRing, verify_signature};
+use serde::Serialize;
+
+/// A document that carries its own signature and signing key, both hex.
+pub trait SignedDocument: Serialize + Clone {
+    /// The signature field.
+    fn signature_mut(&mut self) -> &mut String;
+    /// The hex public key the document names.
+    fn public_key(&self) -> &str;
+
+    /// The bytes the signature covers: the JSON with the signature empty.
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.signature_mut().clear();
+        serde_json::to_vec(&unsigned).expect("a signed document serializes")
+    }
+
+    /// Checks the signature against the key the document names, and that key against
+    /// `expected_key` when given.
+    fn verify(&self, expected_key: Option<&[u8; 32]>) -> bool {
+        let Ok(key) = <[u8; 32]>::try_from(hex_decode(self.public_key()).as_slice()) else {
+            return false;
+        };
+        if expected_key.is_some_and(|k| k != &key) {
+            return false;
+        }
+        let mut copy = self.clone();
+        let signature = hex_decode(copy.signature_mut());
+        verify_signature(&key, &self.signed_bytes(), &signature)
+    }
+}
+
+/// Signs a document in place.
+pub(crate) fn sign<D: SignedDocument>(keys: &KeyRing, document: &mut D) {
+    let signature = keys.sign(&document.signed_bytes());
+    *document.signature_mut() = hex(&signature);
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(text: &str) -> Vec<u8> {
+    if !text.len().is_multiple_of(2) {
+        return Vec::new();
+    }
+    (0..text.len() / 2)
+        .filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
