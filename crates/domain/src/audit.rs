@@ -33,6 +33,8 @@ pub enum AuditAction {
     EventsRectify,
     /// A data subject's request was received, extended or completed.
     RequestUpdate,
+    /// A subject's data was shared with a recipient under a live sharing consent.
+    SubjectShare,
 }
 
 impl AuditAction {
@@ -51,6 +53,7 @@ impl AuditAction {
             Self::SubjectRestrict => "subject.restrict",
             Self::EventsRectify => "events.rectify",
             Self::RequestUpdate => "request.update",
+            Self::SubjectShare => "subject.share",
         }
     }
 }

@@ -75,6 +75,50 @@ impl Engine {
         }
     }
 
+    /// Shares a subject's data with a named recipient: only the events of a purpose that
+    /// lists the recipient and that the subject consents to now, read through the
+    /// purpose-bound path and audited as a share. Returns the purpose and the events.
+    pub async fn share(
+        &self,
+        actor: &Actor,
+        subject: &SubjectId,
+        recipient: &str,
+    ) -> Result<(String, Vec<crate::Event>)> {
+        let purposes: Vec<&candor_domain::Purpose> = self
+            .policy
+            .purposes
+            .values()
+            .filter(|p| p.recipients.iter().any(|r| r == recipient))
+            .collect();
+        if purposes.is_empty() {
+            return Err(EngineError::not_found(
+                "unknown_recipient",
+                "the policy names no such recipient",
+            ));
+        }
+        let pseudonym = self.pseudonymize(subject);
+        for purpose in purposes {
+            let events = self
+                .read_events_audited(actor, &purpose.name, Some(subject), 0, 10_000, false)
+                .await?;
+            if !events.is_empty() {
+                let draft = self.draft(
+                    actor,
+                    AuditAction::SubjectShare,
+                    Some(pseudonym),
+                    Some(&purpose.name),
+                    format!("events={}", events.len()),
+                );
+                self.audit(vec![draft]).await?;
+                return Ok((purpose.name.clone(), events));
+            }
+        }
+        Err(EngineError::Invalid {
+            code: "consent_required",
+            message: "the subject holds no live consent to share with this recipient (or nothing to share)".into(),
+        })
+    }
+
     /// Records an objection to profiling and direct marketing: withdraws every purpose named
     /// `personalize.*` or `marketing.*`.
     pub async fn object(&self, actor: &Actor, subject: &SubjectId) -> Result<ConsentView> {

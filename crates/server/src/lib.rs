@@ -118,6 +118,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(fulfil_request))
         .routes(routes!(get_receipt_key))
         .routes(routes!(verify_receipt))
+        .routes(routes!(share_subject))
 }
 
 /// The OpenAPI 3 document of the API, generated from the route annotations.

@@ -950,3 +950,32 @@ pub async fn verify_receipt(
     let valid = receipt.verify(Some(&state.engine.verifying_key()));
     Json(serde_json::json!({ "valid": valid })).into_response()
 }
+
+/// Share a subject's data with a recipient the policy names: only with a live consent for a
+/// sharing purpose that lists the recipient; audited. Returns what is shared.
+#[utoipa::path(post, path = "/v1/subjects/{id}/share/{recipient}", tag = "rights",
+    params(("id" = String, Path, description = "Subject id"), ("recipient" = String, Path, description = "Recipient, as named in the policy")),
+    responses((status = 200, body = Object, description = "The purpose and the events shared"),
+              (status = 403, body = ErrorBody, description = "No live consent to share with this recipient"),
+              (status = 404, body = ErrorBody, description = "Unknown recipient")),
+    security(("api_key" = [])))]
+pub async fn share_subject(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, recipient)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let principal = authorize(&state, &headers, &[Role::Service]).await?;
+    let subject = subject_id(&id)?;
+    let (purpose, events) = state
+        .engine
+        .share(&principal.actor(), &subject, &recipient)
+        .await?;
+    let events: Vec<serde_json::Value> = events
+        .into_iter()
+        .map(|e| serde_json::json!({ "timestamp": e.occurred_at.to_rfc3339(), "type": e.payload.event_type, "item": e.payload.item, "value": e.payload.value, "category": e.category }))
+        .collect();
+    Ok(
+        Json(serde_json::json!({ "recipient": recipient, "purpose": purpose, "events": events }))
+            .into_response(),
+    )
+}

@@ -1135,3 +1135,51 @@ async fn receipts_over_http() {
         .await;
     assert!(view.get("receipt").is_none());
 }
+
+#[tokio::test]
+async fn sharing_needs_live_consent_and_gpc_stops_it() {
+    let api = api().await;
+    api.grant(
+        "sh1",
+        json!({"personalize.content.profiling": true, "third_party_sharing": true}),
+    )
+    .await;
+    api.call(
+        "POST",
+        "/v1/events",
+        Some(&api.service),
+        Some(json!({"subject": "sh1", "item": "i2", "type": "purchase", "value": 2})),
+    )
+    .await;
+    let path = "/v1/subjects/sh1/share/Partner%20Logistics%20GmbH";
+    let (status, shared) = api.call("POST", path, Some(&api.service), None).await;
+    assert_eq!(status, StatusCode::OK, "{shared}");
+    assert_eq!(shared["purpose"], "third_party_sharing");
+    assert_eq!(shared["events"][0]["item"], "i2");
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/subjects/sh1/share/Nobody%20Inc",
+            Some(&api.service),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "unknown_recipient")
+    );
+    // A CCPA do-not-sell (here: the GPC signal) withdraws it; sharing then fails.
+    api.call_with(
+        "GET",
+        "/v1/subjects/sh1/consent",
+        Some(&api.service),
+        None,
+        &[("sec-gpc", "1")],
+    )
+    .await;
+    let (status, body) = api.call("POST", path, Some(&api.service), None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "consent_required")
+    );
+}
