@@ -90,6 +90,7 @@ on_both_backends!(
     export_holds_everything_and_is_audited,
     restriction_and_objection_stop_processing,
     requests_have_deadlines_and_run_the_rights,
+    erasing_random_subjects_keeps_every_invariant,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -1521,4 +1522,83 @@ async fn consent_receipts_are_signed_and_tamper_evident() {
         .unwrap();
     assert_eq!(receipt.services[0].purposes[0].termination, "withdrawn");
     assert!(!receipt.services[0].purposes[0].granted);
+}
+
+/// Property test (seeded): erase random subjects among many; the rest keep every event,
+/// consent and key, the erased leave nothing readable or stored, and the audit chain and the
+/// model stay consistent.
+async fn erasing_random_subjects_keeps_every_invariant(h: Harness) {
+    use rand::{Rng, SeedableRng};
+    let items: Vec<String> = (0..12).map(|i| format!("p{i}")).collect();
+    let item_refs: Vec<&str> = items.iter().map(String::as_str).collect();
+    h.items(&item_refs).await;
+    for seed in [1u64, 2] {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let subjects: Vec<String> = (0..24).map(|i| format!("prop-{seed}-{i}")).collect();
+        let mut held: std::collections::HashMap<String, usize> = Default::default();
+        for s in &subjects {
+            h.engine
+                .set_consent(&actor(), &sid(s), &grant(&[PROFILING]), false)
+                .await
+                .unwrap();
+            let n = rng.gen_range(1..6);
+            let drafts: Vec<EventDraft> = (0..n)
+                .map(|k| {
+                    let mut e = event(s, &items[rng.gen_range(0..items.len())], "view");
+                    e.timestamp =
+                        Some(Timestamp(Timestamp::now().0 - 10_000 - k as i64).to_rfc3339());
+                    e
+                })
+                .collect();
+            held.insert(
+                s.clone(),
+                h.engine
+                    .ingest(&actor(), &drafts, false)
+                    .await
+                    .unwrap()
+                    .accepted,
+            );
+        }
+        h.engine.train(&actor()).await.unwrap();
+        let erased: Vec<String> = subjects
+            .iter()
+            .filter(|_| rng.gen_bool(0.4))
+            .cloned()
+            .collect();
+        for s in &erased {
+            let certificate = h.engine.erase(&actor(), &sid(s)).await.unwrap();
+            assert_eq!(certificate.events_deleted as usize, held[s]);
+            assert!(certificate.verify(Some(&h.engine.verifying_key())));
+        }
+        for s in &subjects {
+            let events = h
+                .engine
+                .read_events(&actor(), PROFILING, Some(&sid(s)), 0, 100)
+                .await
+                .unwrap();
+            if erased.contains(s) {
+                assert!(events.is_empty(), "{s} was erased");
+                assert!(matches!(
+                    h.engine.consent(&actor(), &sid(s), false).await,
+                    Err(EngineError::NotFound { .. })
+                ));
+                h.assert_absent(s).await;
+            } else {
+                assert_eq!(events.len(), held[s], "{s} kept everything");
+                assert_eq!(
+                    h.engine
+                        .consent(&actor(), &sid(s), false)
+                        .await
+                        .unwrap()
+                        .purposes[PROFILING]
+                        .state,
+                    ConsentState::Granted
+                );
+            }
+        }
+        let card = h.engine.model_card().unwrap();
+        let kept = subjects.iter().filter(|s| !erased.contains(s)).count();
+        assert!(card.subjects >= kept, "{card:?}");
+        assert!(h.engine.verify_audit().await.unwrap().ok);
+    }
 }
