@@ -26,8 +26,18 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// Model training.
     pub models: ModelSettings,
+    /// IAB TCF.
+    pub tcf: TcfSettings,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// `[tcf]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcfSettings {
+    /// This service's IAB TCF vendor id; 0 refuses TC strings.
+    pub vendor_id: u16,
 }
 
 /// `[models]`
@@ -118,6 +128,7 @@ impl Default for Settings {
             models: ModelSettings {
                 train_interval_secs: 86_400,
             },
+            tcf: TcfSettings { vendor_id: 0 },
             log: LogSettings {
                 level: "info".into(),
                 json: false,
@@ -213,6 +224,7 @@ impl Settings {
             max_batch: self.ingest.max_batch,
             future_skew_ms: self.ingest.future_skew_secs as i64 * 1000,
             train_interval_secs: self.models.train_interval_secs,
+            tcf_vendor_id: (self.tcf.vendor_id > 0).then_some(self.tcf.vendor_id),
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod event;
 pub mod ids;
 pub mod item;
 pub mod policy;
+pub mod tcf;
 pub mod timestamp;
 
 pub use audit::{AuditAction, AuditDraft, AuditEntry, AuditSealer, SignedHead};

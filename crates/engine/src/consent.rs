@@ -220,13 +220,58 @@ impl Engine {
         update: &ConsentUpdate,
         gpc: bool,
     ) -> Result<ConsentView> {
-        if matches!(update.method, ConsentMethod::Gpc | ConsentMethod::Objection) {
+        if matches!(
+            update.method,
+            ConsentMethod::Gpc | ConsentMethod::Objection | ConsentMethod::Tcf
+        ) {
             return Err(EngineError::invalid(
                 "invalid_field",
-                "the consent methods `gpc` and `objection` are recorded only from a Sec-GPC header or an objection",
+                "the consent methods `gpc`, `objection` and `tcf` are recorded only from a Sec-GPC header, an objection or a TC string",
             ));
         }
         self.record_update(actor, subject, update, gpc).await
+    }
+
+    /// Records the consents an IAB TCF v2.2 TC string expresses: a policy purpose is granted
+    /// when every TCF purpose it maps to is allowed for this service's vendor id (purpose and
+    /// vendor consent, no publisher restriction against it), and withdrawn otherwise.
+    pub async fn set_consent_tcf(
+        &self,
+        actor: &Actor,
+        subject: &SubjectId,
+        tc_string: &str,
+        gpc: bool,
+    ) -> Result<ConsentView> {
+        let Some(vendor) = self.config.tcf_vendor_id else {
+            return Err(EngineError::invalid(
+                "tcf_not_configured",
+                "set tcf.vendor_id to accept TC strings",
+            ));
+        };
+        let tc = candor_domain::tcf::decode(tc_string)
+            .map_err(|e| EngineError::invalid(e.code(), e.to_string()))?;
+        let purposes = self
+            .policy
+            .purposes
+            .values()
+            .filter(|p| !p.tcf_purposes.is_empty())
+            .map(|p| {
+                let granted = p.tcf_purposes.iter().all(|&t| tc.allows(vendor, t));
+                (
+                    p.name.clone(),
+                    PurposeChoice {
+                        granted,
+                        categories: None,
+                    },
+                )
+            })
+            .collect();
+        let update = ConsentUpdate {
+            purposes,
+            method: ConsentMethod::Tcf,
+            recorded_at: None,
+        };
+        self.record_update(actor, subject, &update, gpc).await
     }
 
     /// Records a consent change whose method has been checked by the caller.

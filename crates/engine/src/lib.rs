@@ -123,6 +123,8 @@ pub struct EngineConfig {
     /// Seconds between scheduled trainings (0: none); erasure certificates promise the model
     /// forgets a subject within this when it cannot retrain at once.
     pub train_interval_secs: u64,
+    /// This service's IAB TCF vendor id; TC strings are refused without one.
+    pub tcf_vendor_id: Option<u16>,
 }
 
 impl EngineConfig {
@@ -136,6 +138,7 @@ impl EngineConfig {
             max_batch: 10_000,
             future_skew_ms: 5 * 60 * 1000,
             train_interval_secs: 86_400,
+            tcf_vendor_id: None,
         }
     }
 }

@@ -91,6 +91,7 @@ on_both_backends!(
     restriction_and_objection_stop_processing,
     requests_have_deadlines_and_run_the_rights,
     erasing_random_subjects_keeps_every_invariant,
+    tcf_strings_map_to_policy_purposes,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -1601,4 +1602,69 @@ async fn erasing_random_subjects_keeps_every_invariant(h: Harness) {
         assert!(card.subjects >= kept, "{card:?}");
         assert!(h.engine.verify_audit().await.unwrap().ok);
     }
+}
+
+/// IAB TCF v2.2: a TC string's purposes map to the policy's purposes for this vendor; a bad
+/// string is refused with the code of the failed check and changes nothing.
+async fn tcf_strings_map_to_policy_purposes(h: Harness) {
+    let s = sid("tcf-user");
+    // Made with the IAB reference encoder: purposes 1, 5, 6, 8; vendors 42 and 755.
+    let reference = "CQuci4AQuci4AAKABBENABEgAI0AAAAAAAYgF5wAgAVALzAAAAAA";
+    assert!(matches!(
+        h.engine
+            .set_consent_tcf(&actor(), &s, reference, false)
+            .await,
+        Err(EngineError::Invalid {
+            code: "tcf_not_configured",
+            ..
+        })
+    ));
+    let h = h.with_tcf_vendor(42).await;
+    let view = h
+        .engine
+        .set_consent_tcf(&actor(), &s, reference, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        view.purposes[PROFILING].state,
+        ConsentState::Granted,
+        "TCF 5 and 6"
+    );
+    assert_eq!(view.purposes[SHARING].state, ConsentState::Granted, "TCF 1");
+    assert_eq!(
+        view.purposes[ANALYTICS].state,
+        ConsentState::Withdrawn,
+        "TCF 8 but not 9"
+    );
+    assert_eq!(
+        view.purposes["marketing.advertising.third_party.targeted"].state,
+        ConsentState::Withdrawn
+    );
+    assert!(
+        view.purposes[PROFILING]
+            .categories
+            .iter()
+            .all(|c| c.method == Some(ConsentMethod::Tcf))
+    );
+    let records = h.engine.stats().await.unwrap().consent_records;
+    for (bad, code) in [
+        ("%%%", "tcf_encoding"),
+        ("CQuci4AQ", "tcf_truncated"),
+        ("BOEFEAyOEFEAyAHABDENAI4AAAB9vABAASA", "tcf_version"),
+    ] {
+        match h.engine.set_consent_tcf(&actor(), &s, bad, false).await {
+            Err(EngineError::Invalid { code: got, .. }) => assert_eq!(got, code, "{bad}"),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    assert_eq!(h.engine.stats().await.unwrap().consent_records, records);
+    // Only the TC-string path records method `tcf`.
+    let mut forged = grant(&[PROFILING]);
+    forged.method = ConsentMethod::Tcf;
+    assert!(
+        h.engine
+            .set_consent(&actor(), &s, &forged, false)
+            .await
+            .is_err()
+    );
 }

@@ -206,6 +206,20 @@ pub async fn put_consent(
 ) -> Result<Json<ConsentResponse>, ApiError> {
     let principal = authorize(&state, &headers, &[Role::Service]).await?;
     let subject = subject_id(&id)?;
+    if let Some(tc_string) = &body.tc_string {
+        if !body.purposes.is_empty() || body.method.is_some() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "send either purposes or a tc_string, not both",
+            ));
+        }
+        let view = state
+            .engine
+            .set_consent_tcf(&principal.actor(), &subject, tc_string, gpc(&headers))
+            .await?;
+        return Ok(Json(view.into()));
+    }
     let method = match body.method.as_deref() {
         None => ConsentMethod::Api,
         Some(raw) => match ConsentMethod::parse(raw) {

@@ -103,7 +103,12 @@ pub enum ChoiceBody {
 #[serde(deny_unknown_fields)]
 pub struct ConsentRequest {
     /// Choices by purpose name.
+    #[serde(default)]
     pub purposes: BTreeMap<String, ChoiceBody>,
+    /// Instead of `purposes`: an IAB TCF v2.2 TC string (its TCF purposes map to the
+    /// policy's purposes).
+    #[serde(default)]
+    pub tc_string: Option<String>,
     /// How consent was collected: `api` (default), `banner`, `form` or `import`.
     #[serde(default)]
     pub method: Option<String>,

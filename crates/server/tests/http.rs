@@ -1129,6 +1129,31 @@ async fn receipts_over_http() {
         (status, code(&body)),
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
     );
+    // TC strings: refused with a code when no vendor id is configured, or when mixed with purposes.
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/v1/subjects/c9/consent",
+            Some(&api.service),
+            Some(json!({"tc_string": "CQuci4AQuci4AAKABBENABEgAI0AAAAAAAYgF5wAgAVALzAAAAAA"})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "tcf_not_configured")
+    );
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/v1/subjects/c9/consent",
+            Some(&api.service),
+            Some(json!({"tc_string": "x", "purposes": {"analytics.reporting": true}})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_field")
+    );
     // GET responses carry no receipt: only changes do.
     let (_, view) = api
         .call("GET", "/v1/subjects/c9/consent", Some(&api.service), None)

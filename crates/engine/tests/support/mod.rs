@@ -102,6 +102,16 @@ impl Harness {
         self
     }
 
+    /// The same database with this service's IAB TCF vendor id set.
+    pub async fn with_tcf_vendor(mut self, vendor: u16) -> Self {
+        self.config.tcf_vendor_id = Some(vendor);
+        self.engine =
+            Engine::with_store(self.config.clone(), self.keys.clone(), self.store.clone())
+                .await
+                .unwrap();
+        self
+    }
+
     /// A second engine (another server) on the same database and keys.
     pub async fn second_engine(&self) -> Engine {
         Engine::with_store(self.config.clone(), self.keys.clone(), self.store.clone())
