@@ -52,13 +52,18 @@ impl Engine {
     pub async fn erase(&self, actor: &Actor, subject: &SubjectId) -> Result<ErasureCertificate> {
         let retrain_every_secs = self.config.train_interval_secs;
         let pseudonym = self.pseudonymize(subject);
+        // The erasure's own audit entry names the certificate, not the subject: it holds no
+        // personal data, yet the certificate the subject keeps proves it.
+        let mut id = [0u8; 16];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut id);
+        let certificate_id = hex(&id);
         let audit = |n: u64| {
             self.draft(
                 actor,
                 AuditAction::SubjectErase,
-                Some(pseudonym),
                 None,
-                format!("rows={n}"),
+                None,
+                format!("certificate={certificate_id} rows={n}"),
             )
         };
         let erased = self.store.erase_subject(&pseudonym, &audit).await?;
@@ -93,11 +98,9 @@ impl Engine {
             None if !model_in_use || erased.events == 0 => now,
             None => Timestamp(now.0 + retrain_every_secs as i64 * 1000),
         };
-        let mut id = [0u8; 16];
-        rand::Rng::fill(&mut rand::thread_rng(), &mut id);
         let mut certificate = ErasureCertificate {
             version: 1,
-            certificate_id: hex(&id),
+            certificate_id,
             controller: self.policy.controller.name.clone(),
             erased_at: now.to_rfc3339(),
             events_deleted: erased.events,

@@ -92,6 +92,8 @@ on_both_backends!(
     requests_have_deadlines_and_run_the_rights,
     erasing_random_subjects_keeps_every_invariant,
     tcf_strings_map_to_policy_purposes,
+    consent_receipts_are_signed_and_tamper_evident,
+    transparency_and_sharing_follow_consent,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -1069,9 +1071,18 @@ async fn erasure_is_real(h: Harness) {
     let mut forged = certificate.clone();
     forged.events_deleted = 0;
     assert!(!forged.verify(None));
-    // The certificate holds no personal data.
+    // The certificate holds no personal data, and neither does the erasure's audit entry.
     let json = serde_json::to_string(&certificate).unwrap();
     assert!(!json.contains(subject) && !json.contains("erase-me"));
+    let entry = h
+        .audit_entries()
+        .await
+        .into_iter()
+        .rev()
+        .find(|e| e.action == "subject.erase")
+        .unwrap();
+    assert_eq!(entry.subject, None);
+    assert!(entry.detail.contains(&certificate.certificate_id));
 
     let stats = h.engine.stats().await.unwrap();
     assert_eq!(stats.events, stats_before.events - 2);
@@ -1460,9 +1471,7 @@ async fn requests_have_deadlines_and_run_the_rights(h: Harness) {
 }
 
 /// Kantara v1.1 consent receipts: signed, pseudonymous, and any changed byte fails.
-#[tokio::test]
-async fn consent_receipts_are_signed_and_tamper_evident() {
-    let h = Harness::sqlite().await;
+async fn consent_receipts_are_signed_and_tamper_evident(h: Harness) {
     let (view, receipt) = h
         .engine
         .set_consent_with_receipt(
@@ -1667,4 +1676,53 @@ async fn tcf_strings_map_to_policy_purposes(h: Harness) {
             .await
             .is_err()
     );
+}
+
+/// The transparency report and sharing, on both backends.
+async fn transparency_and_sharing_follow_consent(h: Harness) {
+    h.items(&["i1"]).await;
+    let s = sid("sharer");
+    h.engine
+        .set_consent(&actor(), &s, &grant(&[PROFILING, SHARING]), false)
+        .await
+        .unwrap();
+    h.engine
+        .ingest(&actor(), &[event("sharer", "i1", "purchase")], false)
+        .await
+        .unwrap();
+    let report = h.engine.transparency(&actor(), &s).await.unwrap();
+    let purchases = &report.categories["user.behavior.purchase_history"];
+    assert_eq!(purchases.events, 1);
+    assert!(purchases.purposes.iter().any(|p| p.purpose == SHARING
+        && p.consent == ConsentState::Granted
+        && p.consent_expires_at.is_some()));
+    let (purpose, events) = h
+        .engine
+        .share(&actor(), &s, "Partner Logistics GmbH")
+        .await
+        .unwrap();
+    assert_eq!((purpose.as_str(), events.len()), (SHARING, 1));
+    assert!(matches!(
+        h.engine.share(&actor(), &s, "Nobody").await,
+        Err(EngineError::NotFound {
+            code: "unknown_recipient",
+            ..
+        })
+    ));
+    h.engine.consent(&actor(), &s, true).await.unwrap(); // Sec-GPC: 1
+    assert!(matches!(
+        h.engine.share(&actor(), &s, "Partner Logistics GmbH").await,
+        Err(EngineError::Invalid {
+            code: "consent_required",
+            ..
+        })
+    ));
+    let report = h.engine.transparency(&actor(), &s).await.unwrap();
+    assert!(
+        report.categories["user.behavior.purchase_history"]
+            .purposes
+            .iter()
+            .any(|p| p.purpose == SHARING && p.consent == ConsentState::Withdrawn)
+    );
+    assert!(h.engine.verify_audit().await.unwrap().ok);
 }
