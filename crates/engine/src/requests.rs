@@ -30,7 +30,7 @@ pub struct RequestView {
     pub kind: String,
     /// `gdpr` or `ccpa`.
     pub jurisdiction: String,
-    /// `received` or `completed`.
+    /// `received`, `acknowledged` or `completed`.
     pub status: String,
     /// When received.
     pub received_at: String,
@@ -42,7 +42,8 @@ pub struct RequestView {
     pub extension_reason: Option<String>,
     /// When completed.
     pub completed_at: Option<String>,
-    /// Past its deadline and not completed.
+    /// Past its deadline (or, unacknowledged, past its acknowledgement deadline) and not
+    /// completed.
     pub overdue: bool,
 }
 
@@ -91,7 +92,8 @@ fn view(r: &RightsRequest, now: Timestamp) -> RequestView {
         acknowledge_by: r.ack_due_at.map(Timestamp::to_rfc3339),
         extension_reason: r.extension_reason.clone(),
         completed_at: r.completed_at.map(Timestamp::to_rfc3339),
-        overdue: r.status != "completed" && now > due,
+        overdue: r.status != "completed"
+            && (now > due || (r.status == "received" && r.ack_due_at.is_some_and(|ack| now > ack))),
     }
 }
 
@@ -175,6 +177,27 @@ impl Engine {
         self.store.get_request(id).await?.ok_or_else(|| {
             EngineError::not_found("unknown_request", "there is no request with this id")
         })
+    }
+
+    /// Acknowledges receipt of a request to the subject (CCPA: within 10 business days).
+    pub async fn acknowledge_request(&self, actor: &Actor, id: &str) -> Result<RequestView> {
+        let mut r = self.request(id).await?;
+        if r.status != "received" {
+            return Err(EngineError::invalid(
+                "already_acknowledged",
+                format!("the request is already {}", r.status),
+            ));
+        }
+        r.status = "acknowledged".into();
+        let draft = self.draft(
+            actor,
+            AuditAction::RequestUpdate,
+            Some(r.subject),
+            None,
+            format!("request={} acknowledged", r.id),
+        );
+        self.store.put_request(&r, &[draft]).await?;
+        Ok(view(&r, Timestamp::now()))
     }
 
     /// Extends a request's deadline once, with a reason: GDPR by two months, CCPA by 45 days.

@@ -116,6 +116,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_request, list_requests))
         .routes(routes!(extend_request))
         .routes(routes!(fulfil_request))
+        .routes(routes!(acknowledge_request))
         .routes(routes!(get_receipt_key))
         .routes(routes!(verify_receipt))
         .routes(routes!(share_subject))

@@ -993,3 +993,24 @@ pub async fn share_subject(
             .into_response(),
     )
 }
+
+/// Acknowledge a request to the subject (CCPA: within 10 business days) (dpo).
+#[utoipa::path(post, path = "/v1/requests/{id}/acknowledge", tag = "rights",
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 200, body = Object, description = "The request"),
+              (status = 400, body = ErrorBody, description = "Already acknowledged or completed")),
+    security(("api_key" = [])))]
+pub async fn acknowledge_request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let principal = authorize(&state, &headers, &[Role::Dpo]).await?;
+    Ok(Json(
+        state
+            .engine
+            .acknowledge_request(&principal.actor(), &id)
+            .await?,
+    )
+    .into_response())
+}
