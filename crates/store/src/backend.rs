@@ -684,17 +684,7 @@ macro_rules! impl_store {
                 q.push(" AND NOT EXISTS (SELECT 1 FROM restrictions r WHERE r.subject = e.subject)");
                 q.push(" ORDER BY e.id LIMIT ").push_bind(read.limit as i64);
                 let rows = q.build().fetch_all(&self.read).await?;
-                rows.into_iter()
-                    .map(|r| {
-                        Ok(StoredEvent {
-                            id: r.try_get("id")?,
-                            subject: pseudonym(r.try_get("subject")?, "events")?,
-                            category: r.try_get("category")?,
-                            occurred_at: Timestamp(r.try_get("occurred_at")?),
-                            payload: r.try_get("payload")?,
-                        })
-                    })
-                    .collect()
+                rows.into_iter().map(|r| stored_event_from_row!(r)).collect()
             }
 
             async fn subject_events(&self, subject: &Pseudonym) -> Result<Vec<StoredEvent>> {
@@ -706,17 +696,7 @@ macro_rules! impl_store {
                 .bind(subject.0.to_vec())
                 .fetch_all(&self.read)
                 .await?;
-                rows.into_iter()
-                    .map(|r| {
-                        Ok(StoredEvent {
-                            id: r.try_get("id")?,
-                            subject: pseudonym(r.try_get("subject")?, "events")?,
-                            category: r.try_get("category")?,
-                            occurred_at: Timestamp(r.try_get("occurred_at")?),
-                            payload: r.try_get("payload")?,
-                        })
-                    })
-                    .collect()
+                rows.into_iter().map(|r| stored_event_from_row!(r)).collect()
             }
 
             async fn delete_subject_events(&self, subject: &Pseudonym, ids: &[i64], audit: CountAudit<'_>) -> Result<u64> {
@@ -994,6 +974,19 @@ macro_rules! impl_store {
             }
         }
     };
+}
+
+macro_rules! stored_event_from_row {
+    ($r:expr) => {{
+        let r = $r;
+        Ok::<StoredEvent, StoreError>(StoredEvent {
+            id: r.try_get("id")?,
+            subject: pseudonym(r.try_get("subject")?, "events")?,
+            category: r.try_get("category")?,
+            occurred_at: Timestamp(r.try_get("occurred_at")?),
+            payload: r.try_get("payload")?,
+        })
+    }};
 }
 
 macro_rules! request_from_row {
