@@ -75,6 +75,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Differential-privacy budget planning.
+    Privacy {
+        #[command(subcommand)]
+        command: PrivacyCommand,
+    },
     /// Verify consent receipts offline.
     Receipts {
         #[command(subcommand)]
@@ -154,6 +159,34 @@ enum PolicyCommand {
     Check {
         /// The policy TOML file.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PrivacyCommand {
+    /// Print ε (and the best Rényi order) for a mechanism composed T times.
+    Epsilon {
+        /// gaussian or laplace.
+        #[arg(long)]
+        mechanism: String,
+        /// Gaussian noise multiplier.
+        #[arg(long)]
+        sigma: Option<f64>,
+        /// Laplace scale.
+        #[arg(long)]
+        scale: Option<f64>,
+        /// Laplace L1 sensitivity.
+        #[arg(long, default_value_t = 1.0)]
+        sensitivity: f64,
+        /// Number of compositions (steps).
+        #[arg(long, default_value_t = 1)]
+        compositions: u64,
+        /// Poisson sampling rate (Gaussian only).
+        #[arg(long)]
+        sampling_rate: Option<f64>,
+        /// δ.
+        #[arg(long, default_value_t = 1e-5)]
+        delta: f64,
     },
 }
 
@@ -447,6 +480,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 rows.push((m.to_string(), report, fit));
             }
             eval::print_table(&rows, json);
+            Ok(())
+        }
+        Command::Privacy {
+            command:
+                PrivacyCommand::Epsilon {
+                    mechanism,
+                    sigma,
+                    scale,
+                    sensitivity,
+                    compositions,
+                    sampling_rate,
+                    delta,
+                },
+        } => {
+            let plan = match mechanism.as_str() {
+                "gaussian" => candor_privacy::Plan::Gaussian {
+                    sigma: sigma.context("--sigma is required for the gaussian mechanism")?,
+                    compositions,
+                    sampling_rate,
+                },
+                "laplace" => candor_privacy::Plan::Laplace {
+                    scale: scale.context("--scale is required for the laplace mechanism")?,
+                    sensitivity,
+                    compositions,
+                },
+                other => anyhow::bail!("unknown mechanism `{other}`: use gaussian or laplace"),
+            };
+            let bound = plan.epsilon(delta)?;
+            if bound.order.is_finite() {
+                println!(
+                    "epsilon = {:.4} at delta = {delta:e} (best Renyi order {})",
+                    bound.epsilon, bound.order
+                );
+            } else {
+                println!("epsilon = {:.4} (pure DP)", bound.epsilon);
+            }
             Ok(())
         }
         Command::Receipts {

@@ -348,3 +348,46 @@ fn receipts_verify_offline() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not verify"));
 }
+
+#[test]
+fn privacy_epsilon_planner() {
+    let out = candor()
+        .args([
+            "privacy",
+            "epsilon",
+            "--mechanism",
+            "gaussian",
+            "--sigma",
+            "2",
+            "--compositions",
+            "10",
+            "--delta",
+            "1e-5",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("epsilon = 8.079"), "{stdout}");
+    let out = candor()
+        .args([
+            "privacy",
+            "epsilon",
+            "--mechanism",
+            "laplace",
+            "--scale",
+            "0.5",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("epsilon = 2.0000 (pure DP)"));
+    let out = candor()
+        .args(["privacy", "epsilon", "--mechanism", "gaussian"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}

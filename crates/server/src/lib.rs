@@ -68,6 +68,7 @@ impl AppState {
         (name = "keys", description = "API keys"),
         (name = "rights", description = "Data subjects' rights"),
         (name = "transparency", description = "Notice, record of processing, transparency report, GPC"),
+        (name = "analytics", description = "Differential privacy: budget planning"),
         (name = "recommendations", description = "Tiered, explained recommendations and the item model"),
         (name = "system", description = "Health and metrics"),
     )
@@ -117,6 +118,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(extend_request))
         .routes(routes!(fulfil_request))
         .routes(routes!(acknowledge_request))
+        .routes(routes!(get_plan))
         .routes(routes!(get_receipt_key))
         .routes(routes!(verify_receipt))
         .routes(routes!(share_subject))

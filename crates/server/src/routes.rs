@@ -1014,3 +1014,60 @@ pub async fn acknowledge_request(
     )
     .into_response())
 }
+
+/// Budget-planner parameters: the same as `candor privacy epsilon`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PlanParams {
+    /// `gaussian` or `laplace`.
+    pub mechanism: String,
+    /// Gaussian noise multiplier.
+    pub sigma: Option<f64>,
+    /// Laplace scale.
+    pub scale: Option<f64>,
+    /// Laplace L1 sensitivity (default 1).
+    pub sensitivity: Option<f64>,
+    /// Compositions (default 1).
+    pub compositions: Option<u64>,
+    /// Poisson sampling rate (Gaussian).
+    pub sampling_rate: Option<f64>,
+    /// δ (default 1e-5).
+    pub delta: Option<f64>,
+}
+
+/// The privacy budget planner: ε (and the best Rényi order) of a mechanism composed T times,
+/// from the RDP accountant (analyst).
+#[utoipa::path(get, path = "/v1/analytics/plan", tag = "analytics",
+    params(PlanParams),
+    responses((status = 200, body = Object, description = "`{\"epsilon\", \"delta\", \"order\"}`"),
+              (status = 400, body = ErrorBody, description = "Bad parameters")),
+    security(("api_key" = [])))]
+pub async fn get_plan(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<PlanParams>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, &[Role::Analyst]).await?;
+    let bad = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", m.to_owned());
+    let compositions = q.compositions.unwrap_or(1);
+    let plan = match q.mechanism.as_str() {
+        "gaussian" => candor_privacy::Plan::Gaussian {
+            sigma: q
+                .sigma
+                .ok_or_else(|| bad("sigma is required for gaussian"))?,
+            compositions,
+            sampling_rate: q.sampling_rate,
+        },
+        "laplace" => candor_privacy::Plan::Laplace {
+            scale: q
+                .scale
+                .ok_or_else(|| bad("scale is required for laplace"))?,
+            sensitivity: q.sensitivity.unwrap_or(1.0),
+            compositions,
+        },
+        _ => return Err(bad("mechanism must be gaussian or laplace")),
+    };
+    let delta = q.delta.unwrap_or(1e-5);
+    let bound = plan.epsilon(delta).map_err(|e| bad(&e.to_string()))?;
+    Ok(Json(serde_json::json!({ "epsilon": bound.epsilon, "delta": delta, "order": bound.order.is_finite().then_some(bound.order) })).into_response())
+}

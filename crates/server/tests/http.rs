@@ -1208,3 +1208,68 @@ async fn sharing_needs_live_consent_and_gpc_stops_it() {
         (StatusCode::FORBIDDEN, "consent_required")
     );
 }
+
+#[tokio::test]
+async fn privacy_budget_planner() {
+    let api = api().await;
+    assert_eq!(
+        api.call(
+            "GET",
+            "/v1/analytics/plan?mechanism=gaussian&sigma=1",
+            Some(&api.service),
+            None
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, plan) = api
+        .call(
+            "GET",
+            "/v1/analytics/plan?mechanism=gaussian&sigma=1&compositions=1&delta=0.00001",
+            Some(&api.analyst),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    assert!((plan["epsilon"].as_f64().unwrap() - 4.7285).abs() < 0.001);
+    let (_, plan) = api
+        .call(
+            "GET",
+            "/v1/analytics/plan?mechanism=gaussian&sigma=1&compositions=1000&sampling_rate=0.01",
+            Some(&api.analyst),
+            None,
+        )
+        .await;
+    assert!((plan["epsilon"].as_f64().unwrap() - 2.1014).abs() < 0.021);
+    let (_, plan) = api
+        .call(
+            "GET",
+            "/v1/analytics/plan?mechanism=laplace&scale=2&sensitivity=1&compositions=3",
+            Some(&api.analyst),
+            None,
+        )
+        .await;
+    assert_eq!(plan["epsilon"], 1.5);
+    assert!(plan["order"].is_null());
+    for bad in [
+        "mechanism=magic",
+        "mechanism=gaussian",
+        "mechanism=gaussian&sigma=-1",
+        "mechanism=gaussian&sigma=1&delta=2",
+    ] {
+        let (status, body) = api
+            .call(
+                "GET",
+                &format!("/v1/analytics/plan?{bad}"),
+                Some(&api.analyst),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid_field"),
+            "{bad}"
+        );
+    }
+}
