@@ -401,7 +401,9 @@ impl Engine {
     }
 
     /// Rows of a subject that must already be known (any consent record or data key).
-    async fn known_rows(&self, subject: &Pseudonym) -> Result<Vec<ConsentRow>> {
+    /// A subject's current consent rows; `unknown_subject` unless they have some consent
+    /// record or a data key.
+    pub(crate) async fn known_rows(&self, subject: &Pseudonym) -> Result<Vec<ConsentRow>> {
         let rows = self.current_rows(subject).await?;
         if rows.is_empty()
             && self

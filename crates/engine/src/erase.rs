@@ -6,7 +6,7 @@
 use candor_domain::{AuditAction, SubjectId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::signing::{SignedDocument, hex, sign};
+use crate::signing::{SignedDocument, hex, random_id, sign};
 use crate::{Actor, Engine, EngineError, Result};
 
 /// A signed record of an erasure. It names no subject: the requester keeps it.
@@ -54,9 +54,7 @@ impl Engine {
         let pseudonym = self.pseudonymize(subject);
         // The erasure's own audit entry names the certificate, not the subject: it holds no
         // personal data, yet the certificate the subject keeps proves it.
-        let mut id = [0u8; 16];
-        rand::Rng::fill(&mut rand::thread_rng(), &mut id);
-        let certificate_id = hex(&id);
+        let certificate_id = random_id(16);
         let audit = |n: u64| {
             self.draft(
                 actor,

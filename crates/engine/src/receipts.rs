@@ -157,15 +157,13 @@ impl Engine {
             })
             .cloned()
             .collect();
-        let mut id = [0u8; 16];
-        rand::Rng::fill(&mut rand::thread_rng(), &mut id);
         let controller = &self.policy.controller;
         let mut receipt = ConsentReceipt {
             version: RECEIPT_VERSION.into(),
             jurisdiction: "EU (GDPR); US-CA (CCPA)".into(),
             consent_timestamp: now.0 / 1000,
             collection_method: update.method.as_str().into(),
-            consent_receipt_id: hex(&id),
+            consent_receipt_id: crate::signing::random_id(16),
             public_key: hex(&self.keys.verifying_key()),
             language: "en".into(),
             pii_principal_id: self.pseudonymize(subject).to_hex(),

@@ -134,10 +134,8 @@ impl Engine {
                 ));
             }
         };
-        let mut id = [0u8; 12];
-        rand::Rng::fill(&mut rand::thread_rng(), &mut id);
         let request = RightsRequest {
-            id: id.iter().map(|b| format!("{b:02x}")).collect(),
+            id: crate::signing::random_id(12),
             kind: kind.into(),
             subject: self.pseudonymize(subject),
             jurisdiction: jurisdiction.into(),

@@ -20,14 +20,7 @@ impl Engine {
         restricted: bool,
     ) -> Result<()> {
         let pseudonym = self.pseudonymize(subject);
-        let known = !self.store.consent_current(&[pseudonym]).await?.is_empty()
-            || !self.store.subject_keys(&[pseudonym]).await?.is_empty();
-        if !known {
-            return Err(EngineError::not_found(
-                "unknown_subject",
-                "no data or consent is held for this subject",
-            ));
-        }
+        self.known_rows(&pseudonym).await?;
         let detail = if restricted { "restricted" } else { "lifted" };
         let draft = self.draft(
             actor,
@@ -136,14 +129,7 @@ impl Engine {
             ));
         }
         let pseudonym = self.pseudonymize(subject);
-        if self.store.consent_current(&[pseudonym]).await?.is_empty()
-            && self.store.subject_keys(&[pseudonym]).await?.is_empty()
-        {
-            return Err(EngineError::not_found(
-                "unknown_subject",
-                "no data or consent is held for this subject",
-            ));
-        }
+        self.known_rows(&pseudonym).await?;
         let update = ConsentUpdate::whole(&purposes, false, ConsentMethod::Objection);
         self.record_update(actor, subject, &update, false).await
     }

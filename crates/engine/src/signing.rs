@@ -40,8 +40,15 @@ pub(crate) fn sign<D: SignedDocument>(keys: &KeyRing, document: &mut D) {
     *document.signature_mut() = hex(&signature);
 }
 
+/// A random identifier of `bytes` bytes from the thread's CSPRNG, as hex.
+pub(crate) fn random_id(bytes: usize) -> String {
+    let mut id = vec![0u8; bytes];
+    rand::Rng::fill(&mut rand::thread_rng(), id.as_mut_slice());
+    hex(&id)
+}
+
 /// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

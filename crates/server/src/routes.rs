@@ -942,12 +942,7 @@ pub async fn fulfil_request(
 #[utoipa::path(get, path = "/v1/keys/receipts", tag = "rights",
     responses((status = 200, body = Object, description = "`{\"algorithm\": \"Ed25519\", \"public_key\": hex}`")))]
 pub async fn get_receipt_key(State(state): State<AppState>) -> Response {
-    let key: String = state
-        .engine
-        .verifying_key()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key = candor_engine::signing::hex(&state.engine.verifying_key());
     Json(serde_json::json!({ "algorithm": "Ed25519", "public_key": key })).into_response()
 }
 
