@@ -139,32 +139,125 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// ALS training time on generated data, then per-recommendation and fold-in latency.
-pub fn models(bench: ModelBench) -> anyhow::Result<()> {
-    use candor_models::Scorer;
-    use candor_models::als::{Als, AlsConfig};
+/// Generated interactions with planted taste structure: Zipf-like popularity and 20 taste
+/// clusters, each user drawing half their items uniformly from their cluster's slice of the
+/// catalogue (the ALS timing benchmark's data).
+pub fn planted(
+    users: usize,
+    items: usize,
+    interactions: usize,
+    seed: u64,
+) -> anyhow::Result<Vec<(u32, u32)>> {
+    planted_with(users, items, interactions, seed, 0.5, false)
+}
+
+/// Like [`planted`], with `taste` the share of each user's items drawn from their cluster's
+/// slice, Zipf-distributed within the slice when `ranked` (so each taste has its own hits).
+pub fn planted_with(
+    users: usize,
+    items: usize,
+    interactions: usize,
+    seed: u64,
+    taste: f64,
+    ranked: bool,
+) -> anyhow::Result<Vec<(u32, u32)>> {
     use rand::distributions::{Distribution, WeightedIndex};
     use rand::{Rng, SeedableRng};
 
-    // Zipf-like popularity and 20 taste clusters, each favouring its own slice of the catalogue.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let popularity: Vec<f64> = (0..bench.items).map(|i| 1.0 / (i as f64 + 10.0)).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let popularity: Vec<f64> = (0..items).map(|i| 1.0 / (i as f64 + 10.0)).collect();
     let sampler = WeightedIndex::new(&popularity)?;
     let clusters = 20;
-    let slice = bench.items / clusters;
-    let per_user = bench.interactions / bench.users;
-    let mut pairs = Vec::with_capacity(bench.interactions);
-    for u in 0..bench.users {
+    let slice = items / clusters;
+    let per_user = interactions / users;
+    let within: Vec<f64> = (0..slice).map(|i| 1.0 / (i as f64 + 5.0)).collect();
+    let within = WeightedIndex::new(&within)?;
+    let mut pairs = Vec::with_capacity(interactions);
+    for u in 0..users {
         let cluster = u % clusters;
         for _ in 0..per_user {
-            let item = if rng.gen_bool(0.5) {
-                cluster * slice + rng.gen_range(0..slice)
+            let item = if rng.gen_bool(taste) {
+                let offset = if ranked {
+                    within.sample(&mut rng)
+                } else {
+                    rng.gen_range(0..slice)
+                };
+                cluster * slice + offset
             } else {
                 sampler.sample(&mut rng)
             };
             pairs.push((u as u32, item as u32));
         }
     }
+    Ok(pairs)
+}
+
+/// The shape of the DP quality benchmark.
+#[derive(Debug, Clone)]
+pub struct DpBench {
+    /// Users.
+    pub users: usize,
+    /// Catalogue size.
+    pub items: usize,
+    /// Interactions to generate (before de-duplication).
+    pub interactions: usize,
+    /// The ε values (infinity for no noise).
+    pub epsilons: Vec<f64>,
+    /// δ.
+    pub delta: f64,
+}
+
+/// DP item model against the non-private models on generated data with planted structure:
+/// NDCG@10 on a held-out 20% of each user's items, the ratio to the best non-private model,
+/// and fit times.
+pub fn dp(bench: DpBench) -> anyhow::Result<()> {
+    let pairs = planted_with(bench.users, bench.items, bench.interactions, 11, 0.7, true)?;
+    let data = candor_models::Interactions::from_pairs(bench.users, bench.items, &pairs);
+    let (train, test) = candor_models::holdout(&data, 0.2, 5);
+    println!(
+        "generated: {} users, {} items, {} distinct interactions; 20% of each user's items held out; {} threads",
+        bench.users,
+        bench.items,
+        data.nnz(),
+        rayon::current_num_threads()
+    );
+    let split = crate::eval::Split {
+        train,
+        test,
+        categories: None,
+    };
+    let mut params = crate::eval::Params::default();
+    params.dp.delta = bench.delta;
+    let mut rows = Vec::new();
+    let mut best = 0f64;
+    for model in ["popularity", "edlae", "als"] {
+        let (report, fit) = crate::eval::run(model, &split, &params)?;
+        best = best.max(report.ndcg_10);
+        rows.push((model.to_string(), report, fit));
+    }
+    for &epsilon in &bench.epsilons {
+        params.dp.epsilon = epsilon;
+        for model in crate::eval::DP_MODELS {
+            let (report, fit) = crate::eval::run(model, &split, &params)?;
+            rows.push((format!("{model} ε={epsilon}"), report, fit));
+        }
+    }
+    crate::eval::print_table(&rows, false);
+    println!();
+    println!("| model | NDCG@10 / best non-private ({best:.4}) |");
+    println!("|---|---|");
+    for (name, report, _) in &rows {
+        println!("| {name} | {:.3}× |", report.ndcg_10 / best);
+    }
+    Ok(())
+}
+
+/// ALS training time on generated data, then per-recommendation and fold-in latency.
+pub fn models(bench: ModelBench) -> anyhow::Result<()> {
+    use candor_models::Scorer;
+    use candor_models::als::{Als, AlsConfig};
+
+    let pairs = planted(bench.users, bench.items, bench.interactions, 7)?;
     let data = candor_models::Interactions::from_pairs(bench.users, bench.items, &pairs);
     let config = AlsConfig {
         factors: bench.factors,

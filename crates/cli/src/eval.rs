@@ -10,14 +10,34 @@ use std::time::Instant;
 use anyhow::Context;
 use candor_models::als::{Als, AlsConfig};
 use candor_models::blend::Blend;
+use candor_models::dp::{DpConfig, DpItemModel, DpPopularity};
 use candor_models::ease::{Ease, EaseConfig};
 use candor_models::knn::{ItemKnn, KnnConfig};
 use candor_models::metrics::{EvalReport, evaluate_with_categories};
 use candor_models::popularity::Popularity;
 use candor_models::{Interactions, Scorer};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 /// The models `eval` knows, in table order.
 pub const MODELS: [&str; 6] = ["popularity", "knn", "als", "ease", "edlae", "blend"];
+
+/// The differentially private models, run for each `--epsilon`.
+pub const DP_MODELS: [&str; 2] = ["dp-popularity", "dp"];
+
+/// Parses `--epsilon` values: positive numbers, or `inf` for no noise.
+pub fn parse_epsilons(values: &[String]) -> anyhow::Result<Vec<f64>> {
+    values
+        .iter()
+        .map(|e| match e.trim() {
+            "inf" | "infinity" => Ok(f64::INFINITY),
+            t => match t.parse::<f64>() {
+                Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+                _ => anyhow::bail!("--epsilon {t}: epsilon must be a number > 0 or inf"),
+            },
+        })
+        .collect()
+}
 
 /// One split, indexed.
 pub struct Split {
@@ -144,6 +164,10 @@ pub struct Params {
     pub edlae: EaseConfig,
     /// Weight of ALS in the ALS + EDLAE blend (EDLAE gets 1 − w).
     pub blend_als: f32,
+    /// The DP item model (ε and δ come from `--epsilon` and `--delta`).
+    pub dp: DpConfig,
+    /// Seed of the DP noise, so that benchmark runs can be repeated.
+    pub noise_seed: u64,
 }
 
 impl Default for Params {
@@ -167,6 +191,11 @@ impl Default for Params {
                 dropout: 0.67,
             },
             blend_als: 0.7,
+            dp: DpConfig {
+                epsilon: f64::INFINITY,
+                ..DpConfig::default()
+            },
+            noise_seed: 1,
         }
     }
 }
@@ -193,6 +222,14 @@ impl Params {
                 "edlae.lambda" => self.edlae.lambda = v,
                 "edlae.dropout" => self.edlae.dropout = v,
                 "blend.als" => self.blend_als = v as f32,
+                "dp.max_items_per_user" => self.dp.max_items_per_user = v as usize,
+                "dp.max_items" => self.dp.max_items = v as usize,
+                "dp.factors" => self.dp.factors = v as usize,
+                "dp.popularity_share" => self.dp.popularity_share = Some(v),
+                "dp.edge" => self.dp.edge = v,
+                "dp.reg" => self.dp.reg = v,
+                "dp.popularity_weight" => self.dp.popularity_weight = v as f32,
+                "dp.noise_seed" => self.noise_seed = v as u64,
                 _ => anyhow::bail!("--param {o}: unknown parameter `{name}`"),
             }
         }
@@ -215,9 +252,20 @@ pub fn fit(model: &str, train: &Interactions, params: &Params) -> anyhow::Result
                 1.0 - params.blend_als,
             ),
         ])),
+        "dp" => Box::new(DpItemModel::fit(
+            train,
+            params.dp,
+            &mut StdRng::seed_from_u64(params.noise_seed),
+        )?),
+        "dp-popularity" => Box::new(DpPopularity::fit(
+            train,
+            params.dp,
+            &mut StdRng::seed_from_u64(params.noise_seed),
+        )?),
         other => anyhow::bail!(
-            "unknown model `{other}`; use one of {} or all",
-            MODELS.join(", ")
+            "unknown model `{other}`; use one of {}, {} or all",
+            MODELS.join(", "),
+            DP_MODELS.join(", ")
         ),
     })
 }

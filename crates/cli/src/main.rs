@@ -117,9 +117,17 @@ enum Command {
         /// Optional `item<TAB>category` file: adds intra-list diversity (ILD@10).
         #[arg(long)]
         categories: Option<PathBuf>,
-        /// popularity, knn, als, ease, edlae, blend, or all.
+        /// popularity, knn, als, ease, edlae, blend, dp-popularity, dp, or all (with
+        /// --epsilon: the DP models).
         #[arg(long, default_value = "all")]
         model: String,
+        /// Train the DP models at each ε of a comma-separated list (`inf` for no noise),
+        /// e.g. 0.5,1,2,4,8,inf.
+        #[arg(long, value_delimiter = ',')]
+        epsilon: Vec<String>,
+        /// δ of the DP models.
+        #[arg(long, default_value_t = 1e-5)]
+        delta: f64,
         /// Hyperparameter overrides, e.g. als.factors=128.
         #[arg(long = "param")]
         params: Vec<String>,
@@ -230,6 +238,25 @@ enum BenchCommand {
         /// ALS iterations.
         #[arg(long, default_value_t = 15)]
         iterations: usize,
+    },
+    /// The DP item model against the non-private models on generated data with planted
+    /// taste structure (quality ratio and fit time per ε).
+    Dp {
+        /// Users.
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+        /// Catalogue size.
+        #[arg(long, default_value_t = 5_000)]
+        items: usize,
+        /// Interactions to generate.
+        #[arg(long, default_value_t = 2_000_000)]
+        interactions: usize,
+        /// Comma-separated ε values (`inf` for no noise).
+        #[arg(long, value_delimiter = ',', default_value = "0.5,1,2,4,8,inf")]
+        epsilon: Vec<String>,
+        /// δ.
+        #[arg(long, default_value_t = 1e-5)]
+        delta: f64,
     },
     /// Ingestion through the engine (consent check, encryption, durable commit).
     Ingest {
@@ -424,13 +451,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             validate,
             categories,
+            epsilon,
+            delta,
         } => {
             let mut p = eval::Params::default();
             p.apply(&params)?;
-            let models: Vec<&str> = if model == "all" {
-                eval::MODELS.to_vec()
-            } else {
-                vec![model.as_str()]
+            anyhow::ensure!(
+                delta > 0.0 && delta < 1.0,
+                "--delta {delta}: delta must be in (0, 1)"
+            );
+            p.dp.delta = delta;
+            let epsilons = eval::parse_epsilons(&epsilon)?;
+            let models: Vec<&str> = match (model.as_str(), epsilons.is_empty()) {
+                ("all", true) => eval::MODELS.to_vec(),
+                ("all", false) => eval::DP_MODELS.to_vec(),
+                (m, _) => vec![m],
             };
             let splits_dir = splits.clone();
             let splits: Vec<eval::Split> = match (&splits, &train, &test, &items) {
@@ -471,13 +506,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 splits
             };
             let mut rows = Vec::new();
+            let runs_at = |eps: Option<f64>| -> Vec<Option<f64>> {
+                if epsilons.is_empty() {
+                    vec![eps]
+                } else {
+                    epsilons.iter().map(|&e| Some(e)).collect()
+                }
+            };
             for m in models {
-                let runs = splits
-                    .iter()
-                    .map(|s| eval::run(m, s, &p))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                let (report, fit) = eval::mean(&runs);
-                rows.push((m.to_string(), report, fit));
+                let dp = eval::DP_MODELS.contains(&m);
+                for eps in runs_at(None) {
+                    let mut p = p;
+                    let name = match (dp, eps) {
+                        (true, Some(e)) => {
+                            p.dp.epsilon = e;
+                            format!("{m} ε={e}")
+                        }
+                        _ => m.to_string(),
+                    };
+                    let runs = splits
+                        .iter()
+                        .map(|s| eval::run(m, s, &p))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let (report, fit) = eval::mean(&runs);
+                    rows.push((name, report, fit));
+                    if !dp {
+                        break;
+                    }
+                }
             }
             eval::print_table(&rows, json);
             Ok(())
@@ -583,6 +639,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 users,
                 factors,
                 iterations,
+            })
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Dp {
+                    users,
+                    items,
+                    interactions,
+                    epsilon,
+                    delta,
+                },
+        } => {
+            anyhow::ensure!(
+                items >= 20 && users >= 1 && interactions >= users,
+                "--items must be at least 20, --users at least 1, --interactions at least --users"
+            );
+            anyhow::ensure!(
+                delta > 0.0 && delta < 1.0,
+                "--delta {delta}: delta must be in (0, 1)"
+            );
+            bench::dp(bench::DpBench {
+                users,
+                items,
+                interactions,
+                epsilons: eval::parse_epsilons(&epsilon)?,
+                delta,
             })
         }
         Command::Bench {

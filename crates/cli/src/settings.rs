@@ -26,6 +26,8 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// Model training.
     pub models: ModelSettings,
+    /// Differentially private analytics.
+    pub analytics: AnalyticsSettings,
     /// IAB TCF.
     pub tcf: TcfSettings,
     /// Logging.
@@ -46,6 +48,25 @@ pub struct TcfSettings {
 pub struct ModelSettings {
     /// Seconds between scheduled trainings of the item model; 0 turns the schedule off.
     pub train_interval_secs: u64,
+    /// Train the shared item model with differential privacy (DESIGN §2); false trains it
+    /// without noise, which the model card then says.
+    pub dp: bool,
+    /// ε of each training's release.
+    pub epsilon: f64,
+    /// δ of each training's release.
+    pub delta: f64,
+}
+
+/// `[analytics]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsSettings {
+    /// ε the analytics dataset may spend per period.
+    pub epsilon: f64,
+    /// δ of the analytics budget.
+    pub delta: f64,
+    /// Days after which the budget starts afresh; 0: never.
+    pub refill_days: u32,
 }
 
 /// `[server]`
@@ -127,6 +148,14 @@ impl Default for Settings {
             },
             models: ModelSettings {
                 train_interval_secs: 86_400,
+                dp: true,
+                epsilon: 8.0,
+                delta: 1e-5,
+            },
+            analytics: AnalyticsSettings {
+                epsilon: 4.0,
+                delta: 1e-6,
+                refill_days: 0,
             },
             tcf: TcfSettings { vendor_id: 0 },
             log: LogSettings {
@@ -212,6 +241,15 @@ impl Settings {
 
     /// The engine configuration these settings describe.
     pub fn engine_config(&self) -> anyhow::Result<candor_engine::EngineConfig> {
+        let dp_ok = |e: f64, d: f64| e.is_finite() && e > 0.0 && d > 0.0 && d < 1.0;
+        anyhow::ensure!(
+            dp_ok(self.models.epsilon, self.models.delta),
+            "[models] epsilon must be a number > 0 and delta in (0, 1)"
+        );
+        anyhow::ensure!(
+            dp_ok(self.analytics.epsilon, self.analytics.delta),
+            "[analytics] epsilon must be a number > 0 and delta in (0, 1)"
+        );
         let policy = if self.policy.file.is_empty() {
             candor_domain::Policy::default_policy()
         } else {
@@ -225,6 +263,16 @@ impl Settings {
             future_skew_ms: self.ingest.future_skew_secs as i64 * 1000,
             train_interval_secs: self.models.train_interval_secs,
             tcf_vendor_id: (self.tcf.vendor_id > 0).then_some(self.tcf.vendor_id),
+            model_privacy: self.models.dp.then_some(candor_engine::ModelPrivacy {
+                epsilon: self.models.epsilon,
+                delta: self.models.delta,
+            }),
+            analytics: candor_engine::AnalyticsBudget {
+                epsilon: self.analytics.epsilon,
+                delta: self.analytics.delta,
+                refill_ms: (self.analytics.refill_days > 0)
+                    .then_some(self.analytics.refill_days as i64 * 86_400_000),
+            },
         })
     }
 }

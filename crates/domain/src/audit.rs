@@ -35,6 +35,8 @@ pub enum AuditAction {
     RequestUpdate,
     /// A subject's data was shared with a recipient under a live sharing consent.
     SubjectShare,
+    /// A differentially private query was charged to a privacy budget.
+    AnalyticsCharge,
 }
 
 impl AuditAction {
@@ -54,6 +56,7 @@ impl AuditAction {
             Self::EventsRectify => "events.rectify",
             Self::RequestUpdate => "request.update",
             Self::SubjectShare => "subject.share",
+            Self::AnalyticsCharge => "analytics.charge",
         }
     }
 }

@@ -11,6 +11,7 @@ use candor_crypto::{KeyRing, SecretKey};
 use candor_domain::{AuditDraft, Policy, Pseudonym, SubjectId, Timestamp};
 use candor_store::{Store, StoreError};
 
+pub mod analytics;
 pub mod audit;
 pub mod auth;
 pub mod consent;
@@ -28,6 +29,7 @@ pub mod signing;
 pub mod transparency;
 mod writer;
 
+pub use analytics::{AnalyticsAnswer, AnalyticsBudget, AnalyticsQuery, BudgetStatus};
 pub use audit::AuditReport;
 pub use auth::{Principal, Role};
 pub use consent::{ConsentUpdate, ConsentView, PurposeChoice};
@@ -125,6 +127,28 @@ pub struct EngineConfig {
     pub train_interval_secs: u64,
     /// This service's IAB TCF vendor id; TC strings are refused without one.
     pub tcf_vendor_id: Option<u16>,
+    /// Differential privacy of the shared item model; `None` trains it without noise.
+    pub model_privacy: Option<ModelPrivacy>,
+    /// The DP analytics budget.
+    pub analytics: AnalyticsBudget,
+}
+
+/// The (ε, δ) the shared item model is trained under.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelPrivacy {
+    /// ε.
+    pub epsilon: f64,
+    /// δ.
+    pub delta: f64,
+}
+
+impl Default for ModelPrivacy {
+    fn default() -> Self {
+        Self {
+            epsilon: 8.0,
+            delta: 1e-5,
+        }
+    }
 }
 
 impl EngineConfig {
@@ -139,6 +163,8 @@ impl EngineConfig {
             future_skew_ms: 5 * 60 * 1000,
             train_interval_secs: 86_400,
             tcf_vendor_id: None,
+            model_privacy: Some(ModelPrivacy::default()),
+            analytics: AnalyticsBudget::default(),
         }
     }
 }

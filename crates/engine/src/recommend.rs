@@ -3,18 +3,22 @@
 //! subject's consent allows: `server` (their current history, read for personalization and
 //! audited, scored against the item model, each item explained by the history items behind
 //! it) or `contextual` (the request's context items and popularity; nothing about the subject
-//! is read or stored).
+//! is read or stored). The item model and the popularity it carries are differentially private
+//! unless privacy is turned off in settings.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use candor_domain::{ItemId, SubjectId, Timestamp};
 use candor_models::Interactions;
+use candor_models::dp::{DpConfig, DpItemModel};
 use candor_models::ease::{Ease, EaseConfig, MAX_ITEMS};
 use candor_models::knn::{ItemKnn, KnnConfig};
 use candor_models::metrics::evaluate_with_categories;
 use candor_models::sparse::SparseItemModel;
 use candor_models::topk::top_k;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::{Actor, Engine, EngineError, Result};
@@ -51,6 +55,30 @@ pub struct ModelCard {
     pub categories: Vec<String>,
     /// Figures of the same recipe on held-out consented history.
     pub evaluation: ModelEvaluation,
+    /// The differential-privacy guarantee of the release; `None` when trained without noise.
+    #[serde(default)]
+    pub privacy: Option<ModelPrivacyCard>,
+}
+
+/// What the model's differential privacy promises.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelPrivacyCard {
+    /// ε of the release.
+    pub epsilon: f64,
+    /// δ.
+    pub delta: f64,
+    /// zCDP ρ of the release.
+    pub rho: f64,
+    /// What a neighbouring dataset differs in.
+    pub unit: String,
+    /// What is released and how.
+    pub mechanism: String,
+    /// Items kept per subject (contribution bound).
+    pub max_items_per_user: usize,
+    /// Noise σ on popularity, per subject contribution of unit length.
+    pub popularity_sigma: f64,
+    /// Noise σ on each co-occurrence entry, same units.
+    pub cooccurrence_sigma: f64,
 }
 
 /// How the model's recipe did on held-out data at training time.
@@ -78,13 +106,59 @@ pub struct ModelEvaluation {
     pub intra_list_diversity_10: f64,
 }
 
-/// Fits the serving model: EDLAE (hyperparameters chosen on ml-100k validation splits),
-/// sparsified, where the catalogue allows the dense inverse; item-kNN above that.
-fn fit_item_model(
-    data: &Interactions,
-) -> Result<(&'static str, BTreeMap<String, f64>, SparseItemModel)> {
-    let popularity: Vec<f32> = data.item_counts().into_iter().map(|c| c as f32).collect();
+/// A fitted serving model and what the card says about it.
+struct Fitted {
+    algorithm: &'static str,
+    hyperparameters: BTreeMap<String, f64>,
+    model: SparseItemModel,
+    privacy: Option<ModelPrivacyCard>,
+}
+
+/// Fits the serving model. With privacy on (the default), the DP item model (joint DP:
+/// noisy popularity and projected co-occurrence, see `candor_models::dp`), sparsified; with it
+/// off, EDLAE (hyperparameters chosen on ml-100k validation splits), sparsified, where the
+/// catalogue allows the dense inverse, and item-kNN above that.
+fn fit_item_model(data: &Interactions, privacy: Option<crate::ModelPrivacy>) -> Result<Fitted> {
     let failed = |e: candor_models::ModelError| EngineError::Setup(format!("training failed: {e}"));
+    if let Some(p) = privacy {
+        let config = DpConfig {
+            epsilon: p.epsilon,
+            delta: p.delta,
+            ..DpConfig::default()
+        };
+        let dp = DpItemModel::fit(data, config, &mut StdRng::from_entropy()).map_err(failed)?;
+        let g = dp.guarantee();
+        let hp = BTreeMap::from([
+            (
+                "max_items_per_user".into(),
+                config.max_items_per_user as f64,
+            ),
+            ("max_items".into(), config.max_items as f64),
+            ("max_factors".into(), config.factors as f64),
+            ("rank".into(), dp.rank() as f64),
+            ("covered_items".into(), dp.covered() as f64),
+            ("kept_per_item".into(), KEEP_PER_ITEM as f64),
+        ]);
+        return Ok(Fitted {
+            algorithm: "dp_spectral",
+            hyperparameters: hp,
+            model: dp.to_sparse(KEEP_PER_ITEM),
+            privacy: Some(ModelPrivacyCard {
+                epsilon: g.epsilon,
+                delta: g.delta,
+                rho: g.rho,
+                unit: "subject (add or remove one subject's whole history)".into(),
+                mechanism: "joint DP: discrete Gaussian noise on bounded, unit-normalized \
+                            popularity and item co-occurrence, projected to its top eigenvectors; \
+                            subject vectors come from each subject's own history at serving time"
+                    .into(),
+                max_items_per_user: config.max_items_per_user,
+                popularity_sigma: g.popularity_sigma,
+                cooccurrence_sigma: g.cooccurrence_sigma,
+            }),
+        });
+    }
+    let popularity: Vec<f32> = data.item_counts().into_iter().map(|c| c as f32).collect();
     if data.n_items() <= MAX_ITEMS {
         let config = EaseConfig {
             lambda: 200.0,
@@ -96,11 +170,12 @@ fn fit_item_model(
             ("dropout".into(), config.dropout),
             ("kept_per_item".into(), KEEP_PER_ITEM as f64),
         ]);
-        Ok((
-            "edlae",
-            hp,
-            SparseItemModel::from_ease(&ease, data.n_items(), KEEP_PER_ITEM, popularity),
-        ))
+        Ok(Fitted {
+            algorithm: "edlae",
+            hyperparameters: hp,
+            model: SparseItemModel::from_ease(&ease, data.n_items(), KEEP_PER_ITEM, popularity),
+            privacy: None,
+        })
     } else {
         let config = KnnConfig {
             neighbours: KEEP_PER_ITEM,
@@ -111,11 +186,12 @@ fn fit_item_model(
             ("neighbours".into(), config.neighbours as f64),
             ("shrink".into(), config.shrink as f64),
         ]);
-        Ok((
-            "item_knn",
-            hp,
-            SparseItemModel::from_knn(&knn, data.n_items(), popularity),
-        ))
+        Ok(Fitted {
+            algorithm: "item_knn",
+            hyperparameters: hp,
+            model: SparseItemModel::from_knn(&knn, data.n_items(), popularity),
+            privacy: None,
+        })
     }
 }
 
@@ -240,7 +316,8 @@ impl Engine {
         // Evaluate the same recipe on a held-out fifth of each subject's consented history,
         // then fit on everything.
         let (fit_part, held) = candor_models::holdout(&data, 0.2, 7);
-        let (_, _, probe) = fit_item_model(&fit_part)?;
+        let privacy = self.config.model_privacy;
+        let probe = fit_item_model(&fit_part, privacy)?.model;
         let labels = self.catalogue_labels().await?;
         let mut codes: HashMap<&str, u32> = HashMap::new();
         let mut category_codes = vec![None; items.len()];
@@ -251,7 +328,12 @@ impl Engine {
             }
         }
         let report = evaluate_with_categories(&probe, &fit_part, &held, Some(&category_codes));
-        let (algorithm, hyperparameters, model) = fit_item_model(&data)?;
+        let Fitted {
+            algorithm,
+            hyperparameters,
+            model,
+            privacy,
+        } = fit_item_model(&data, privacy)?;
         let evaluation = ModelEvaluation {
             protocol: "hold out a seeded 20% of each subject's consented items; rank all items but the rest".into(),
             users: report.users,
@@ -279,6 +361,7 @@ impl Engine {
             purpose: purpose.name.clone(),
             categories: categories.into_iter().collect(),
             evaluation,
+            privacy,
         };
         let stored = StoredCard {
             card: card.clone(),

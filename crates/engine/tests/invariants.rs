@@ -6,7 +6,10 @@ mod support;
 use std::collections::BTreeMap;
 
 use candor_domain::{ConsentMethod, ConsentState, Policy, RefusalReason, SubjectId, Timestamp};
-use candor_engine::{Actor, ConsentUpdate, EngineError, EventDraft, PurposeChoice, SignedDocument};
+use candor_engine::{
+    Actor, AnalyticsBudget, AnalyticsQuery, ConsentUpdate, EngineError, EventDraft, PurposeChoice,
+    SignedDocument,
+};
 use support::Harness;
 
 const PROFILING: &str = "personalize.content.profiling";
@@ -94,6 +97,10 @@ on_both_backends!(
     tcf_strings_map_to_policy_purposes,
     consent_receipts_are_signed_and_tamper_evident,
     transparency_and_sharing_follow_consent,
+    analytics_answers_are_bounded_noisy_and_consent_bound,
+    analytics_budget_cannot_be_overspent_under_concurrency,
+    failed_analytics_queries_are_not_charged,
+    dp_item_model_states_its_guarantee,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -1725,4 +1732,355 @@ async fn transparency_and_sharing_follow_consent(h: Harness) {
             .any(|p| p.purpose == SHARING && p.consent == ConsentState::Withdrawn)
     );
     assert!(h.engine.verify_audit().await.unwrap().ok);
+}
+
+fn query(kind: &str, rho: f64) -> AnalyticsQuery {
+    AnalyticsQuery {
+        kind: kind.into(),
+        rho: Some(rho),
+        ..Default::default()
+    }
+}
+
+async fn analytics_budget(h: Harness, epsilon: f64) -> Harness {
+    h.reconfigure(|c| {
+        c.analytics = AnalyticsBudget {
+            epsilon,
+            delta: 1e-6,
+            refill_ms: None,
+        }
+    })
+    .await
+}
+
+/// Invariant 6: answers come from consented events only, each subject's contribution is
+/// bounded, the noise and its interval are stated, and every charge is audited.
+async fn analytics_answers_are_bounded_noisy_and_consent_bound(h: Harness) {
+    // A huge budget so that ρ = 10⁶ (noise σ ≈ 0.0007) leaves counts exact.
+    let h = analytics_budget(h, 1e7).await;
+    h.items(&["i1", "i2", "i3"]).await;
+    for s in ["a1", "a2", "a3"] {
+        h.engine
+            .set_consent(&actor(), &sid(s), &grant(&[ANALYTICS]), false)
+            .await
+            .unwrap();
+    }
+    // Profiling only: stored, but never counted by analytics.
+    h.engine
+        .set_consent(&actor(), &sid("p1"), &grant(&[PROFILING]), false)
+        .await
+        .unwrap();
+    let mut drafts = vec![event("a1", "i1", "view"), event("a2", "i1", "view")];
+    // a3 views i2 five times (five distinct timestamps) and buys i3 for 10.
+    for k in 0..5 {
+        let mut e = event("a3", "i2", "view");
+        e.timestamp = Some(Timestamp(Timestamp::now().0 - 60_000 * (k + 1)).to_rfc3339());
+        drafts.push(e);
+    }
+    let mut buy = event("a3", "i3", "purchase");
+    buy.value = Some(10.0);
+    drafts.push(buy);
+    drafts.extend([event("p1", "i1", "view"), event("p1", "i3", "view")]);
+    let report = h.engine.ingest(&actor(), &drafts, false).await.unwrap();
+    assert_eq!(report.accepted, 10, "{:?}", report.refused);
+
+    let exact = 1e6;
+    let answer = h
+        .engine
+        .analytics_query(&actor(), &query("count_by_item", exact))
+        .await
+        .unwrap();
+    let counts: BTreeMap<String, f64> = answer
+        .rows
+        .iter()
+        .map(|r| (r.key.clone(), r.value))
+        .collect();
+    // Every catalogue item is a row; a3's five views of i2 count once (max_per_partition 1);
+    // p1 (no analytics consent) is not counted.
+    assert_eq!(counts["i1"], 2.0, "{answer:?}");
+    assert_eq!(counts["i2"], 1.0);
+    assert_eq!(counts["i3"], 1.0);
+    for r in &answer.rows {
+        assert!(r.low <= r.value && r.value <= r.high && r.confidence == 0.95);
+    }
+    // Sensitivity of counts with 10 contributions, 1 per row: √10.
+    assert!((answer.sensitivity - 10f64.sqrt()).abs() < 1e-9);
+    assert!((answer.rows[0].noise_scale - 10f64.sqrt() / (2.0 * exact).sqrt()).abs() < 1e-12);
+    assert_eq!(answer.cost.rho, exact);
+    assert!(answer.cost.epsilon > 0.0);
+
+    // A looser per-row bound lets a3's views count up to it.
+    let mut q = query("count_by_item", exact);
+    q.max_per_partition = Some(3);
+    q.max_contributions = Some(4);
+    let a = h.engine.analytics_query(&actor(), &q).await.unwrap();
+    let i2 = a.rows.iter().find(|r| r.key == "i2").unwrap();
+    assert_eq!(i2.value, 3.0);
+    assert!((a.sensitivity - 10f64.sqrt()).abs() < 1e-9, "3² + 1² = 10");
+
+    // Categories, days, top-k, histogram and bounded mean.
+    let a = h
+        .engine
+        .analytics_query(&actor(), &query("count_by_category", exact))
+        .await
+        .unwrap();
+    assert_eq!(a.rows.len(), 1);
+    // One row per subject at most: a1, a2 and a3 each count once.
+    assert_eq!((a.rows[0].key.as_str(), a.rows[0].value), ("books", 3.0));
+    let mut q = query("count_by_day", exact);
+    let now = Timestamp::now().0;
+    q.from = Some(now - 3 * 86_400_000);
+    q.to = Some(now + 1);
+    let a = h.engine.analytics_query(&actor(), &q).await.unwrap();
+    assert!(a.rows.len() >= 3 && a.rows.len() <= 5, "{:?}", a.rows);
+    assert!(a.rows.iter().map(|r| r.value).sum::<f64>() >= 3.0);
+    let mut q = query("top_k", exact);
+    q.k = Some(1);
+    let a = h.engine.analytics_query(&actor(), &q).await.unwrap();
+    assert_eq!(a.rows.len(), 1);
+    assert_eq!(a.rows[0].key, "i1");
+    let mut q = query("histogram", exact);
+    q.event_type = Some("purchase".into());
+    q.lower = Some(0.0);
+    q.upper = Some(20.0);
+    q.bins = Some(4);
+    let a = h.engine.analytics_query(&actor(), &q).await.unwrap();
+    let values: Vec<f64> = a.rows.iter().map(|r| r.value).collect();
+    assert_eq!(values, vec![0.0, 0.0, 1.0, 0.0], "{:?}", a.rows);
+    let mut q = query("mean", exact);
+    q.event_type = Some("purchase".into());
+    q.lower = Some(0.0);
+    q.upper = Some(8.0);
+    let a = h.engine.analytics_query(&actor(), &q).await.unwrap();
+    // The value 10 is clamped to the upper bound 8.
+    assert_eq!(a.rows[0].key, "mean");
+    let sum_noise = a.rows[1].noise_scale;
+    assert!(
+        a.rows[0].value <= 8.0 && a.rows[0].value >= 8.0 - 6.0 * sum_noise,
+        "{:?}",
+        a.rows
+    );
+    assert!(a.rows[0].low <= a.rows[0].value && a.rows[0].value <= a.rows[0].high);
+
+    // A real query is noisy and says how noisy.
+    let budget = h.engine.analytics_budget().await.unwrap();
+    assert!(budget.spent_rho >= 7.0 * exact);
+    let charges = h
+        .audit_entries()
+        .await
+        .into_iter()
+        .filter(|e| e.action == "analytics.charge")
+        .count();
+    assert_eq!(charges, 7, "every charge is audited");
+    assert!(h.engine.verify_audit().await.unwrap().ok);
+}
+
+/// Invariant 6: many queries at once never spend more than the budget.
+async fn analytics_budget_cannot_be_overspent_under_concurrency(h: Harness) {
+    let h = analytics_budget(h, 1.0).await;
+    h.items(&["i1", "i2"]).await;
+    h.engine
+        .set_consent(&actor(), &sid("a1"), &grant(&[ANALYTICS]), false)
+        .await
+        .unwrap();
+    h.engine
+        .ingest(&actor(), &[event("a1", "i1", "view")], false)
+        .await
+        .unwrap();
+    let limit = h.engine.analytics_budget().await.unwrap().limit_rho;
+    // Each query costs a bit more than an eighth of the budget: exactly eight fit.
+    let cost = limit / 8.5;
+    // Two servers on the same database, twelve queries each, all at once.
+    let engines = [
+        std::sync::Arc::new(h.second_engine().await),
+        std::sync::Arc::new(h.second_engine().await),
+    ];
+    let tasks: Vec<_> = (0..24)
+        .map(|k| {
+            let engine = engines[k % 2].clone();
+            tokio::spawn(async move {
+                engine
+                    .analytics_query(&actor(), &query("count_by_item", cost))
+                    .await
+            })
+        })
+        .collect();
+    let (mut ok, mut exhausted) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(EngineError::Invalid {
+                code: "budget_exhausted",
+                ..
+            }) => exhausted += 1,
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!((ok, exhausted), (8, 16));
+    let budget = h.engine.analytics_budget().await.unwrap();
+    assert!(budget.spent_rho <= budget.limit_rho);
+    assert!((budget.spent_rho - 8.0 * cost).abs() < 1e-9);
+    assert!(budget.spent_epsilon <= 1.0);
+    let charges = h
+        .store
+        .audit_entries(0, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "analytics.charge")
+        .count();
+    assert_eq!(charges, 8);
+}
+
+/// Invariant 10 for analytics: a refused query changes nothing and costs nothing.
+async fn failed_analytics_queries_are_not_charged(h: Harness) {
+    let h = analytics_budget(h, 1.0).await;
+    h.items(&["i1"]).await;
+    let bad = |f: fn(&mut AnalyticsQuery)| {
+        let mut q = AnalyticsQuery {
+            kind: "count_by_item".into(),
+            epsilon: Some(0.1),
+            ..Default::default()
+        };
+        f(&mut q);
+        q
+    };
+    let cases: Vec<(AnalyticsQuery, &str)> = vec![
+        (bad(|q| q.epsilon = Some(0.0)), "invalid_field"),
+        (bad(|q| q.epsilon = Some(-1.0)), "invalid_field"),
+        (bad(|q| q.epsilon = Some(f64::NAN)), "invalid_field"),
+        (bad(|q| q.rho = Some(0.1)), "invalid_field"),
+        (bad(|q| q.epsilon = None), "invalid_field"),
+        (bad(|q| q.kind = "median".into()), "unknown_query_kind"),
+        (bad(|q| q.max_contributions = Some(0)), "invalid_field"),
+        (bad(|q| q.max_per_partition = Some(11)), "invalid_field"),
+        (
+            bad(|q| q.event_type = Some("teleport".into())),
+            "unknown_event_type",
+        ),
+        (
+            bad(|q| {
+                q.from = Some(10);
+                q.to = Some(5)
+            }),
+            "bounds_out_of_order",
+        ),
+        (
+            bad(|q| {
+                q.kind = "mean".into();
+                q.lower = Some(5.0);
+                q.upper = Some(1.0)
+            }),
+            "bounds_out_of_order",
+        ),
+        (bad(|q| q.kind = "mean".into()), "invalid_field"),
+        (bad(|q| q.lower = Some(1.0)), "invalid_field"),
+        (
+            bad(|q| {
+                q.kind = "histogram".into();
+                q.lower = Some(0.0);
+                q.upper = Some(1.0);
+                q.bins = Some(0)
+            }),
+            "invalid_field",
+        ),
+        (
+            bad(|q| {
+                q.kind = "count_by_day".into();
+            }),
+            "invalid_field",
+        ),
+        (
+            bad(|q| {
+                q.kind = "top_k".into();
+                q.k = Some(0)
+            }),
+            "invalid_field",
+        ),
+        // More than the whole budget at once.
+        (bad(|q| q.epsilon = Some(50.0)), "budget_exhausted"),
+    ];
+    let before = h.audit_entries().await.len();
+    for (q, expected) in cases {
+        match h.engine.analytics_query(&actor(), &q).await {
+            Err(EngineError::Invalid { code, .. }) => assert_eq!(code, expected, "{q:?}"),
+            other => panic!("{q:?}: expected {expected}, got {other:?}"),
+        }
+    }
+    // A dry run states the cost and charges nothing.
+    let mut q = bad(|_| {});
+    q.dry_run = true;
+    let preview = h.engine.analytics_query(&actor(), &q).await.unwrap();
+    assert!(preview.rows.is_empty() && preview.cost.rho > 0.0);
+    assert!(
+        (preview.cost.epsilon - 0.1).abs() < 1e-3,
+        "{:?}",
+        preview.cost
+    );
+    let budget = h.engine.analytics_budget().await.unwrap();
+    assert_eq!(budget.spent_rho, 0.0);
+    assert_eq!(h.audit_entries().await.len(), before);
+}
+
+/// DESIGN §2: the shared item model is trained with DP and its card says so; the contextual
+/// tier ranks by the model's DP popularity.
+async fn dp_item_model_states_its_guarantee(h: Harness) {
+    use candor_engine::RecommendRequest;
+    let h = h
+        .reconfigure(|c| c.model_privacy = Some(candor_engine::ModelPrivacy::default()))
+        .await;
+    let items: Vec<String> = (0..20).map(|i| format!("i{i}")).collect();
+    let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+    h.items(&refs).await;
+    let mut drafts = Vec::new();
+    for u in 0..40 {
+        let s = format!("u{u}");
+        h.engine
+            .set_consent(&actor(), &sid(&s), &grant(&[PROFILING]), false)
+            .await
+            .unwrap();
+        for item in items.iter().take(1 + u % 5) {
+            drafts.push(event(&s, item, "view"));
+        }
+    }
+    assert_eq!(
+        h.engine
+            .ingest(&actor(), &drafts, false)
+            .await
+            .unwrap()
+            .accepted,
+        drafts.len()
+    );
+    let card = h.engine.train(&actor()).await.unwrap();
+    assert_eq!(card.algorithm, "dp_spectral");
+    let privacy = card.privacy.clone().expect("the card states the guarantee");
+    assert!(
+        privacy.epsilon <= 8.0 && privacy.epsilon > 7.9,
+        "{privacy:?}"
+    );
+    assert_eq!(privacy.delta, 1e-5);
+    assert!(privacy.rho > 0.0 && privacy.popularity_sigma > 0.0);
+    // Personalized and contextual recommendations still work from the DP model.
+    let recs = h
+        .engine
+        .recommend(
+            &actor(),
+            &sid("u1"),
+            &RecommendRequest {
+                n: 5,
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(recs.tier, "server");
+    let ctx = h
+        .engine
+        .recommend_contextual(&RecommendRequest {
+            n: 5,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(ctx.items.len(), 5);
 }

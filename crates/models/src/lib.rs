@@ -1,11 +1,12 @@
 //! Recommendation models for Candor, pure and deterministic: popularity, item-kNN, an
 //! EASE-class closed-form model (EASE and its dropout-regularized variant EDLAE), implicit
-//! ALS, a standardized blend, plus top-k selection and the ranking metrics of the evaluation protocol. Nothing here
+//! ALS, a standardized blend, a user-level differentially private item model, plus top-k selection and the ranking metrics of the evaluation protocol. Nothing here
 //! does I/O; training data arrives as an [`Interactions`] matrix of dense indices.
 
 pub mod als;
 pub mod blend;
 pub mod data;
+pub mod dp;
 pub mod ease;
 pub mod knn;
 pub mod metrics;

@@ -31,6 +31,11 @@ impl SparseItemModel {
         Self { rows, popularity }
     }
 
+    /// Takes rows as they are (each strongest first); used by the DP item model.
+    pub fn from_rows(rows: Vec<Vec<(u32, f32)>>, popularity: Vec<f32>) -> Self {
+        Self { rows, popularity }
+    }
+
     /// Uses item-kNN neighbours as they are.
     pub fn from_knn(model: &ItemKnn, n_items: usize, popularity: Vec<f32>) -> Self {
         let rows = (0..n_items as u32)

@@ -93,6 +93,21 @@ impl Accountant {
         Ok(self)
     }
 
+    /// Composes a mechanism that is ρ-zCDP (Bun and Steinke 2016): RDP α·ρ at every order. A
+    /// Gaussian with L2 sensitivity Δ and noise σ (continuous or discrete, Canonne, Kamath and
+    /// Steinke 2020) is Δ²/(2σ²)-zCDP.
+    pub fn zcdp(&mut self, rho: f64) -> Result<&mut Self, AccountantError> {
+        if !(rho.is_finite() && rho >= 0.0) {
+            return Err(AccountantError::Invalid(
+                "rho must be a non-negative number",
+            ));
+        }
+        for (r, a) in self.rdp.iter_mut().zip(&self.orders) {
+            *r += a * rho;
+        }
+        Ok(self)
+    }
+
     /// Composes `steps` Poisson-subsampled Gaussian steps with sampling rate `q`. Evaluated at
     /// integer orders only; other orders are left unbounded for this curve.
     pub fn subsampled_gaussian(
@@ -167,6 +182,30 @@ impl Accountant {
         best.epsilon += self.pure_epsilon;
         Ok(best)
     }
+}
+
+/// The largest ρ whose zCDP guarantee converts to at most `epsilon` at `delta` through
+/// [`Accountant::epsilon`] (bisection; the result never exceeds the bound).
+pub fn rho_for_epsilon(epsilon: f64, delta: f64) -> Result<f64, AccountantError> {
+    if !(epsilon.is_finite() && epsilon > 0.0) {
+        return Err(AccountantError::Invalid(
+            "epsilon must be a positive number",
+        ));
+    }
+    let eps = |rho: f64| -> Result<f64, AccountantError> {
+        Ok(Accountant::new().zcdp(rho)?.epsilon(delta)?.epsilon)
+    };
+    eps(0.0)?; // validates delta
+    let (mut lo, mut hi) = (0.0f64, epsilon);
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if eps(mid)? <= epsilon {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
 }
 
 /// A budget-planner query: one mechanism, composed.
@@ -254,6 +293,32 @@ mod tests {
             2.1014,
             None,
         );
+    }
+
+    #[test]
+    fn zcdp_round_trip() {
+        // Gaussian σ = 1 is ½-zCDP: the same curve as gaussian(1.0, 1).
+        let a = Accountant::new().zcdp(0.5).unwrap().epsilon(1e-5).unwrap();
+        let b = Accountant::new()
+            .gaussian(1.0, 1)
+            .unwrap()
+            .epsilon(1e-5)
+            .unwrap();
+        assert!((a.epsilon - b.epsilon).abs() < 1e-12);
+        for eps in [0.5, 1.0, 8.0] {
+            let rho = rho_for_epsilon(eps, 1e-5).unwrap();
+            let back = Accountant::new()
+                .zcdp(rho)
+                .unwrap()
+                .epsilon(1e-5)
+                .unwrap()
+                .epsilon;
+            assert!(back <= eps && back > eps * 0.999, "{eps}: {back}");
+            // Never looser than the textbook ρ + 2√(ρ ln(1/δ)).
+            assert!(rho + 2.0 * (rho * 1e5f64.ln()).sqrt() >= eps * 0.999);
+        }
+        assert!(rho_for_epsilon(0.0, 1e-5).is_err());
+        assert!(rho_for_epsilon(1.0, 1.0).is_err());
     }
 
     #[test]

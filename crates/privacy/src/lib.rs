@@ -1,5 +1,5 @@
-//! Differential privacy for Candor. So far: exact discrete noise from OpenDP's vetted
-//! samplers, and the privacy accountant, in Rényi DP (Mironov
+//! Differential privacy for Candor: exact discrete noise from OpenDP's vetted samplers, a
+//! fast table sampler tested against them for training, and the privacy accountant, in Rényi DP (Mironov
 //! 2017), covering the Gaussian mechanism, the Poisson-subsampled Gaussian at integer orders
 //! (Mironov, Talwar and Zhang 2019), composition, conversion to (ε, δ) with the improved
 //! bound ε = r + log1p(−1/α) − log(δ·α)/(α−1) minimized over orders, and pure-ε Laplace.
@@ -7,6 +7,7 @@
 //! published values.
 
 pub mod accountant;
+pub mod fast;
 pub mod noise;
 
-pub use accountant::{Accountant, AccountantError, EpsilonBound, Plan};
+pub use accountant::{Accountant, AccountantError, EpsilonBound, Plan, rho_for_epsilon};

@@ -80,7 +80,7 @@ impl From<EngineError> for ApiError {
                 let status = match code {
                     "batch_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
                     "model_not_trained" | "no_training_data" => StatusCode::CONFLICT,
-                    "consent_required" => StatusCode::FORBIDDEN,
+                    "consent_required" | "budget_exhausted" => StatusCode::FORBIDDEN,
                     _ => StatusCode::BAD_REQUEST,
                 };
                 Self::new(status, code, message)

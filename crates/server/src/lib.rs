@@ -119,6 +119,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(fulfil_request))
         .routes(routes!(acknowledge_request))
         .routes(routes!(get_plan))
+        .routes(routes!(post_analytics_query))
+        .routes(routes!(get_analytics_budget))
         .routes(routes!(get_receipt_key))
         .routes(routes!(verify_receipt))
         .routes(routes!(share_subject))

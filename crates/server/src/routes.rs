@@ -565,14 +565,22 @@ pub async fn post_train(
         .into_response())
 }
 
-/// The card of the model being served: algorithm, hyperparameters, data used. Public.
+/// The card of the model being served: algorithm, hyperparameters, data used, and its
+/// differential-privacy guarantee. Public; exact counts and held-out figures (statistics of
+/// the training data that are not differentially private) only for admin and dpo keys.
 #[utoipa::path(get, path = "/v1/models/current", tag = "recommendations",
     responses((status = 200, body = ModelCardBody, description = "The model card"),
               (status = 409, body = ErrorBody, description = "No model trained yet")))]
 pub async fn get_model_card(
     State(state): State<AppState>,
+    headers: HeaderMap,
 ) -> Result<Json<ModelCardBody>, ApiError> {
-    Ok(Json(state.engine.model_card()?.into()))
+    let card: ModelCardBody = state.engine.model_card()?.into();
+    let trusted = match headers.get(axum::http::header::AUTHORIZATION) {
+        Some(_) => authorize(&state, &headers, &[Role::Dpo]).await.is_ok(),
+        None => false,
+    };
+    Ok(Json(if trusted { card } else { card.public() }))
 }
 
 /// Erase a subject (GDPR Art. 17, CCPA delete): their data key is destroyed, their events and
@@ -1065,4 +1073,39 @@ pub async fn get_plan(
     let delta = q.delta.unwrap_or(1e-5);
     let bound = plan.epsilon(delta).map_err(|e| bad(&e.to_string()))?;
     Ok(Json(serde_json::json!({ "epsilon": bound.epsilon, "delta": delta, "order": bound.order.is_finite().then_some(bound.order) })).into_response())
+}
+
+/// Answer a differentially private aggregate question (analyst): counts per item, category or
+/// day, value histograms, top-k items, bounded means. The cost is stated up front (ε at the
+/// budget's δ, and ρ) and charged atomically to the dataset's budget; `dry_run` previews it.
+/// Every row carries its noise scale and a 95% interval.
+#[utoipa::path(post, path = "/v1/analytics/query", tag = "analytics",
+    request_body = AnalyticsQueryBody,
+    responses((status = 200, body = Object, description = "The answer, its cost and the budget left"),
+              (status = 400, body = ErrorBody, description = "Bad query (unknown kind, bad cost, bounds out of order)"),
+              (status = 403, body = ErrorBody, description = "Not an analyst key, or `budget_exhausted`")),
+    security(("api_key" = [])))]
+pub async fn post_analytics_query(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<AnalyticsQueryBody>,
+) -> Result<Response, ApiError> {
+    let principal = authorize(&state, &headers, &[Role::Analyst]).await?;
+    let answer = state
+        .engine
+        .analytics_query(&principal.actor(), &body.into())
+        .await?;
+    Ok(Json(answer).into_response())
+}
+
+/// The analytics budget: limit, spent and remaining, in ε and ρ (analyst, dpo).
+#[utoipa::path(get, path = "/v1/analytics/budget", tag = "analytics",
+    responses((status = 200, body = Object, description = "The budget's state")),
+    security(("api_key" = [])))]
+pub async fn get_analytics_budget(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, &[Role::Analyst, Role::Dpo]).await?;
+    Ok(Json(state.engine.analytics_budget().await?).into_response())
 }

@@ -539,18 +539,54 @@ pub struct ModelCardBody {
     pub hyperparameters: BTreeMap<String, f64>,
     /// When trained.
     pub trained_at: String,
-    /// Subjects whose consented events were used.
-    pub subjects: usize,
-    /// Events used.
-    pub events: usize,
+    /// Subjects whose consented events were used (admin and dpo only: an exact count about
+    /// a group is not released publicly).
+    pub subjects: Option<usize>,
+    /// Events used (admin and dpo only).
+    pub events: Option<usize>,
     /// Items in the model.
     pub items: usize,
     /// The purpose the data was read for.
     pub purpose: String,
     /// Data categories used.
     pub data_categories: Vec<String>,
-    /// The recipe's figures on held-out consented history at training time.
-    pub evaluation: EvaluationBody,
+    /// The recipe's figures on held-out consented history at training time (admin and dpo
+    /// only: they are exact statistics of the training data).
+    pub evaluation: Option<EvaluationBody>,
+    /// The differential-privacy guarantee of the released model; null when it was trained
+    /// without noise.
+    pub privacy: Option<ModelPrivacyBody>,
+}
+
+/// What the model's differential privacy promises.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelPrivacyBody {
+    /// ε of the release.
+    pub epsilon: f64,
+    /// δ.
+    pub delta: f64,
+    /// zCDP ρ.
+    pub rho: f64,
+    /// What neighbouring datasets differ in.
+    pub unit: String,
+    /// What is released and how.
+    pub mechanism: String,
+    /// Items kept per subject.
+    pub max_items_per_user: usize,
+    /// Noise σ on popularity.
+    pub popularity_sigma: f64,
+    /// Noise σ on each co-occurrence entry.
+    pub cooccurrence_sigma: f64,
+}
+
+impl ModelCardBody {
+    /// The card for callers who are not admin or dpo: no exact group statistics.
+    pub fn public(mut self) -> Self {
+        self.subjects = None;
+        self.events = None;
+        self.evaluation = None;
+        self
+    }
 }
 
 /// Held-out evaluation figures.
@@ -585,12 +621,22 @@ impl From<candor_engine::ModelCard> for ModelCardBody {
             algorithm: c.algorithm,
             hyperparameters: c.hyperparameters,
             trained_at: c.trained_at,
-            subjects: c.subjects,
-            events: c.events,
+            subjects: Some(c.subjects),
+            events: Some(c.events),
             items: c.items,
             purpose: c.purpose,
             data_categories: c.categories,
-            evaluation: EvaluationBody {
+            privacy: c.privacy.map(|p| ModelPrivacyBody {
+                epsilon: p.epsilon,
+                delta: p.delta,
+                rho: p.rho,
+                unit: p.unit,
+                mechanism: p.mechanism,
+                max_items_per_user: p.max_items_per_user,
+                popularity_sigma: p.popularity_sigma,
+                cooccurrence_sigma: p.cooccurrence_sigma,
+            }),
+            evaluation: Some(EvaluationBody {
                 protocol: c.evaluation.protocol,
                 users: c.evaluation.users,
                 ndcg_10: c.evaluation.ndcg_10,
@@ -601,7 +647,7 @@ impl From<candor_engine::ModelCard> for ModelCardBody {
                 exposure_gini_10: c.evaluation.exposure_gini_10,
                 mean_popularity_10: c.evaluation.mean_popularity_10,
                 intra_list_diversity_10: c.evaluation.intra_list_diversity_10,
-            },
+            }),
         }
     }
 }
@@ -611,4 +657,57 @@ impl From<candor_engine::ModelCard> for ModelCardBody {
 pub struct TrainStarted {
     /// `started`.
     pub status: String,
+}
+
+/// A differentially private query (`POST /v1/analytics/query`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsQueryBody {
+    /// `count_by_item`, `count_by_category`, `count_by_day`, `histogram`, `top_k` or `mean`.
+    pub kind: String,
+    /// The cost as ε at the budget's δ (give this or `rho`).
+    pub epsilon: Option<f64>,
+    /// The cost as zCDP ρ.
+    pub rho: Option<f64>,
+    /// Only events of this type.
+    pub event_type: Option<String>,
+    /// Only events at or after this time (ms since the epoch); required by `count_by_day`.
+    pub from: Option<i64>,
+    /// Only events before this time (ms); required by `count_by_day`.
+    pub to: Option<i64>,
+    /// Most events counted per subject (1 to 1,000; default 10).
+    pub max_contributions: Option<u32>,
+    /// Most events per subject in any one row (default 1).
+    pub max_per_partition: Option<u32>,
+    /// Rows of a `top_k` answer (1 to 1,000; default 10).
+    pub k: Option<usize>,
+    /// Lower bound of values (histogram, mean).
+    pub lower: Option<f64>,
+    /// Upper bound of values (histogram, mean).
+    pub upper: Option<f64>,
+    /// Histogram bins (1 to 1,000; default 10).
+    pub bins: Option<u32>,
+    /// Preview the cost: nothing is read or charged.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl From<AnalyticsQueryBody> for candor_engine::AnalyticsQuery {
+    fn from(b: AnalyticsQueryBody) -> Self {
+        Self {
+            kind: b.kind,
+            epsilon: b.epsilon,
+            rho: b.rho,
+            event_type: b.event_type,
+            from: b.from,
+            to: b.to,
+            max_contributions: b.max_contributions,
+            max_per_partition: b.max_per_partition,
+            k: b.k,
+            lower: b.lower,
+            upper: b.upper,
+            bins: b.bins,
+            dry_run: b.dry_run,
+        }
+    }
 }

@@ -17,8 +17,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
 use crate::{
-    ApiKeyRecord, CountAudit, ErasedRows, EventGroup, ModelArtifact, NewEvent, PurposeRead, Result,
-    RightsRequest, Store, StoreError, StoreStats, StoredEvent,
+    ApiKeyRecord, BudgetCharge, BudgetState, CountAudit, ErasedRows, EventGroup, ModelArtifact,
+    NewEvent, PurposeRead, Result, RightsRequest, Store, StoreError, StoreStats, StoredEvent,
 };
 
 /// Rows per multi-row INSERT (kept well under both engines' bind-parameter limits).
@@ -926,6 +926,47 @@ macro_rules! impl_store {
             async fn list_requests(&self) -> Result<Vec<RightsRequest>> {
                 let rows = sqlx::query("SELECT * FROM requests ORDER BY received_at DESC, id").fetch_all(&self.read).await?;
                 rows.into_iter().map(|r| request_from_row!(r)).collect()
+            }
+
+            async fn charge_budget(&self, c: &BudgetCharge<'_>, audit: &[AuditDraft]) -> Result<Option<BudgetState>> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("INSERT INTO privacy_budgets (dataset, spent_rho, period_start) VALUES ($1, 0, $2) ON CONFLICT (dataset) DO NOTHING")
+                    .bind(c.dataset)
+                    .bind(c.at.0)
+                    .execute(&mut *tx)
+                    .await?;
+                if let Some(refill) = c.refill_ms {
+                    sqlx::query("UPDATE privacy_budgets SET spent_rho = 0, period_start = $2 WHERE dataset = $1 AND period_start + $3 <= $2")
+                        .bind(c.dataset)
+                        .bind(c.at.0)
+                        .bind(refill)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let row: Option<(f64, i64)> = sqlx::query_as(
+                    "UPDATE privacy_budgets SET spent_rho = spent_rho + $2 WHERE dataset = $1 AND spent_rho + $2 <= $3 \
+                     RETURNING spent_rho, period_start",
+                )
+                .bind(c.dataset)
+                .bind(c.rho)
+                .bind(c.limit_rho)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((spent_rho, start)) = row else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                self.append_in_tx(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(Some(BudgetState { spent_rho, period_start: Timestamp(start) }))
+            }
+
+            async fn budget(&self, dataset: &str) -> Result<Option<BudgetState>> {
+                let row: Option<(f64, i64)> = sqlx::query_as("SELECT spent_rho, period_start FROM privacy_budgets WHERE dataset = $1")
+                    .bind(dataset)
+                    .fetch_optional(&self.read)
+                    .await?;
+                Ok(row.map(|(spent_rho, start)| BudgetState { spent_rho, period_start: Timestamp(start) }))
             }
 
             async fn put_model(&self, card: &str, weights: &[u8], at: Timestamp) -> Result<i64> {

@@ -174,6 +174,30 @@ pub struct ModelArtifact {
     pub weights: Vec<u8>,
 }
 
+/// A charge against a dataset's differential-privacy budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetCharge<'a> {
+    /// The dataset.
+    pub dataset: &'a str,
+    /// The cost, in zCDP ρ.
+    pub rho: f64,
+    /// The most ρ the period may spend.
+    pub limit_rho: f64,
+    /// Now.
+    pub at: Timestamp,
+    /// The budget starts afresh this many milliseconds after its period began, if set.
+    pub refill_ms: Option<i64>,
+}
+
+/// A dataset's budget state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetState {
+    /// ρ spent in this period.
+    pub spent_rho: f64,
+    /// When this period began.
+    pub period_start: Timestamp,
+}
+
 /// Row counts, for health and benchmarks. Counts only; no personal data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StoreStats {
@@ -307,6 +331,17 @@ pub trait Store: Send + Sync + 'static {
     async fn get_request(&self, id: &str) -> Result<Option<RightsRequest>>;
     /// All requests, newest first.
     async fn list_requests(&self) -> Result<Vec<RightsRequest>>;
+
+    /// Charges a budget atomically with its audit entries: refills it first if its period
+    /// has passed, then adds the cost only if the total stays within the limit. `None` means
+    /// it would overspend, and nothing was written.
+    async fn charge_budget(
+        &self,
+        charge: &BudgetCharge<'_>,
+        audit: &[AuditDraft],
+    ) -> Result<Option<BudgetState>>;
+    /// A dataset's budget state (`None` before its first charge).
+    async fn budget(&self, dataset: &str) -> Result<Option<BudgetState>>;
 
     /// Stores a trained model artifact; returns its version.
     async fn put_model(&self, card: &str, weights: &[u8], at: Timestamp) -> Result<i64>;

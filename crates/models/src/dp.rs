@@ -1,0 +1,576 @@
+//! The differentially private item model: user-level (ε, δ)-DP in the joint-DP sense. Only
+//! the item side is released with noise; a user's vector is computed at serving time from
+//! that user's own history and is never part of the release.
+//!
+//! Training, in the spirit of "Analyze Gauss" (Dwork, Talwar, Thakurta and Zhang 2014) and of
+//! putting the noise where the signal is low-dimensional (Chien et al. 2021):
+//! 1. **Contribution bounding.** Each user keeps at most `max_items_per_user` items (a random
+//!    sample if more) and is normalized to unit length, x_u = h_u/√k_u, so every user moves
+//!    each released statistic by at most 1 in L2.
+//! 2. **DP popularity.** p = Σ_u x_u plus discrete Gaussian noise (a share of the budget).
+//!    It ranks the contextual tier and chooses which items the model covers: the tail whose
+//!    noisy popularity is below the noise level is left to popularity (post-processing).
+//! 3. **DP co-occurrence, projected.** G = Σ_u x_u x_uᵀ over the covered items, upper
+//!    triangle plus discrete Gaussian noise, then its top eigenvectors by subspace iteration.
+//!    Noise spreads over all M² entries but a rank-r projection keeps only r·M of it;
+//!    eigenvalues below the noise bulk edge 2σ√M carry no signal and are dropped, so at small
+//!    ε the model falls back towards popularity on its own.
+//! 4. **Scoring** (post-processing, per user): s = V diag(w) Vᵀ h + β·p/max p with ridge
+//!    weights wᵢ = λᵢ/(λᵢ + reg): a low-rank linear autoencoder.
+//!
+//! Values go through an integer grid before noise: each user's contributions are rounded
+//! toward zero to multiples of 1/S, which can only lower the sensitivity (S in grid units),
+//! and the integer sums get integer noise from [`DiscreteGaussianTable`]. The two Gaussian
+//! releases compose to ρ = 1/(2σ_p²) + 1/(2σ_g²) zCDP, converted to (ε, δ) by the accountant.
+
+use candor_privacy::fast::DiscreteGaussianTable;
+use candor_privacy::{Accountant, AccountantError, rho_for_epsilon};
+use faer::{Mat, Side};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{CryptoRng, Rng, RngCore, SeedableRng};
+use rayon::prelude::*;
+
+use crate::sparse::SparseItemModel;
+use crate::topk::top_k;
+use crate::{Interactions, ModelError, Scorer};
+
+/// Hyperparameters of DP training.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DpConfig {
+    /// ε of the whole release; `f64::INFINITY` trains the same model without noise.
+    pub epsilon: f64,
+    /// δ.
+    pub delta: f64,
+    /// Contribution bound: items kept per user.
+    pub max_items_per_user: usize,
+    /// Most items the co-occurrence model covers (by DP popularity).
+    pub max_items: usize,
+    /// Largest rank kept.
+    pub factors: usize,
+    /// Share of the budget (in ρ) spent on popularity; `None` for the default schedule
+    /// clamp(1/ε, 0.1, 0.8): at small ε the co-occurrence noise drowns every component but
+    /// popularity, so popularity gets most of the budget.
+    pub popularity_share: Option<f64>,
+    /// Eigenvalues must exceed this multiple of the noise bulk edge 2σ√M to be kept.
+    pub edge: f64,
+    /// Ridge on the eigenvalues, as a share of the trace of the noisy co-occurrence matrix
+    /// (about the number of users), so that it scales with the data.
+    pub reg: f64,
+    /// Weight of normalized DP popularity in the score.
+    pub popularity_weight: f32,
+}
+
+impl Default for DpConfig {
+    fn default() -> Self {
+        Self {
+            epsilon: 8.0,
+            delta: 1e-5,
+            max_items_per_user: 100,
+            max_items: 5000,
+            factors: 64,
+            popularity_share: None,
+            edge: 1.0,
+            reg: 0.015,
+            popularity_weight: 1.0,
+        }
+    }
+}
+
+impl DpConfig {
+    fn validate(&self) -> Result<(), ModelError> {
+        let bad = |m: &str| Err(ModelError::Hyperparameter(m.into()));
+        if self.epsilon.is_nan() || self.epsilon <= 0.0 {
+            return bad("epsilon must be > 0 (infinity for no noise)");
+        }
+        if !(self.delta > 0.0 && self.delta < 1.0) {
+            return bad("delta must be in (0, 1)");
+        }
+        if self.max_items_per_user == 0 || self.max_items == 0 || self.factors == 0 {
+            return bad("max_items_per_user, max_items and factors must be > 0");
+        }
+        if !self.popularity_share.is_none_or(|s| s > 0.0 && s < 1.0) {
+            return bad("popularity_share must be in (0, 1)");
+        }
+        if !(self.edge >= 0.0 && self.reg >= 0.0 && self.popularity_weight >= 0.0) {
+            return bad("edge, reg and popularity_weight must be >= 0");
+        }
+        Ok(())
+    }
+}
+
+/// What the release spent and how noisy it was.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DpGuarantee {
+    /// ε at `delta` (infinite without noise).
+    pub epsilon: f64,
+    /// δ.
+    pub delta: f64,
+    /// zCDP ρ of the release (infinite without noise).
+    pub rho: f64,
+    /// Noise σ on the popularity, in units of one user's contribution.
+    pub popularity_sigma: f64,
+    /// Noise σ on each co-occurrence entry, in the same units.
+    pub cooccurrence_sigma: f64,
+}
+
+/// The DP item model: covered items, their eigenvectors and weights, and DP popularity.
+#[derive(Debug, Clone)]
+pub struct DpItemModel {
+    n_items: usize,
+    /// Global index of each covered item.
+    covered: Vec<u32>,
+    /// Position in `covered` of each global item, or u32::MAX.
+    position: Vec<u32>,
+    /// Covered × rank, row-major, each column scaled by √wᵢ.
+    factors: Vec<f32>,
+    rank: usize,
+    popularity: Vec<f32>,
+    /// Weight of the popularity component.
+    pop_component: f32,
+    guarantee: DpGuarantee,
+}
+
+fn split_rng<R: RngCore + CryptoRng>(rng: &mut R, n: usize) -> Vec<StdRng> {
+    (0..n)
+        .map(|_| {
+            let mut seed = [0u8; 32];
+            rng.fill_bytes(&mut seed);
+            StdRng::from_seed(seed)
+        })
+        .collect()
+}
+
+/// Adds discrete Gaussian noise of scale `sigma_grid` to integer sums, in parallel chunks each
+/// with its own generator seeded from `rng`.
+fn add_noise<R: RngCore + CryptoRng>(
+    values: &mut [i64],
+    sigma_grid: f64,
+    rng: &mut R,
+) -> Result<(), ModelError> {
+    let table = DiscreteGaussianTable::new(sigma_grid).map_err(noise_error)?;
+    const CHUNK: usize = 1 << 16;
+    let rngs = split_rng(rng, values.len().div_ceil(CHUNK));
+    values
+        .par_chunks_mut(CHUNK)
+        .zip(rngs)
+        .for_each(|(chunk, mut r)| {
+            for v in chunk {
+                *v += table.sample(&mut r);
+            }
+        });
+    Ok(())
+}
+
+fn noise_error(e: AccountantError) -> ModelError {
+    ModelError::Hyperparameter(e.to_string())
+}
+
+/// The grid scale S for a noise σ (in contribution units): fine enough that rounding each
+/// contribution costs little signal, coarse enough that the sampler's table stays small.
+fn grid_scale(sigma: f64) -> f64 {
+    (candor_privacy::fast::MAX_SIGMA / sigma / 1.01)
+        .clamp(1.0, 4096.0)
+        .floor()
+}
+
+impl DpItemModel {
+    /// Trains with noise drawn from `rng` (a CSPRNG: seed it from the OS in production).
+    pub fn fit<R: RngCore + CryptoRng>(
+        data: &Interactions,
+        config: DpConfig,
+        rng: &mut R,
+    ) -> Result<Self, ModelError> {
+        config.validate()?;
+        let (n_users, n_items) = (data.n_users(), data.n_items());
+        if n_users == 0 || n_items == 0 {
+            return Err(ModelError::Empty);
+        }
+        let private = config.epsilon.is_finite();
+        let (rho, sigma_pop, sigma_gram) = if private {
+            let rho = rho_for_epsilon(config.epsilon, config.delta).map_err(noise_error)?;
+            let share = config
+                .popularity_share
+                .unwrap_or((1.0 / (config.epsilon * config.epsilon)).clamp(0.05, 0.95));
+            let rho_pop = rho * share;
+            let rho_gram = rho - rho_pop;
+            (
+                rho,
+                (1.0 / (2.0 * rho_pop)).sqrt(),
+                (1.0 / (2.0 * rho_gram)).sqrt(),
+            )
+        } else {
+            (f64::INFINITY, 0.0, 0.0)
+        };
+
+        // 1. Contribution bounding: a random sample of at most k items per user.
+        let k = config.max_items_per_user;
+        let kept: Vec<Vec<u32>> = (0..n_users)
+            .map(|u| {
+                let h = data.user(u);
+                if h.len() <= k {
+                    h.to_vec()
+                } else {
+                    let mut s: Vec<u32> = h.choose_multiple(rng, k).copied().collect();
+                    s.sort_unstable();
+                    s
+                }
+            })
+            .collect();
+
+        // 2. DP popularity on the grid: each user adds floor(S/√k_u) to each kept item.
+        let s_pop = if private {
+            grid_scale(sigma_pop)
+        } else {
+            4096.0
+        };
+        let mut pop = vec![0i64; n_items];
+        for h in &kept {
+            if h.is_empty() {
+                continue;
+            }
+            let w = (s_pop / (h.len() as f64).sqrt()).floor() as i64;
+            for &i in h {
+                pop[i as usize] += w;
+            }
+        }
+        if private {
+            add_noise(&mut pop, sigma_pop * s_pop, rng)?;
+        }
+        let popularity: Vec<f32> = pop.iter().map(|&c| (c as f64 / s_pop) as f32).collect();
+
+        // Cover the most popular items whose noisy popularity clears the noise (3σ).
+        let floor = if private { 3.0 * sigma_pop } else { 0.0 };
+        let mut order: Vec<u32> = (0..n_items as u32)
+            .filter(|&i| popularity[i as usize] as f64 > floor)
+            .collect();
+        order.sort_by(|&a, &b| popularity[b as usize].total_cmp(&popularity[a as usize]));
+        order.truncate(config.max_items);
+        order.sort_unstable();
+        let covered = order;
+        let mut position = vec![u32::MAX; n_items];
+        for (p, &i) in covered.iter().enumerate() {
+            position[i as usize] = p as u32;
+        }
+        let m = covered.len();
+        let guarantee = DpGuarantee {
+            epsilon: if private {
+                Accountant::new()
+                    .zcdp(rho)
+                    .and_then(|a| a.epsilon(config.delta))
+                    .map_err(noise_error)?
+                    .epsilon
+            } else {
+                f64::INFINITY
+            },
+            delta: config.delta,
+            rho,
+            popularity_sigma: sigma_pop,
+            cooccurrence_sigma: sigma_gram,
+        };
+        let mut model = Self {
+            n_items,
+            covered,
+            position,
+            factors: Vec::new(),
+            rank: 0,
+            popularity,
+            pop_component: config.popularity_weight,
+            guarantee,
+        };
+        if m < 2 {
+            return Ok(model);
+        }
+
+        // 3. DP co-occurrence over covered items: the upper triangle, row-major, on the grid.
+        // Each user adds floor(S/k_u) to every covered pair they hold (k_u counts all their
+        // kept items, so the bound holds whatever is covered).
+        let s_gram = if private {
+            grid_scale(sigma_gram)
+        } else {
+            4096.0
+        };
+        let mut by_item: Vec<Vec<(u32, i64)>> = vec![Vec::new(); m];
+        let local: Vec<Vec<u32>> = kept
+            .iter()
+            .map(|h| {
+                h.iter()
+                    .filter_map(|&i| {
+                        let p = model.position[i as usize];
+                        (p != u32::MAX).then_some(p)
+                    })
+                    .collect()
+            })
+            .collect();
+        for (u, h) in kept.iter().enumerate() {
+            if h.is_empty() {
+                continue;
+            }
+            let w = (s_gram / h.len() as f64).floor() as i64;
+            for &p in &local[u] {
+                by_item[p as usize].push((u as u32, w));
+            }
+        }
+        // Offsets of each row of the packed upper triangle (row i holds columns i..m).
+        let mut offsets = Vec::with_capacity(m + 1);
+        offsets.push(0usize);
+        for i in 0..m {
+            offsets.push(offsets[i] + m - i);
+        }
+        let mut packed = vec![0i64; offsets[m]];
+        let mut rows: Vec<&mut [i64]> = Vec::with_capacity(m);
+        let mut rest = packed.as_mut_slice();
+        for i in 0..m {
+            let (row, tail) = rest.split_at_mut(m - i);
+            rows.push(row);
+            rest = tail;
+        }
+        rows.into_par_iter().enumerate().for_each(|(i, row)| {
+            for &(u, w) in &by_item[i] {
+                for &j in &local[u as usize] {
+                    if j as usize >= i {
+                        row[j as usize - i] += w;
+                    }
+                }
+            }
+        });
+        if private {
+            add_noise(&mut packed, sigma_gram * s_gram, rng)?;
+        }
+        let mut gram = Mat::<f64>::zeros(m, m);
+        for i in 0..m {
+            let row = &packed[offsets[i]..offsets[i + 1]];
+            for (d, &v) in row.iter().enumerate() {
+                let x = v as f64 / s_gram;
+                gram[(i, i + d)] = x;
+                gram[(i + d, i)] = x;
+            }
+        }
+        drop(packed);
+
+        // 4. The popularity direction û (DP popularity on the covered items) is the model's
+        // first component, weighted by its Rayleigh quotient ûᵀGû; the rest of G is deflated
+        // against it and only eigenvalues above the noise bulk edge are kept.
+        let bulk = 2.0 * sigma_gram * (m as f64).sqrt();
+        let mut u_hat: Vec<f64> = model
+            .covered
+            .iter()
+            .map(|&i| model.popularity[i as usize].max(0.0) as f64)
+            .collect();
+        let norm = u_hat.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            u_hat.iter_mut().for_each(|x| *x /= norm);
+            // Popularity keeps its own fixed weight, as it is known from its own release; it
+            // is what remains when nothing else clears the noise.
+            deflate(&mut gram, &u_hat);
+        }
+        let threshold = config.edge * bulk;
+        let reg = config.reg * (0..m).map(|i| gram[(i, i)]).sum::<f64>().max(1.0);
+        let (values, vectors) = top_eigen(&gram, config.factors.min(m), rng);
+        let keep: Vec<usize> = (0..values.len())
+            .filter(|&c| values[c] > threshold && values[c] > 0.0)
+            .collect();
+        model.rank = keep.len();
+        if std::env::var_os("CANDOR_DP_DEBUG").is_some() {
+            eprintln!(
+                "dp: eps {} m {m} rank {} pop {:.1} sigma_pop {sigma_pop:.2} sigma_gram {sigma_gram:.2} threshold {threshold:.1} top {:?}",
+                config.epsilon,
+                keep.len(),
+                model.pop_component,
+                &values[..values.len().min(12)]
+                    .iter()
+                    .map(|v| v.round())
+                    .collect::<Vec<_>>()
+            );
+        }
+        model.factors = vec![0f32; m * model.rank];
+        for (slot, &c) in keep.iter().enumerate() {
+            // The signal eigenvalue under a spiked-Wigner model, sqrt(y² − (2σ√M)²) (the
+            // Frobenius-optimal shrinker), then a ridge weight.
+            let signal = (values[c] * values[c] - bulk * bulk).max(0.0).sqrt();
+            let w = (signal / (signal + reg)).sqrt();
+            for r in 0..m {
+                model.factors[r * model.rank + slot] = (vectors[(r, c)] * w) as f32;
+            }
+        }
+        Ok(model)
+    }
+
+    /// The privacy guarantee of the release.
+    pub fn guarantee(&self) -> DpGuarantee {
+        self.guarantee
+    }
+
+    /// The rank kept (0 means popularity only).
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Number of items the co-occurrence model covers.
+    pub fn covered(&self) -> usize {
+        self.covered.len()
+    }
+
+    /// DP popularity of every item, in users (each contributing unit length).
+    pub fn popularity(&self) -> &[f32] {
+        &self.popularity
+    }
+
+    /// The user's vector in factor space, from their own history only (joint DP).
+    fn user_vector(&self, history: &[u32]) -> Vec<f32> {
+        let r = self.rank;
+        let mut x = vec![0f32; r];
+        for &h in history {
+            let p = self.position.get(h as usize).copied().unwrap_or(u32::MAX);
+            if p != u32::MAX {
+                let row = &self.factors[p as usize * r..(p as usize + 1) * r];
+                x.iter_mut().zip(row).for_each(|(x, v)| *x += v);
+            }
+        }
+        let n = history.len().max(1) as f32;
+        x.iter_mut().for_each(|v| *v /= n);
+        x
+    }
+
+    /// The serving form: for each covered item, its `keep` strongest positive item-item
+    /// weights of V diag(w) Vᵀ, scaled so that scores are additive over a history; DP
+    /// popularity rides along for the contextual tier.
+    pub fn to_sparse(&self, keep: usize) -> SparseItemModel {
+        let r = self.rank;
+        let m = self.covered.len();
+        let rows: Vec<Vec<(u32, f32)>> = (0..self.n_items)
+            .into_par_iter()
+            .map(|i| {
+                let p = self.position[i];
+                if p == u32::MAX || r == 0 {
+                    return Vec::new();
+                }
+                let a = &self.factors[p as usize * r..(p as usize + 1) * r];
+                let row: Vec<f32> = (0..m)
+                    .map(|q| {
+                        let b = &self.factors[q * r..(q + 1) * r];
+                        a.iter().zip(b).map(|(x, y)| x * y).sum()
+                    })
+                    .collect();
+                top_k(&row, keep, |q| q == p || row[q as usize] <= 0.0)
+                    .into_iter()
+                    .map(|(q, w)| (self.covered[q as usize], w))
+                    .collect()
+            })
+            .collect();
+        SparseItemModel::from_rows(rows, self.popularity.clone())
+    }
+}
+
+/// Projects the unit vector `u` out of a symmetric matrix, G ← (I − uuᵀ) G (I − uuᵀ), and
+/// returns the Rayleigh quotient uᵀGu it had.
+fn deflate(g: &mut Mat<f64>, u: &[f64]) -> f64 {
+    let m = u.len();
+    let gu: Vec<f64> = (0..m)
+        .into_par_iter()
+        .map(|r| (0..m).map(|c| g[(r, c)] * u[c]).sum())
+        .collect();
+    let rayleigh: f64 = gu.iter().zip(u).map(|(a, b)| a * b).sum();
+    for c in 0..m {
+        for r in 0..m {
+            g[(r, c)] += -u[r] * gu[c] - gu[r] * u[c] + u[r] * rayleigh * u[c];
+        }
+    }
+    rayleigh
+}
+
+/// The `k` algebraically largest eigenpairs of a symmetric matrix by subspace iteration with
+/// a Rayleigh–Ritz step (Halko, Martinsson and Tropp 2011), descending.
+fn top_eigen<R: RngCore>(a: &Mat<f64>, k: usize, rng: &mut R) -> (Vec<f64>, Mat<f64>) {
+    let m = a.nrows();
+    let p = (k + 16).min(m);
+    let mut q = Mat::<f64>::from_fn(m, p, |_, _| rng.gen_range(-1.0..1.0));
+    for _ in 0..6 {
+        let z = a * &q;
+        q = z.qr().compute_thin_Q();
+    }
+    let t = q.transpose() * (a * &q);
+    let eig = t
+        .self_adjoint_eigen(Side::Lower)
+        .expect("a small symmetric eigenproblem converges");
+    let s = eig.S().column_vector();
+    let mut idx: Vec<usize> = (0..p).collect();
+    idx.sort_by(|&x, &y| s[y].total_cmp(&s[x]));
+    idx.truncate(k);
+    let u = &q * eig.U();
+    let values = idx.iter().map(|&c| s[c]).collect();
+    let vectors = Mat::<f64>::from_fn(m, idx.len(), |r, c| u[(r, idx[c])]);
+    (values, vectors)
+}
+
+impl Scorer for DpItemModel {
+    fn name(&self) -> &'static str {
+        "dp"
+    }
+    fn score(&self, history: &[u32], scores: &mut [f32]) {
+        // DP popularity as one more unit component u = p/‖p‖, weighted like an eigenvector:
+        // β·u_j·(u·h)/|h|. It carries users whose history the covered items miss and is what
+        // remains when no eigenvalue clears the noise.
+        let norm = self
+            .popularity
+            .iter()
+            .map(|p| p.max(0.0).powi(2))
+            .sum::<f32>()
+            .sqrt()
+            .max(f32::MIN_POSITIVE);
+        let along = history
+            .iter()
+            .filter_map(|&h| self.popularity.get(h as usize))
+            .map(|p| p.max(0.0) / norm)
+            .sum::<f32>()
+            / history.len().max(1) as f32;
+        let weight = self.pop_component * along.max(1e-6);
+        for (s, &p) in scores.iter_mut().zip(&self.popularity) {
+            *s = weight * p.max(0.0) / norm;
+        }
+        let r = self.rank;
+        if r == 0 {
+            return;
+        }
+        let x = self.user_vector(history);
+        for (q, &i) in self.covered.iter().enumerate() {
+            let v = &self.factors[q * r..(q + 1) * r];
+            scores[i as usize] += x.iter().zip(v).map(|(a, b)| a * b).sum::<f32>();
+        }
+    }
+}
+
+/// DP popularity alone at the whole budget: the baseline DP models must beat.
+#[derive(Debug, Clone)]
+pub struct DpPopularity {
+    counts: Vec<f32>,
+}
+
+impl DpPopularity {
+    /// Releases per-item popularity (users bounded and normalized as in [`DpItemModel`]).
+    pub fn fit<R: RngCore + CryptoRng>(
+        data: &Interactions,
+        config: DpConfig,
+        rng: &mut R,
+    ) -> Result<Self, ModelError> {
+        let cfg = DpConfig {
+            popularity_share: Some(1.0 - 1e-9),
+            max_items: 1,
+            factors: 1,
+            ..config
+        };
+        let model = DpItemModel::fit(data, cfg, rng)?;
+        Ok(Self {
+            counts: model.popularity,
+        })
+    }
+}
+
+impl Scorer for DpPopularity {
+    fn name(&self) -> &'static str {
+        "dp-popularity"
+    }
+    fn score(&self, _history: &[u32], scores: &mut [f32]) {
+        scores.copy_from_slice(&self.counts);
+    }
+}
