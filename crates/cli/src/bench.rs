@@ -205,6 +205,10 @@ pub struct DpBench {
     pub epsilons: Vec<f64>,
     /// δ.
     pub delta: f64,
+    /// Hyperparameter overrides.
+    pub params: Vec<String>,
+    /// The non-private models to compare with.
+    pub reference: Vec<String>,
 }
 
 /// DP item model against the non-private models on generated data with planted structure:
@@ -227,10 +231,11 @@ pub fn dp(bench: DpBench) -> anyhow::Result<()> {
         categories: None,
     };
     let mut params = crate::eval::Params::default();
+    params.apply(&bench.params)?;
     params.dp.delta = bench.delta;
     let mut rows = Vec::new();
     let mut best = 0f64;
-    for model in ["popularity", "edlae", "als"] {
+    for model in &bench.reference {
         let (report, fit) = crate::eval::run(model, &split, &params)?;
         best = best.max(report.ndcg_10);
         rows.push((model.to_string(), report, fit));

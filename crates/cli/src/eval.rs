@@ -230,6 +230,7 @@ impl Params {
                 "dp.reg" => self.dp.reg = v,
                 "dp.popularity_weight" => self.dp.popularity_weight = v as f32,
                 "dp.noise_seed" => self.noise_seed = v as u64,
+                "dp.leverage" => self.dp.leverage = v != 0.0,
                 _ => anyhow::bail!("--param {o}: unknown parameter `{name}`"),
             }
         }

@@ -257,6 +257,12 @@ enum BenchCommand {
         /// δ.
         #[arg(long, default_value_t = 1e-5)]
         delta: f64,
+        /// Hyperparameter overrides, as in `candor eval`.
+        #[arg(long = "param")]
+        params: Vec<String>,
+        /// Only these reference models (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "popularity,edlae,als")]
+        reference: Vec<String>,
     },
     /// Ingestion through the engine (consent check, encryption, durable commit).
     Ingest {
@@ -649,6 +655,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     interactions,
                     epsilon,
                     delta,
+                    params,
+                    reference,
                 },
         } => {
             anyhow::ensure!(
@@ -665,6 +673,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 interactions,
                 epsilons: eval::parse_epsilons(&epsilon)?,
                 delta,
+                params,
+                reference,
             })
         }
         Command::Bench {

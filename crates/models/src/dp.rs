@@ -7,7 +7,8 @@
 //! 1. **Contribution bounding.** Each user keeps at most `max_items_per_user` items (a random
 //!    sample if more) and is normalized to unit length, x_u = h_u/√k_u, so every user moves
 //!    each released statistic by at most 1 in L2.
-//! 2. **DP popularity.** p = Σ_u x_u plus discrete Gaussian noise (a share of the budget).
+//! 2. **DP popularity.** p = Σ_u x_u plus discrete Gaussian noise (a share of the budget
+//!    that shrinks as ε times a DP count of users grows; 1% of ρ pays for the count).
 //!    It ranks the contextual tier and chooses which items the model covers: the tail whose
 //!    noisy popularity is below the noise level is left to popularity (post-processing).
 //! 3. **DP co-occurrence, projected.** G = Σ_u x_u x_uᵀ over the covered items, upper
@@ -15,13 +16,15 @@
 //!    Noise spreads over all M² entries but a rank-r projection keeps only r·M of it;
 //!    eigenvalues below the noise bulk edge 2σ√M carry no signal and are dropped, so at small
 //!    ε the model falls back towards popularity on its own.
-//! 4. **Scoring** (post-processing, per user): s = V diag(w) Vᵀ h + β·p/max p with ridge
-//!    weights wᵢ = λᵢ/(λᵢ + reg): a low-rank linear autoencoder.
+//! 4. **Scoring** (post-processing, per user): s = Σᵢ wᵢ vᵢ (vᵢ·h)/|h| over the popularity
+//!    direction and the kept eigenvectors, with weights wᵢ = ηᵢ/(ηᵢ + reg) where
+//!    ηᵢ = sqrt(yᵢ² − (2σ√M)²) debiases a noisy eigenvalue yᵢ: a low-rank linear autoencoder.
 //!
 //! Values go through an integer grid before noise: each user's contributions are rounded
 //! toward zero to multiples of 1/S, which can only lower the sensitivity (S in grid units),
-//! and the integer sums get integer noise from [`DiscreteGaussianTable`]. The two Gaussian
-//! releases compose to ρ = 1/(2σ_p²) + 1/(2σ_g²) zCDP, converted to (ε, δ) by the accountant.
+//! and the integer sums get integer noise from [`DiscreteGaussianTable`]. The Gaussian
+//! releases (user count, popularity, co-occurrence) compose to ρ = Σ 1/(2σ²) zCDP, converted
+//! to (ε, δ) by the accountant.
 
 use candor_privacy::fast::DiscreteGaussianTable;
 use candor_privacy::{Accountant, AccountantError, rho_for_epsilon};
@@ -34,6 +37,13 @@ use rayon::prelude::*;
 use crate::sparse::SparseItemModel;
 use crate::topk::top_k;
 use crate::{Interactions, ModelError, Scorer};
+
+/// Share of ρ spent counting users.
+const USER_COUNT_SHARE: f64 = 0.01;
+/// The popularity share is clamp((REFERENCE_USERS/(ε·users))², 0.05, 0.95): below about
+/// ε·users = 1,000 (chosen on ml-100k validation splits) the co-occurrence release cannot rise
+/// above its noise, so popularity gets most of the budget.
+const REFERENCE_USERS: f64 = 1000.0;
 
 /// Hyperparameters of DP training.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,16 +59,19 @@ pub struct DpConfig {
     /// Largest rank kept.
     pub factors: usize,
     /// Share of the budget (in ρ) spent on popularity; `None` for the default schedule
-    /// clamp(1/ε, 0.1, 0.8): at small ε the co-occurrence noise drowns every component but
-    /// popularity, so popularity gets most of the budget.
+    /// clamp((1000/(ε·users))², 0.05, 0.95) with a DP count of users: when the co-occurrence
+    /// noise drowns every component but popularity, popularity gets most of the budget.
     pub popularity_share: Option<f64>,
     /// Eigenvalues must exceed this multiple of the noise bulk edge 2σ√M to be kept.
     pub edge: f64,
-    /// Ridge on the eigenvalues, as a share of the trace of the noisy co-occurrence matrix
-    /// (about the number of users), so that it scales with the data.
+    /// Ridge on the eigenvalues, times the square root of the trace of the noisy
+    /// co-occurrence matrix (about the number of users).
     pub reg: f64,
     /// Weight of normalized DP popularity in the score.
     pub popularity_weight: f32,
+    /// Scale each target item by 1/(1 − leverage), as EASE's zero-diagonal constraint does
+    /// in closed form (Steck 2019), here for the low-rank ridge.
+    pub leverage: bool,
 }
 
 impl Default for DpConfig {
@@ -71,8 +84,9 @@ impl Default for DpConfig {
             factors: 64,
             popularity_share: None,
             edge: 1.0,
-            reg: 0.015,
+            reg: 0.4,
             popularity_weight: 1.0,
+            leverage: true,
         }
     }
 }
@@ -128,6 +142,9 @@ pub struct DpItemModel {
     popularity: Vec<f32>,
     /// Weight of the popularity component.
     pop_component: f32,
+    /// Per covered item, the EASE-style column scale 1/(1 − hⱼⱼ) of the low-rank ridge
+    /// (hⱼⱼ its leverage), or all ones.
+    item_scale: Vec<f32>,
     guarantee: DpGuarantee,
 }
 
@@ -189,11 +206,26 @@ impl DpItemModel {
         let private = config.epsilon.is_finite();
         let (rho, sigma_pop, sigma_gram) = if private {
             let rho = rho_for_epsilon(config.epsilon, config.delta).map_err(noise_error)?;
-            let share = config
-                .popularity_share
-                .unwrap_or((1.0 / (config.epsilon * config.epsilon)).clamp(0.05, 0.95));
-            let rho_pop = rho * share;
-            let rho_gram = rho - rho_pop;
+            // 1% of the budget counts the users (sensitivity 1); the count sets the split, as
+            // the co-occurrence signal grows with users and its noise with 1/ε.
+            // (A fixed share skips the count.)
+            let (rho_users, share) = match config.popularity_share {
+                Some(share) => (0.0, share),
+                None => {
+                    let rho_users = rho * USER_COUNT_SHARE;
+                    let users = (0..n_users).filter(|&u| !data.user(u).is_empty()).count();
+                    let table = DiscreteGaussianTable::new((1.0 / (2.0 * rho_users)).sqrt())
+                        .map_err(noise_error)?;
+                    let noisy = (users as i64 + table.sample(rng)).max(1) as f64;
+                    let share = (REFERENCE_USERS / (config.epsilon * noisy))
+                        .powi(2)
+                        .clamp(0.05, 0.95);
+                    (rho_users, share)
+                }
+            };
+            let rest = rho - rho_users;
+            let rho_pop = rest * share;
+            let rho_gram = rest - rho_pop;
             (
                 rho,
                 (1.0 / (2.0 * rho_pop)).sqrt(),
@@ -276,6 +308,7 @@ impl DpItemModel {
             rank: 0,
             popularity,
             pop_component: config.popularity_weight,
+            item_scale: Vec::new(),
             guarantee,
         };
         if m < 2 {
@@ -358,42 +391,74 @@ impl DpItemModel {
             .map(|&i| model.popularity[i as usize].max(0.0) as f64)
             .collect();
         let norm = u_hat.iter().map(|x| x * x).sum::<f64>().sqrt();
+        // The ridge grows with the square root of the trace (about the number of users):
+        // sampling noise in the small components shrinks relative to the signal as data grow.
+        let trace = (0..m).map(|i| gram[(i, i)]).sum::<f64>().max(1.0);
+        let reg = config.reg * trace.sqrt();
+        // The signal strength of a component whose noisy eigenvalue is y: the spiked-Wigner
+        // estimate sqrt(y² − (2σ√M)²) (the Frobenius-optimal shrinker), then a ridge weight.
+        let weight = |y: f64| {
+            let signal = (y * y - bulk * bulk).max(0.0).sqrt();
+            signal / (signal + reg)
+        };
+        let mut pop_lambda = 0.0;
         if norm > 0.0 {
             u_hat.iter_mut().for_each(|x| *x /= norm);
-            // Popularity keeps its own fixed weight, as it is known from its own release; it
-            // is what remains when nothing else clears the noise.
-            deflate(&mut gram, &u_hat);
+            // Popularity's weight comes from its Rayleigh quotient like any eigenvalue, but never
+            // vanishes: it is what remains when nothing else clears the noise.
+            pop_lambda = deflate(&mut gram, &u_hat);
+            model.pop_component = config.popularity_weight * weight(pop_lambda).max(1e-3) as f32;
         }
         let threshold = config.edge * bulk;
-        let reg = config.reg * (0..m).map(|i| gram[(i, i)]).sum::<f64>().max(1.0);
         let (values, vectors) = top_eigen(&gram, config.factors.min(m), rng);
+        // Popularity is the strongest direction of real data. If even it does not clear the
+        // noise, nothing else can be trusted to: the model is popularity alone.
         let keep: Vec<usize> = (0..values.len())
-            .filter(|&c| values[c] > threshold && values[c] > 0.0)
+            .filter(|&c| values[c] > threshold && values[c] > 0.0 && pop_lambda > threshold)
             .collect();
         model.rank = keep.len();
-        if std::env::var_os("CANDOR_DP_DEBUG").is_some() {
-            eprintln!(
-                "dp: eps {} m {m} rank {} pop {:.1} sigma_pop {sigma_pop:.2} sigma_gram {sigma_gram:.2} threshold {threshold:.1} top {:?}",
-                config.epsilon,
-                keep.len(),
-                model.pop_component,
-                &values[..values.len().min(12)]
-                    .iter()
-                    .map(|v| v.round())
-                    .collect::<Vec<_>>()
-            );
-        }
         model.factors = vec![0f32; m * model.rank];
+        // The squared overlap of a noisy eigenvector with the true one under the spiked
+        // Wigner model, 1 − 1/θ² with y/(σ√M) = θ + 1/θ: how much of its leverage is real.
+        let overlap = |y: f64| {
+            if sigma_gram == 0.0 {
+                return 1.0;
+            }
+            let units = y / (sigma_gram * (m as f64).sqrt());
+            let theta = (units + (units * units - 4.0).max(0.0).sqrt()) / 2.0;
+            (1.0 - 1.0 / (theta * theta).max(1.0)).max(0.0)
+        };
+        let mut leverage = vec![0f64; m];
         for (slot, &c) in keep.iter().enumerate() {
-            // The signal eigenvalue under a spiked-Wigner model, sqrt(y² − (2σ√M)²) (the
-            // Frobenius-optimal shrinker), then a ridge weight.
-            let signal = (values[c] * values[c] - bulk * bulk).max(0.0).sqrt();
-            let w = (signal / (signal + reg)).sqrt();
+            let w = weight(values[c]);
+            let real = w * overlap(values[c]);
             for r in 0..m {
-                model.factors[r * model.rank + slot] = (vectors[(r, c)] * w) as f32;
+                let v = vectors[(r, c)];
+                model.factors[r * model.rank + slot] = (v * w.sqrt()) as f32;
+                leverage[r] += real * v * v;
+            }
+        }
+        model.item_scale = vec![1.0; m];
+        if config.leverage {
+            let norm = model.pop_norm();
+            for (q, &i) in model.covered.iter().enumerate() {
+                let u = model.popularity[i as usize].max(0.0) / norm;
+                let own = leverage[q] as f32;
+                let leverage = (own + model.pop_component * u * u).min(0.95);
+                model.item_scale[q] = 1.0 / (1.0 - leverage);
             }
         }
         Ok(model)
+    }
+
+    /// ‖max(p, 0)‖ of the DP popularity.
+    fn pop_norm(&self) -> f32 {
+        self.popularity
+            .iter()
+            .map(|p| p.max(0.0).powi(2))
+            .sum::<f32>()
+            .sqrt()
+            .max(f32::MIN_POSITIVE)
     }
 
     /// The privacy guarantee of the release.
@@ -511,13 +576,7 @@ impl Scorer for DpItemModel {
         // DP popularity as one more unit component u = p/‖p‖, weighted like an eigenvector:
         // β·u_j·(u·h)/|h|. It carries users whose history the covered items miss and is what
         // remains when no eigenvalue clears the noise.
-        let norm = self
-            .popularity
-            .iter()
-            .map(|p| p.max(0.0).powi(2))
-            .sum::<f32>()
-            .sqrt()
-            .max(f32::MIN_POSITIVE);
+        let norm = self.pop_norm();
         let along = history
             .iter()
             .filter_map(|&h| self.popularity.get(h as usize))
@@ -529,13 +588,11 @@ impl Scorer for DpItemModel {
             *s = weight * p.max(0.0) / norm;
         }
         let r = self.rank;
-        if r == 0 {
-            return;
-        }
         let x = self.user_vector(history);
         for (q, &i) in self.covered.iter().enumerate() {
             let v = &self.factors[q * r..(q + 1) * r];
-            scores[i as usize] += x.iter().zip(v).map(|(a, b)| a * b).sum::<f32>();
+            let s = &mut scores[i as usize];
+            *s = (*s + x.iter().zip(v).map(|(a, b)| a * b).sum::<f32>()) * self.item_scale[q];
         }
     }
 }
