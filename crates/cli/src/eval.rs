@@ -22,8 +22,9 @@ use rand::rngs::StdRng;
 /// The models `eval` knows, in table order.
 pub const MODELS: [&str; 6] = ["popularity", "knn", "als", "ease", "edlae", "blend"];
 
-/// The differentially private models, run for each `--epsilon`.
-pub const DP_MODELS: [&str; 2] = ["dp-popularity", "dp"];
+/// The differentially private models, run for each `--epsilon` (`dp-served` is the DP model
+/// sparsified as the server serves it).
+pub const DP_MODELS: [&str; 3] = ["dp-popularity", "dp", "dp-served"];
 
 /// Parses `--epsilon` values: positive numbers, or `inf` for no noise.
 pub fn parse_epsilons(values: &[String]) -> anyhow::Result<Vec<f64>> {
@@ -168,6 +169,8 @@ pub struct Params {
     pub dp: DpConfig,
     /// Seed of the DP noise, so that benchmark runs can be repeated.
     pub noise_seed: u64,
+    /// Weights kept per item when the DP model is sparsified for serving (`dp-served`).
+    pub dp_keep: usize,
 }
 
 impl Default for Params {
@@ -196,6 +199,7 @@ impl Default for Params {
                 ..DpConfig::default()
             },
             noise_seed: 1,
+            dp_keep: 200,
         }
     }
 }
@@ -231,6 +235,7 @@ impl Params {
                 "dp.popularity_weight" => self.dp.popularity_weight = v as f32,
                 "dp.noise_seed" => self.noise_seed = v as u64,
                 "dp.leverage" => self.dp.leverage = v != 0.0,
+                "dp.keep" => self.dp_keep = v as usize,
                 _ => anyhow::bail!("--param {o}: unknown parameter `{name}`"),
             }
         }
@@ -258,6 +263,15 @@ pub fn fit(model: &str, train: &Interactions, params: &Params) -> anyhow::Result
             params.dp,
             &mut StdRng::seed_from_u64(params.noise_seed),
         )?),
+        // The DP model as the server serves it: sparsified to 200 weights per item.
+        "dp-served" => Box::new(
+            DpItemModel::fit(
+                train,
+                params.dp,
+                &mut StdRng::seed_from_u64(params.noise_seed),
+            )?
+            .to_sparse(params.dp_keep),
+        ),
         "dp-popularity" => Box::new(DpPopularity::fit(
             train,
             params.dp,

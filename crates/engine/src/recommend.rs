@@ -738,6 +738,7 @@ impl Engine {
             .model
             .neighbours(i)
             .iter()
+            .filter(|(_, w)| *w > 0.0)
             .take(n)
             .map(|&(j, w)| (serving.item_ids[j as usize].clone(), w))
             .collect())

@@ -497,30 +497,42 @@ impl DpItemModel {
         x
     }
 
-    /// The serving form: for each covered item, its `keep` strongest positive item-item
-    /// weights of V diag(w) Vᵀ, scaled so that scores are additive over a history; DP
-    /// popularity rides along for the contextual tier.
+    /// The serving form: for each item, its `keep` strongest positive weights of the
+    /// item-item matrix this model scores with (the popularity component, the kept
+    /// eigenvectors and the leverage scaling), so that scores stay additive over a history
+    /// and explanations exact; DP popularity rides along for the contextual tier.
     pub fn to_sparse(&self, keep: usize) -> SparseItemModel {
         let r = self.rank;
-        let m = self.covered.len();
+        let norm = self.pop_norm();
+        let unit: Vec<f32> = self.popularity.iter().map(|p| p.max(0.0) / norm).collect();
         let rows: Vec<Vec<(u32, f32)>> = (0..self.n_items)
             .into_par_iter()
             .map(|i| {
                 let p = self.position[i];
-                if p == u32::MAX || r == 0 {
-                    return Vec::new();
-                }
-                let a = &self.factors[p as usize * r..(p as usize + 1) * r];
-                let row: Vec<f32> = (0..m)
-                    .map(|q| {
-                        let b = &self.factors[q * r..(q + 1) * r];
-                        a.iter().zip(b).map(|(x, y)| x * y).sum()
+                let a =
+                    (p != u32::MAX).then(|| &self.factors[p as usize * r..(p as usize + 1) * r]);
+                let row: Vec<f32> = (0..self.n_items)
+                    .map(|j| {
+                        let mut w = self.pop_component * unit[i] * unit[j];
+                        let q = self.position[j];
+                        if q != u32::MAX {
+                            if let Some(a) = a {
+                                let b = &self.factors[q as usize * r..(q as usize + 1) * r];
+                                w += a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+                            }
+                            w *= self.item_scale[q as usize];
+                        }
+                        w
                     })
                     .collect();
-                top_k(&row, keep, |q| q == p || row[q as usize] <= 0.0)
-                    .into_iter()
-                    .map(|(q, w)| (self.covered[q as usize], w))
-                    .collect()
+                // Strongest by magnitude: the low-rank matrix's negative weights matter too.
+                let magnitude: Vec<f32> = row.iter().map(|w| w.abs()).collect();
+                top_k(&magnitude, keep, |j| {
+                    j as usize == i || row[j as usize] == 0.0
+                })
+                .into_iter()
+                .map(|(j, _)| (j, row[j as usize]))
+                .collect()
             })
             .collect();
         SparseItemModel::from_rows(rows, self.popularity.clone())

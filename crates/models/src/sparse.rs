@@ -54,7 +54,7 @@ impl SparseItemModel {
         &self.popularity
     }
 
-    /// The items an item points to, strongest first.
+    /// The items an item points to, strongest (largest magnitude) first.
     pub fn neighbours(&self, item: u32) -> &[(u32, f32)] {
         &self.rows[item as usize]
     }

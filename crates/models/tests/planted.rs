@@ -179,3 +179,122 @@ fn bad_hyperparameters_are_refused() {
     );
     assert!(Als::fit(&Interactions::from_pairs(0, 0, &[]), AlsConfig::default()).is_err());
 }
+
+#[test]
+fn dp_model_recovers_clusters_and_falls_back_to_popularity() {
+    use candor_models::dp::{DpConfig, DpItemModel, DpPopularity};
+    let (train, test) = planted(4);
+    let popularity = ndcg(&Popularity::fit(&train), &train, &test);
+    let fit = |epsilon: f64, seed: u64| {
+        let config = DpConfig {
+            epsilon,
+            ..DpConfig::default()
+        };
+        DpItemModel::fit(&train, config, &mut StdRng::seed_from_u64(seed)).unwrap()
+    };
+    let exact = fit(f64::INFINITY, 1);
+    let private = fit(8.0, 1);
+    let (exact_ndcg, private_ndcg) = (ndcg(&exact, &train, &test), ndcg(&private, &train, &test));
+    eprintln!("popularity {popularity:.3} dp inf {exact_ndcg:.3} dp 8 {private_ndcg:.3}");
+    assert!(exact_ndcg > 0.15, "{exact_ndcg}");
+    assert!(
+        private_ndcg > 5.0 * popularity,
+        "{private_ndcg} vs {popularity}"
+    );
+    assert!(private.rank() >= 1);
+    // The guarantee is what was asked for, and no more.
+    let g = private.guarantee();
+    assert!(g.epsilon <= 8.0 && g.epsilon > 7.99, "{g:?}");
+    assert!(g.popularity_sigma > 0.0 && g.cooccurrence_sigma > 0.0);
+    assert_eq!(exact.guarantee().epsilon, f64::INFINITY);
+    // At a tiny ε nothing clears the noise: the model is its DP popularity, ranked as such.
+    let tiny = fit(0.05, 2);
+    assert_eq!(tiny.rank(), 0);
+    let mut scores = vec![0f32; ITEMS];
+    tiny.score(train.user(0), &mut scores);
+    let by_score = candor_models::topk::top_k(&scores, 20, |_| false);
+    let by_popularity = candor_models::topk::top_k(tiny.popularity(), 20, |_| false);
+    let ids = |v: &[(u32, f32)]| v.iter().map(|(i, _)| *i).collect::<Vec<_>>();
+    assert_eq!(ids(&by_score), ids(&by_popularity));
+    // Noise comes from the generator: the same seed gives the same release, another does not.
+    assert_eq!(fit(8.0, 1).popularity(), private.popularity());
+    assert_ne!(fit(8.0, 3).popularity(), private.popularity());
+    let baseline = DpPopularity::fit(&train, DpConfig::default(), &mut StdRng::seed_from_u64(5));
+    assert!(baseline.is_ok());
+}
+
+#[test]
+fn dp_serving_form_is_additive_over_covered_items() {
+    use candor_models::dp::{DpConfig, DpItemModel};
+    let (train, _) = planted(5);
+    let model = DpItemModel::fit(
+        &train,
+        DpConfig {
+            epsilon: 8.0,
+            ..DpConfig::default()
+        },
+        &mut StdRng::seed_from_u64(9),
+    )
+    .unwrap();
+    let sparse = model.to_sparse(50);
+    assert_eq!(sparse.n_items(), ITEMS);
+    assert_eq!(sparse.popularity(), model.popularity());
+    for i in 0..ITEMS as u32 {
+        let row = sparse.neighbours(i);
+        assert!(row.len() <= 50);
+        assert!(row.iter().all(|&(j, w)| j != i && w != 0.0));
+        assert!(
+            row.windows(2).all(|w| w[0].1.abs() >= w[1].1.abs()),
+            "strongest first"
+        );
+    }
+    // Each recommendation's explanation sums to its score.
+    let history = train.user(0);
+    let mut scores = vec![0f32; ITEMS];
+    sparse.score(history, &mut scores);
+    let best = candor_models::topk::top_k(&scores, 1, |j| history.contains(&j))[0];
+    assert!(best.1 > 0.0);
+    let parts: f32 = sparse.explain(history, best.0).iter().map(|(_, w)| w).sum();
+    assert!((parts - best.1).abs() < 1e-4, "{parts} vs {}", best.1);
+}
+
+#[test]
+fn dp_hyperparameters_are_checked() {
+    use candor_models::dp::{DpConfig, DpItemModel};
+    let (train, _) = planted(6);
+    for config in [
+        DpConfig {
+            epsilon: 0.0,
+            ..DpConfig::default()
+        },
+        DpConfig {
+            epsilon: -1.0,
+            ..DpConfig::default()
+        },
+        DpConfig {
+            epsilon: f64::NAN,
+            ..DpConfig::default()
+        },
+        DpConfig {
+            delta: 1.0,
+            ..DpConfig::default()
+        },
+        DpConfig {
+            delta: 0.0,
+            ..DpConfig::default()
+        },
+        DpConfig {
+            max_items_per_user: 0,
+            ..DpConfig::default()
+        },
+        DpConfig {
+            popularity_share: Some(1.0),
+            ..DpConfig::default()
+        },
+    ] {
+        assert!(
+            DpItemModel::fit(&train, config, &mut StdRng::seed_from_u64(1)).is_err(),
+            "{config:?}"
+        );
+    }
+}

@@ -852,6 +852,15 @@ async fn recommendations_over_http() {
     assert!(card["evaluation"]["exposure_gini_10"].is_number(), "{card}");
     let (_, public) = api.call("GET", "/v1/models/current", None, None).await;
     assert_eq!(public["version"], card["version"]);
+    // The public card holds no exact statistics of the training data; a dpo key sees them.
+    assert!(
+        public["evaluation"].is_null() && public["subjects"].is_null(),
+        "{public}"
+    );
+    let (_, full) = api
+        .call("GET", "/v1/models/current", Some(&api.dpo), None)
+        .await;
+    assert!(full["evaluation"]["ndcg_10"].is_number(), "{full}");
 
     let (status, recs) = api
         .call(
@@ -1271,5 +1280,169 @@ async fn privacy_budget_planner() {
             (StatusCode::BAD_REQUEST, "invalid_field"),
             "{bad}"
         );
+    }
+}
+
+#[tokio::test]
+async fn analytics_queries_are_for_analysts_charged_and_checked() {
+    let api = api().await;
+    for s in ["a1", "a2"] {
+        api.grant(s, json!({"analytics.reporting": true})).await;
+        let events = json!([{"subject": s, "item": "i1", "type": "view"}]);
+        api.call("POST", "/v1/events", Some(&api.service), Some(events))
+            .await;
+    }
+    let q = json!({"kind": "count_by_item", "epsilon": 0.5});
+    for key in [&api.service, &api.dpo, &api.admin] {
+        let (status, _) = api
+            .call("POST", "/v1/analytics/query", Some(key), Some(q.clone()))
+            .await;
+        // Admin passes every role check; service and dpo are not analysts.
+        if key != &api.admin {
+            assert_eq!(status, StatusCode::FORBIDDEN);
+        }
+    }
+    // A dry run states the cost and charges nothing.
+    let (status, preview) = api
+        .call(
+            "POST",
+            "/v1/analytics/query",
+            Some(&api.analyst),
+            Some(json!({"kind": "count_by_item", "epsilon": 0.5, "dry_run": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["rows"], json!([]));
+    assert!((preview["cost"]["epsilon"].as_f64().unwrap() - 0.5).abs() < 1e-3);
+    let (_, budget) = api
+        .call("GET", "/v1/analytics/budget", Some(&api.analyst), None)
+        .await;
+    let spent_before = budget["spent_rho"].as_f64().unwrap();
+    let (status, answer) = api
+        .call("POST", "/v1/analytics/query", Some(&api.analyst), Some(q))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let rows = answer["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "one row per catalogue item: {answer}");
+    for r in rows {
+        assert!(r["noise_scale"].as_f64().unwrap() > 0.0);
+        assert!(r["low"].as_f64().unwrap() <= r["high"].as_f64().unwrap());
+        assert_eq!(r["confidence"], 0.95);
+    }
+    assert_eq!(answer["mechanism"], "discrete_gaussian");
+    let (status, budget) = api
+        .call("GET", "/v1/analytics/budget", Some(&api.dpo), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(budget["spent_rho"].as_f64().unwrap() > spent_before);
+    assert!(budget["remaining_rho"].as_f64().unwrap() < budget["limit_rho"].as_f64().unwrap());
+    assert_eq!(
+        api.call("GET", "/v1/analytics/budget", None, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Bad queries: coded 400s, not charged.
+    for (body, expected) in [
+        (
+            json!({"kind": "count_by_item", "epsilon": 0}),
+            "invalid_field",
+        ),
+        (
+            json!({"kind": "count_by_item", "epsilon": -2}),
+            "invalid_field",
+        ),
+        (
+            json!({"kind": "median", "epsilon": 0.1}),
+            "unknown_query_kind",
+        ),
+        (
+            json!({"kind": "mean", "epsilon": 0.1, "lower": 5, "upper": 1}),
+            "bounds_out_of_order",
+        ),
+        (
+            json!({"kind": "count_by_day", "epsilon": 0.1, "from": 10, "to": 5}),
+            "bounds_out_of_order",
+        ),
+    ] {
+        let (status, err) = api
+            .call(
+                "POST",
+                "/v1/analytics/query",
+                Some(&api.analyst),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(
+            (status, code(&err)),
+            (StatusCode::BAD_REQUEST, expected),
+            "{body}"
+        );
+    }
+    let (status, _) = api
+        .call(
+            "POST",
+            "/v1/analytics/query",
+            Some(&api.analyst),
+            Some(json!({"kind": "count_by_item", "epsilon": 0.1, "colour": "red"})),
+        )
+        .await;
+    assert!(status.is_client_error());
+    // More than what is left: refused, and the budget is unchanged.
+    let (status, err) = api
+        .call(
+            "POST",
+            "/v1/analytics/query",
+            Some(&api.analyst),
+            Some(json!({"kind": "count_by_item", "epsilon": 4.0})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&err)),
+        (StatusCode::FORBIDDEN, "budget_exhausted")
+    );
+    let (_, after) = api
+        .call("GET", "/v1/analytics/budget", Some(&api.analyst), None)
+        .await;
+    assert_eq!(after["spent_rho"], budget["spent_rho"]);
+}
+
+#[tokio::test]
+async fn analyst_keys_cannot_reach_raw_subject_data() {
+    let api = api().await;
+    api.grant(
+        "s1",
+        json!({"personalize.content.profiling": true, "analytics.reporting": true}),
+    )
+    .await;
+    let raw: [(&str, &str, Option<Value>); 14] = [
+        ("GET", "/v1/subjects/s1/consent", None),
+        (
+            "PUT",
+            "/v1/subjects/s1/consent",
+            Some(json!({"purposes": {"analytics.reporting": false}})),
+        ),
+        ("GET", "/v1/subjects/s1/consent/history", None),
+        (
+            "POST",
+            "/v1/events",
+            Some(json!({"subject": "s1", "item": "i1", "type": "view"})),
+        ),
+        ("GET", "/v1/subjects/s1/recommendations", None),
+        ("GET", "/v1/subjects/s1/export", None),
+        ("DELETE", "/v1/subjects/s1", None),
+        (
+            "PUT",
+            "/v1/subjects/s1/restriction",
+            Some(json!({"restricted": true})),
+        ),
+        ("POST", "/v1/subjects/s1/objection", None),
+        ("DELETE", "/v1/subjects/s1/events/1", None),
+        ("GET", "/v1/subjects/s1/transparency", None),
+        ("POST", "/v1/subjects/s1/share/partner", None),
+        ("GET", "/v1/requests", None),
+        ("GET", "/v1/audit/verify", None),
+    ];
+    for (method, path, body) in raw {
+        let (status, err) = api.call(method, path, Some(&api.analyst), body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {err}");
     }
 }
