@@ -236,6 +236,7 @@ impl Params {
                 "dp.noise_seed" => self.noise_seed = v as u64,
                 "dp.leverage" => self.dp.leverage = v != 0.0,
                 "dp.keep" => self.dp_keep = v as usize,
+                "dp.reference_users" => self.dp.reference_users = v,
                 _ => anyhow::bail!("--param {o}: unknown parameter `{name}`"),
             }
         }

@@ -40,10 +40,6 @@ use crate::{Interactions, ModelError, Scorer};
 
 /// Share of ρ spent counting users.
 const USER_COUNT_SHARE: f64 = 0.01;
-/// The popularity share is clamp((REFERENCE_USERS/(ε·users))², 0.05, 0.95): below about
-/// ε·users = 1,000 (chosen on ml-100k validation splits) the co-occurrence release cannot rise
-/// above its noise, so popularity gets most of the budget.
-const REFERENCE_USERS: f64 = 1000.0;
 
 /// Hyperparameters of DP training.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,9 +55,11 @@ pub struct DpConfig {
     /// Largest rank kept.
     pub factors: usize,
     /// Share of the budget (in ρ) spent on popularity; `None` for the default schedule
-    /// clamp((1000/(ε·users))², 0.05, 0.95) with a DP count of users: when the co-occurrence
-    /// noise drowns every component but popularity, popularity gets most of the budget.
+    /// clamp((reference_users/(ε·users))², 0.05, 0.99) with a DP count of users: when the
+    /// co-occurrence noise drowns every component but popularity, popularity gets most of it.
     pub popularity_share: Option<f64>,
+    /// The ε·users at which popularity and co-occurrence share the budget about equally.
+    pub reference_users: f64,
     /// Eigenvalues must exceed this multiple of the noise bulk edge 2σ√M to be kept.
     pub edge: f64,
     /// Ridge on the eigenvalues, times the square root of the trace of the noisy
@@ -83,6 +81,7 @@ impl Default for DpConfig {
             max_items: 5000,
             factors: 64,
             popularity_share: None,
+            reference_users: 1500.0,
             edge: 1.0,
             reg: 0.4,
             popularity_weight: 1.0,
@@ -217,9 +216,9 @@ impl DpItemModel {
                     let table = DiscreteGaussianTable::new((1.0 / (2.0 * rho_users)).sqrt())
                         .map_err(noise_error)?;
                     let noisy = (users as i64 + table.sample(rng)).max(1) as f64;
-                    let share = (REFERENCE_USERS / (config.epsilon * noisy))
+                    let share = (config.reference_users / (config.epsilon * noisy))
                         .powi(2)
-                        .clamp(0.05, 0.95);
+                        .clamp(0.05, 0.99);
                     (rho_users, share)
                 }
             };
