@@ -219,6 +219,56 @@ fn settings_errors_name_the_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("or none"));
+    for (var, value, needle) in [
+        ("CANDOR__MODELS__EPSILON", "0", "[models] epsilon"),
+        ("CANDOR__ANALYTICS__DELTA", "2", "[analytics] epsilon"),
+    ] {
+        let out = candor()
+            .args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{var}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{var}: {err}");
+    }
+}
+
+#[test]
+fn bench_dp_runs_end_to_end() {
+    let out = candor()
+        .args([
+            "bench",
+            "dp",
+            "--users",
+            "300",
+            "--items",
+            "100",
+            "--interactions",
+            "6000",
+            "--epsilon",
+            "1,inf",
+            "--reference",
+            "popularity",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "dp ε=1",
+        "dp ε=inf",
+        "dp-served ε=inf",
+        "table sampler",
+        "best non-private",
+    ] {
+        assert!(stdout.contains(needle), "{needle}: {stdout}");
+    }
 }
 
 #[test]
@@ -266,6 +316,56 @@ fn eval_runs_the_protocol_on_generated_splits() {
     };
     for model in ["knn", "als", "ease", "edlae", "blend"] {
         assert!(ndcg(model) > ndcg("popularity"), "{model}: {stdout}");
+    }
+    // The DP models at each ε; the noiseless one beats popularity.
+    let out = candor()
+        .args([
+            "eval",
+            "--json",
+            "--epsilon",
+            "1,inf",
+            "--delta",
+            "1e-5",
+            "--splits",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let dp: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dp.len(), 6, "{stdout}");
+    let of = |m: &str| {
+        dp.iter().find(|r| r["model"] == m).unwrap()["ndcg@10"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(of("dp ε=inf") > ndcg("popularity"), "{stdout}");
+    for bad in [
+        ["--epsilon", "0"],
+        ["--epsilon", "0.5,-1"],
+        ["--epsilon", "lots"],
+        ["--delta", "1"],
+    ] {
+        let out = candor()
+            .args(["eval", "--splits"])
+            .arg(dir.path())
+            .args(bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("epsilon") || err.contains("delta"),
+            "{bad:?}: {err}"
+        );
     }
     let out = candor()
         .args(["eval", "--model", "magic", "--train"])

@@ -100,6 +100,7 @@ on_both_backends!(
     analytics_answers_are_bounded_noisy_and_consent_bound,
     analytics_budget_cannot_be_overspent_under_concurrency,
     failed_analytics_queries_are_not_charged,
+    analytics_budget_refills_after_its_period,
     dp_item_model_states_its_guarantee,
 );
 
@@ -2083,4 +2084,34 @@ async fn dp_item_model_states_its_guarantee(h: Harness) {
         })
         .unwrap();
     assert_eq!(ctx.items.len(), 5);
+}
+
+/// A budget with a refill period starts afresh once the period has passed, not before.
+async fn analytics_budget_refills_after_its_period(h: Harness) {
+    let h = h
+        .reconfigure(|c| {
+            c.analytics = AnalyticsBudget {
+                epsilon: 1.0,
+                delta: 1e-6,
+                refill_ms: Some(300),
+            }
+        })
+        .await;
+    h.items(&["i1"]).await;
+    let limit = h.engine.analytics_budget().await.unwrap().limit_rho;
+    let q = query("count_by_item", limit * 0.9);
+    h.engine.analytics_query(&actor(), &q).await.unwrap();
+    let status = h.engine.analytics_budget().await.unwrap();
+    assert!(status.refills_at.is_some() && status.period_start.is_some());
+    assert!(matches!(
+        h.engine.analytics_query(&actor(), &q).await,
+        Err(EngineError::Invalid {
+            code: "budget_exhausted",
+            ..
+        })
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    assert_eq!(h.engine.analytics_budget().await.unwrap().spent_rho, 0.0);
+    let again = h.engine.analytics_query(&actor(), &q).await.unwrap();
+    assert!((again.budget.spent_rho - limit * 0.9).abs() < 1e-12);
 }
