@@ -36,18 +36,26 @@ pub async fn healthz(State(state): State<AppState>) -> Json<HealthResponse> {
     })
 }
 
-/// Prometheus metrics in text format.
+/// Prometheus metrics in text format (admin key: exact counts of events by refusal reason are
+/// statistics about people, so they are not public; configure the scraper with the key as a
+/// bearer token).
 #[utoipa::path(get, path = "/metrics", tag = "system",
-    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
-pub async fn metrics_text(State(state): State<AppState>) -> Response {
-    (
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
+              (status = 401, body = ErrorBody, description = "No key")),
+    security(("api_key" = [])))]
+pub async fn metrics_text(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, &[Role::Admin]).await?;
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         state.metrics.render(),
     )
-        .into_response()
+        .into_response())
 }
 
 /// The policy in force: categories, purposes and event types. Public.

@@ -626,7 +626,15 @@ async fn metrics_count_requests_and_refusals_without_ids() {
     )
     .await;
     api.call("POST", "/v1/events", Some(&api.service), Some(json!([{"subject": "metric-subject-1", "item": "i1", "type": "view"}, {"subject": "metric-subject-2", "item": "i1", "type": "view"}]))).await;
-    let (status, text) = api.call("GET", "/metrics", None, None).await;
+    assert_eq!(
+        api.call("GET", "/metrics", None, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.call("GET", "/metrics", Some(&api.analyst), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, text) = api.call("GET", "/metrics", Some(&api.admin), None).await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().unwrap();
     assert!(
