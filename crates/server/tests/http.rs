@@ -631,7 +631,9 @@ async fn metrics_count_requests_and_refusals_without_ids() {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        api.call("GET", "/metrics", Some(&api.analyst), None).await.0,
+        api.call("GET", "/metrics", Some(&api.analyst), None)
+            .await
+            .0,
         StatusCode::FORBIDDEN
     );
     let (status, text) = api.call("GET", "/metrics", Some(&api.admin), None).await;
