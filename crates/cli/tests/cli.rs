@@ -17,6 +17,20 @@ fn candor() -> Command {
     cmd
 }
 
+/// JSON lines of `candor eval --json`, and a model's NDCG@10 among them.
+fn eval_rows(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn ndcg_of(rows: &[serde_json::Value], model: &str) -> f64 {
+    rows.iter().find(|r| r["model"] == model).unwrap()["ndcg@10"]
+        .as_f64()
+        .unwrap()
+}
+
 fn http_get(addr: &str, path: &str, key: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
@@ -303,17 +317,10 @@ fn eval_runs_the_protocol_on_generated_splits() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let rows: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows = eval_rows(&out.stdout);
     assert_eq!(rows.len(), 6);
-    let ndcg = |m: &str| {
-        rows.iter().find(|r| r["model"] == m).unwrap()["ndcg@10"]
-            .as_f64()
-            .unwrap()
-    };
+    let ndcg = |m: &str| ndcg_of(&rows, m);
     for model in ["knn", "als", "ease", "edlae", "blend"] {
         assert!(ndcg(model) > ndcg("popularity"), "{model}: {stdout}");
     }
@@ -336,18 +343,9 @@ fn eval_runs_the_protocol_on_generated_splits() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let dp: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(dp.len(), 6, "{stdout}");
-    let of = |m: &str| {
-        dp.iter().find(|r| r["model"] == m).unwrap()["ndcg@10"]
-            .as_f64()
-            .unwrap()
-    };
-    assert!(of("dp ε=inf") > ndcg("popularity"), "{stdout}");
+    let dp = eval_rows(&out.stdout);
+    assert_eq!(dp.len(), 6, "{dp:?}");
+    assert!(ndcg_of(&dp, "dp ε=inf") > ndcg("popularity"), "{dp:?}");
     for bad in [
         ["--epsilon", "0"],
         ["--epsilon", "0.5,-1"],

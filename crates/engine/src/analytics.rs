@@ -456,25 +456,15 @@ impl Engine {
     async fn partitions(&self, plan: &Plan) -> Result<Vec<String>> {
         Ok(match plan.kind {
             QueryKind::CountByItem | QueryKind::TopK | QueryKind::CountByCategory => {
-                let mut ids = Vec::new();
-                let mut categories = std::collections::BTreeSet::new();
-                let mut after: Option<String> = None;
-                loop {
-                    let page = self.store.list_items(after.as_deref(), 1000).await?;
-                    let Some(last) = page.last() else { break };
-                    after = Some(last.id.clone());
-                    for item in page {
-                        if let Some(c) = &item.category {
-                            categories.insert(c.clone());
-                        }
-                        ids.push(item.id.clone());
-                    }
-                }
-                if plan.kind == QueryKind::CountByCategory {
-                    categories.into_iter().collect()
+                let labels = self.catalogue_labels().await?;
+                let mut rows: Vec<String> = if plan.kind == QueryKind::CountByCategory {
+                    labels.into_values().filter_map(|(c, _)| c).collect()
                 } else {
-                    ids
-                }
+                    labels.into_keys().collect()
+                };
+                rows.sort_unstable();
+                rows.dedup();
+                rows
             }
             QueryKind::CountByDay => {
                 let (from, to) = (plan.from.unwrap_or(0), plan.to.unwrap_or(0));
@@ -623,19 +613,11 @@ impl Engine {
             .map(|(i, p)| (p.as_str(), i))
             .collect();
         let categories: HashMap<String, String> = if plan.kind == QueryKind::CountByCategory {
-            let mut map = HashMap::new();
-            let mut after: Option<String> = None;
-            loop {
-                let page = self.store.list_items(after.as_deref(), 1000).await?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.id.clone());
-                for item in page {
-                    if let Some(c) = item.category {
-                        map.insert(item.id.clone(), c);
-                    }
-                }
-            }
-            map
+            self.catalogue_labels()
+                .await?
+                .into_iter()
+                .filter_map(|(id, (category, _))| Some((id, category?)))
+                .collect()
         } else {
             HashMap::new()
         };

@@ -385,7 +385,10 @@ impl Engine {
     }
 
     /// The catalogue's category and provider of every item, by id.
-    async fn catalogue_labels(&self) -> Result<HashMap<String, (Option<String>, Option<String>)>> {
+    /// Every catalogue item's (category, provider), by id.
+    pub(crate) async fn catalogue_labels(
+        &self,
+    ) -> Result<HashMap<String, (Option<String>, Option<String>)>> {
         let mut by_id = HashMap::new();
         let mut after: Option<String> = None;
         loop {
