@@ -791,7 +791,12 @@ async fn serve(
         );
         println!("  curl -s {base}/v1/models/current");
         println!("  curl -s -H \"Authorization: Bearer $KEY\" {base}/v1/audit/verify");
-        println!("  curl -s {base}/metrics | grep candor_events");
+        println!(
+            "  curl -s -X POST -H \"Authorization: Bearer $KEY\" -H 'Content-Type: application/json' \
+             -d '{{\"kind\":\"top_k\",\"epsilon\":0.5,\"k\":5}}' {base}/v1/analytics/query   # DP, charged to the budget"
+        );
+        println!("  curl -s -H \"Authorization: Bearer $KEY\" {base}/v1/analytics/budget");
+        println!("  curl -s -H \"Authorization: Bearer $KEY\" {base}/metrics | grep candor_events");
         println!("admin key: {key}");
     }
     use std::io::Write;
