@@ -24,8 +24,10 @@ use crate::{Actor, Engine, EngineError, Result};
 
 /// The purpose analytics reads events for.
 pub const ANALYTICS_PURPOSE: &str = "analytics.reporting";
-/// The one dataset: consented events.
+/// The one dataset analysts query: consented events.
 pub const DATASET: &str = "events";
+/// The ledger of DP item model releases (accounted, not limited).
+pub const MODEL_RELEASES: &str = "model_releases";
 /// Largest `max_contributions`.
 pub const MAX_CONTRIBUTIONS: u32 = 1000;
 /// Most histogram bins.
@@ -598,6 +600,43 @@ impl Engine {
         };
         let rows = rows(&plan, &partitions, &noisy);
         Ok(answer(rows, self.status(Some(state), now)?))
+    }
+
+    /// Records a DP model release in the model ledger (audited) and returns the ρ and ε of
+    /// every release so far, composed.
+    pub(crate) async fn account_model_release(
+        &self,
+        actor: &Actor,
+        release: &crate::recommend::ModelPrivacyCard,
+    ) -> Result<(f64, f64)> {
+        let draft = self.draft(
+            actor,
+            AuditAction::AnalyticsCharge,
+            None,
+            Some(crate::recommend::PERSONALIZATION),
+            format!(
+                "dataset={MODEL_RELEASES} kind=training rho={:.6} epsilon={:.4}",
+                release.rho, release.epsilon
+            ),
+        );
+        let charge = BudgetCharge {
+            dataset: MODEL_RELEASES,
+            rho: release.rho,
+            limit_rho: f64::MAX,
+            at: Timestamp::now(),
+            refill_ms: None,
+        };
+        let state = self
+            .store
+            .charge_budget(&charge, &[draft])
+            .await?
+            .ok_or_else(|| EngineError::Setup("the model release ledger is full".into()))?;
+        let epsilon = Accountant::new()
+            .zcdp(state.spent_rho)
+            .and_then(|a| a.epsilon(release.delta))
+            .map_err(|e| EngineError::Setup(e.to_string()))?
+            .epsilon;
+        Ok((state.spent_rho, epsilon))
     }
 
     /// Exact per-row sums in grid units, after bounding each subject's contribution.

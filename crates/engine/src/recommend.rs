@@ -79,6 +79,13 @@ pub struct ModelPrivacyCard {
     pub popularity_sigma: f64,
     /// Noise σ on each co-occurrence entry, same units.
     pub cooccurrence_sigma: f64,
+    /// zCDP ρ of every DP model release so far (this one included), composed.
+    #[serde(default)]
+    pub releases_rho: f64,
+    /// ε at `delta` of every DP model release so far, composed: what a subject whose data
+    /// was in all of them is protected by.
+    #[serde(default)]
+    pub releases_epsilon: f64,
 }
 
 /// How the model's recipe did on held-out data at training time.
@@ -155,6 +162,8 @@ fn fit_item_model(data: &Interactions, privacy: Option<crate::ModelPrivacy>) -> 
                 max_items_per_user: config.max_items_per_user,
                 popularity_sigma: g.popularity_sigma,
                 cooccurrence_sigma: g.cooccurrence_sigma,
+                releases_rho: g.rho,
+                releases_epsilon: g.epsilon,
             }),
         });
     }
@@ -349,6 +358,13 @@ impl Engine {
         let mut item_ids = vec![String::new(); items.len()];
         for (id, i) in items {
             item_ids[i as usize] = id;
+        }
+        let mut privacy = privacy;
+        if let Some(p) = privacy.as_mut() {
+            // Every release composes with the earlier ones: account for all of them.
+            let (rho, epsilon) = self.account_model_release(actor, p).await?;
+            p.releases_rho = rho;
+            p.releases_epsilon = epsilon;
         }
         let mut card = ModelCard {
             version: 0,

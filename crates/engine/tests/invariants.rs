@@ -2061,6 +2061,22 @@ async fn dp_item_model_states_its_guarantee(h: Harness) {
     );
     assert_eq!(privacy.delta, 1e-5);
     assert!(privacy.rho > 0.0 && privacy.popularity_sigma > 0.0);
+    assert_eq!(privacy.releases_rho, privacy.rho);
+    // A second training is a second release: the card composes both, and both are audited.
+    let again = h.engine.train(&actor()).await.unwrap().privacy.unwrap();
+    assert!((again.releases_rho - 2.0 * privacy.rho).abs() < 1e-9);
+    assert!(
+        again.releases_epsilon > privacy.epsilon && again.releases_epsilon < 2.0 * privacy.epsilon
+    );
+    let releases = h
+        .audit_entries()
+        .await
+        .into_iter()
+        .filter(|e| e.action == "analytics.charge" && e.detail.contains("model_releases"))
+        .count();
+    assert_eq!(releases, 2);
+    // The analysts' budget is a different ledger.
+    assert_eq!(h.engine.analytics_budget().await.unwrap().spent_rho, 0.0);
     // Personalized and contextual recommendations still work from the DP model.
     let recs = h
         .engine

@@ -577,6 +577,10 @@ pub struct ModelPrivacyBody {
     pub popularity_sigma: f64,
     /// Noise σ on each co-occurrence entry.
     pub cooccurrence_sigma: f64,
+    /// zCDP ρ of every DP model release so far, composed.
+    pub releases_rho: f64,
+    /// ε at δ of every DP model release so far, composed (each training is a new release).
+    pub releases_epsilon: f64,
 }
 
 impl ModelCardBody {
@@ -635,6 +639,8 @@ impl From<candor_engine::ModelCard> for ModelCardBody {
                 max_items_per_user: p.max_items_per_user,
                 popularity_sigma: p.popularity_sigma,
                 cooccurrence_sigma: p.cooccurrence_sigma,
+                releases_rho: p.releases_rho,
+                releases_epsilon: p.releases_epsilon,
             }),
             evaluation: Some(EvaluationBody {
                 protocol: c.evaluation.protocol,
