@@ -39,6 +39,8 @@ pub const MAX_K: usize = 1000;
 /// Grid steps per unit of the largest bound in sums of values.
 const VALUE_GRID: f64 = 1024.0;
 const DAY_MS: i64 = 86_400_000;
+/// The largest noise σ (grid units) a query may ask for.
+const MAX_NOISE_SIGMA: f64 = 1e12;
 
 /// The analytics budget of the dataset, from settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -402,8 +404,8 @@ impl Engine {
             let (Some(from), Some(to)) = (q.from, q.to) else {
                 return Err(invalid("count_by_day needs from and to (milliseconds)"));
             };
-            let days = (to - from + DAY_MS - 1) / DAY_MS;
-            if days > MAX_DAYS {
+            let days = (to as i128 - from as i128 + DAY_MS as i128 - 1) / DAY_MS as i128;
+            if days > MAX_DAYS as i128 {
                 return Err(invalid(format!(
                     "count_by_day covers at most {MAX_DAYS} days"
                 )));
@@ -439,6 +441,11 @@ impl Engine {
                 sigma: s / (2.0 * rho).sqrt(),
             }]
         };
+        if releases.iter().any(|r| r.sigma > MAX_NOISE_SIGMA) {
+            return Err(invalid(
+                "the cost is so small that the noise would swamp any answer; ask for more",
+            ));
+        }
         Ok(Plan {
             kind,
             rho,

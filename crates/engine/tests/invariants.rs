@@ -1998,6 +1998,21 @@ async fn failed_analytics_queries_are_not_charged(h: Harness) {
             }),
             "invalid_field",
         ),
+        (
+            bad(|q| {
+                q.kind = "count_by_day".into();
+                q.from = Some(i64::MIN);
+                q.to = Some(i64::MAX)
+            }),
+            "invalid_field",
+        ),
+        (
+            bad(|q| {
+                q.epsilon = None;
+                q.rho = Some(1e-300)
+            }),
+            "invalid_field",
+        ),
         // More than the whole budget at once.
         (bad(|q| q.epsilon = Some(50.0)), "budget_exhausted"),
     ];

@@ -793,6 +793,50 @@ async fn hostile_input_never_gets_a_5xx() {
             }
         }
     }
+    // DP queries, hostile and mutated, with the analyst's key.
+    let mut queries: Vec<String> = vec![
+        r#"{"kind":"mean","rho":1e308,"lower":-1e308,"upper":1e308}"#.into(),
+        r#"{"kind":"histogram","epsilon":1e-300,"lower":-1e308,"upper":1e308,"bins":1000}"#
+            .into(),
+        r#"{"kind":"count_by_day","epsilon":0.1,"from":-9223372036854775808,"to":9223372036854775807}"#.into(),
+        r#"{"kind":"top_k","epsilon":0.1,"k":18446744073709551615}"#.into(),
+        r#"{"kind":"count_by_item","epsilon":0.1,"max_contributions":4294967296}"#.into(),
+        r#"{"kind":"count_by_item","epsilon":1e400}"#.into(),
+    ];
+    let valid_query =
+        r#"{"kind":"histogram","epsilon":0.01,"lower":0,"upper":5,"bins":5,"max_contributions":3}"#;
+    for _ in 0..300 {
+        let mut bytes = valid_query.as_bytes().to_vec();
+        for _ in 0..rng.gen_range(1..4) {
+            let at = rng.gen_range(0..bytes.len());
+            match rng.gen_range(0..3) {
+                0 => bytes[at] = rng.r#gen(),
+                1 => {
+                    bytes.remove(at);
+                }
+                _ => {
+                    let alphabet = b"{}[]\":,0e-9\\u";
+                    bytes.insert(at, alphabet[rng.gen_range(0..alphabet.len())]);
+                }
+            }
+        }
+        queries.push(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    for body in &queries {
+        let (status, reply) = api
+            .call_with(
+                "POST",
+                "/v1/analytics/query",
+                Some(&api.analyst),
+                Some(body.clone()),
+                &[],
+            )
+            .await;
+        assert!(!status.is_server_error(), "{body:?} gave {status}: {reply}");
+        if !status.is_success() {
+            assert!(reply["error"]["code"].is_string(), "{body:?}: {reply}");
+        }
+    }
     for path in [
         "/v1/subjects/%00/consent",
         "/v1/subjects/%FF%FE/consent",
