@@ -33,8 +33,10 @@ pub fn parse_epsilons(values: &[String]) -> anyhow::Result<Vec<f64>> {
         .map(|e| match e.trim() {
             "inf" | "infinity" => Ok(f64::INFINITY),
             t => match t.parse::<f64>() {
-                Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-                _ => anyhow::bail!("--epsilon {t}: epsilon must be a number > 0 or inf"),
+                Ok(v) if v >= candor_models::dp::MIN_EPSILON && v.is_finite() => Ok(v),
+                _ => anyhow::bail!(
+                    "--epsilon {t}: epsilon must be a number of at least 0.01, or inf"
+                ),
             },
         })
         .collect()

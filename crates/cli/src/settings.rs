@@ -243,8 +243,9 @@ impl Settings {
     pub fn engine_config(&self) -> anyhow::Result<candor_engine::EngineConfig> {
         let dp_ok = |e: f64, d: f64| e.is_finite() && e > 0.0 && d > 0.0 && d < 1.0;
         anyhow::ensure!(
-            dp_ok(self.models.epsilon, self.models.delta),
-            "[models] epsilon must be a number > 0 and delta in (0, 1)"
+            dp_ok(self.models.epsilon, self.models.delta)
+                && self.models.epsilon >= candor_models::dp::MIN_EPSILON,
+            "[models] epsilon must be a number of at least 0.01 and delta in (0, 1)"
         );
         anyhow::ensure!(
             dp_ok(self.analytics.epsilon, self.analytics.delta),

@@ -697,8 +697,9 @@ impl Engine {
                     break;
                 }
                 let Some(row) = row_of(e) else { continue };
+                // A mean has one row: only max_contributions bounds it (its sensitivity).
                 let count = per_row.entry(row).or_default();
-                if *count == plan.max_per_partition {
+                if *count == plan.max_per_partition && plan.kind != QueryKind::Mean {
                     continue;
                 }
                 *count += 1;

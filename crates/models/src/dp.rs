@@ -38,13 +38,17 @@ use crate::sparse::SparseItemModel;
 use crate::topk::top_k;
 use crate::{Interactions, ModelError, Scorer};
 
+/// The smallest ε trained for: below it the noise no longer fits the table sampler, and no
+/// model would be more than noise.
+pub const MIN_EPSILON: f64 = 0.01;
 /// Share of ρ spent counting users.
 const USER_COUNT_SHARE: f64 = 0.01;
 
 /// Hyperparameters of DP training.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DpConfig {
-    /// ε of the whole release; `f64::INFINITY` trains the same model without noise.
+    /// ε of the whole release (at least [`MIN_EPSILON`]); `f64::INFINITY` trains the same
+    /// model without noise.
     pub epsilon: f64,
     /// δ.
     pub delta: f64,
@@ -93,8 +97,8 @@ impl Default for DpConfig {
 impl DpConfig {
     fn validate(&self) -> Result<(), ModelError> {
         let bad = |m: &str| Err(ModelError::Hyperparameter(m.into()));
-        if self.epsilon.is_nan() || self.epsilon <= 0.0 {
-            return bad("epsilon must be > 0 (infinity for no noise)");
+        if self.epsilon.is_nan() || self.epsilon < MIN_EPSILON {
+            return bad("epsilon must be at least 0.01 (infinity for no noise)");
         }
         if !(self.delta > 0.0 && self.delta < 1.0) {
             return bad("delta must be in (0, 1)");
