@@ -11,8 +11,9 @@
 //!    that shrinks as ε times a DP count of users grows; 1% of ρ pays for the count).
 //!    It ranks the contextual tier and chooses which items the model covers: the tail whose
 //!    noisy popularity is below the noise level is left to popularity (post-processing).
-//! 3. **DP co-occurrence, projected.** G = Σ_u x_u x_uᵀ over the covered items, upper
-//!    triangle plus discrete Gaussian noise, then its top eigenvectors by subspace iteration.
+//! 3. **DP co-occurrence, projected.** G = Σ_u x_u x_uᵀ over the covered items, its strictly
+//!    upper triangle (sensitivity 1/√2; the diagonal is left at zero) plus discrete Gaussian
+//!    noise, then its top eigenvectors by subspace iteration.
 //!    Noise spreads over all M² entries but a rank-r projection keeps only r·M of it;
 //!    eigenvalues below the noise bulk edge 2σ√M carry no signal and are dropped, so at small
 //!    ε the model falls back towards popularity on its own.
@@ -66,8 +67,7 @@ pub struct DpConfig {
     pub reference_users: f64,
     /// Eigenvalues must exceed this multiple of the noise bulk edge 2σ√M to be kept.
     pub edge: f64,
-    /// Ridge on the eigenvalues, times the square root of the trace of the noisy
-    /// co-occurrence matrix (about the number of users).
+    /// Ridge on the eigenvalues, times the square root of the DP count of users.
     pub reg: f64,
     /// Weight of normalized DP popularity in the score.
     pub popularity_weight: f32,
@@ -87,7 +87,7 @@ impl Default for DpConfig {
             popularity_share: None,
             reference_users: 1500.0,
             edge: 1.0,
-            reg: 0.4,
+            reg: 0.1,
             popularity_weight: 1.0,
             leverage: true,
         }
@@ -207,35 +207,32 @@ impl DpItemModel {
             return Err(ModelError::Empty);
         }
         let private = config.epsilon.is_finite();
-        let (rho, sigma_pop, sigma_gram) = if private {
+        let users = (0..n_users).filter(|&u| !data.user(u).is_empty()).count();
+        let (rho, sigma_pop, sigma_gram, noisy_users) = if private {
             let rho = rho_for_epsilon(config.epsilon, config.delta).map_err(noise_error)?;
-            // 1% of the budget counts the users (sensitivity 1); the count sets the split, as
-            // the co-occurrence signal grows with users and its noise with 1/ε.
-            // (A fixed share skips the count.)
-            let (rho_users, share) = match config.popularity_share {
-                Some(share) => (0.0, share),
-                None => {
-                    let rho_users = rho * USER_COUNT_SHARE;
-                    let users = (0..n_users).filter(|&u| !data.user(u).is_empty()).count();
-                    let table = DiscreteGaussianTable::new((1.0 / (2.0 * rho_users)).sqrt())
-                        .map_err(noise_error)?;
-                    let noisy = (users as i64 + table.sample(rng)).max(1) as f64;
-                    let share = (config.reference_users / (config.epsilon * noisy))
-                        .powi(2)
-                        .clamp(0.05, 0.99);
-                    (rho_users, share)
-                }
-            };
+            // 1% of the budget counts the users (sensitivity 1): the count sets the split (the
+            // co-occurrence signal grows with users, its noise with 1/ε) and the ridge.
+            let rho_users = rho * USER_COUNT_SHARE;
+            let table = DiscreteGaussianTable::new((1.0 / (2.0 * rho_users)).sqrt())
+                .map_err(noise_error)?;
+            let noisy_users = (users as i64 + table.sample(rng)).max(1) as f64;
+            let share = config.popularity_share.unwrap_or(
+                (config.reference_users / (config.epsilon * noisy_users))
+                    .powi(2)
+                    .clamp(0.05, 0.99),
+            );
             let rest = rho - rho_users;
             let rho_pop = rest * share;
             let rho_gram = rest - rho_pop;
             (
                 rho,
                 (1.0 / (2.0 * rho_pop)).sqrt(),
-                (1.0 / (2.0 * rho_gram)).sqrt(),
+                // The off-diagonal upper triangle has L2 sensitivity 1/√2 (see below).
+                (0.5 / (2.0 * rho_gram)).sqrt(),
+                noisy_users,
             )
         } else {
-            (f64::INFINITY, 0.0, 0.0)
+            (f64::INFINITY, 0.0, 0.0, users.max(1) as f64)
         };
 
         // 1. Contribution bounding: a random sample of at most k items per user.
@@ -361,10 +358,14 @@ impl DpItemModel {
             rows.push(row);
             rest = tail;
         }
+        // Only pairs of distinct items are released: a user's strictly-upper-triangle
+        // contribution has squared norm Σ_{i<j} floor(S/k)² ≤ (k(k−1)/2)(S/k)² < S²/2, so the
+        // sensitivity is S/√2, half the variance the diagonal would cost. The diagonal stays
+        // zero (as in EASE, an item is not evidence for itself).
         rows.into_par_iter().enumerate().for_each(|(i, row)| {
             for &(u, w) in &by_item[i] {
                 for &j in &local[u as usize] {
-                    if j as usize >= i {
+                    if j as usize > i {
                         row[j as usize - i] += w;
                     }
                 }
@@ -372,6 +373,9 @@ impl DpItemModel {
         });
         if private {
             add_noise(&mut packed, sigma_gram * s_gram, rng)?;
+            for i in 0..m {
+                packed[offsets[i]] = 0;
+            }
         }
         let mut gram = Mat::<f64>::zeros(m, m);
         for i in 0..m {
@@ -394,10 +398,9 @@ impl DpItemModel {
             .map(|&i| model.popularity[i as usize].max(0.0) as f64)
             .collect();
         let norm = u_hat.iter().map(|x| x * x).sum::<f64>().sqrt();
-        // The ridge grows with the square root of the trace (about the number of users):
+        // The ridge grows with the square root of the (DP) number of users:
         // sampling noise in the small components shrinks relative to the signal as data grow.
-        let trace = (0..m).map(|i| gram[(i, i)]).sum::<f64>().max(1.0);
-        let reg = config.reg * trace.sqrt();
+        let reg = config.reg * noisy_users.sqrt();
         // The signal strength of a component whose noisy eigenvalue is y: the spiked-Wigner
         // estimate sqrt(y² − (2σ√M)²) (the Frobenius-optimal shrinker), then a ridge weight.
         let weight = |y: f64| {
