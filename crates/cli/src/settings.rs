@@ -55,6 +55,10 @@ pub struct ModelSettings {
     pub epsilon: f64,
     /// δ of each training's release.
     pub delta: f64,
+    /// The most ε all releases of a period may compose to; 0: no cap (the card still says).
+    pub releases_epsilon: f64,
+    /// Days after which that cap starts afresh (needed with a cap).
+    pub releases_refill_days: u32,
 }
 
 /// `[analytics]`
@@ -151,6 +155,8 @@ impl Default for Settings {
                 dp: true,
                 epsilon: 8.0,
                 delta: 1e-5,
+                releases_epsilon: 0.0,
+                releases_refill_days: 0,
             },
             analytics: AnalyticsSettings {
                 epsilon: 4.0,
@@ -247,6 +253,14 @@ impl Settings {
                 && self.models.epsilon >= candor_models::dp::MIN_EPSILON,
             "[models] epsilon must be a number of at least 0.01 and delta in (0, 1)"
         );
+        let cap = self.models.releases_epsilon;
+        anyhow::ensure!(
+            cap == 0.0
+                || (cap.is_finite()
+                    && cap >= self.models.epsilon
+                    && self.models.releases_refill_days > 0),
+            "[models] releases_epsilon must be 0 (no cap) or at least epsilon, with releases_refill_days > 0"
+        );
         anyhow::ensure!(
             dp_ok(self.analytics.epsilon, self.analytics.delta),
             "[analytics] epsilon must be a number > 0 and delta in (0, 1)"
@@ -267,6 +281,9 @@ impl Settings {
             model_privacy: self.models.dp.then_some(candor_engine::ModelPrivacy {
                 epsilon: self.models.epsilon,
                 delta: self.models.delta,
+                releases_epsilon: (cap > 0.0).then_some(cap),
+                releases_refill_ms: (cap > 0.0)
+                    .then_some(self.models.releases_refill_days as i64 * 86_400_000),
             }),
             analytics: candor_engine::AnalyticsBudget {
                 epsilon: self.analytics.epsilon,

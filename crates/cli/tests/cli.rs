@@ -236,6 +236,7 @@ fn settings_errors_name_the_key() {
     for (var, value, needle) in [
         ("CANDOR__MODELS__EPSILON", "0", "[models] epsilon"),
         ("CANDOR__ANALYTICS__DELTA", "2", "[analytics] epsilon"),
+        ("CANDOR__MODELS__RELEASES_EPSILON", "4", "releases_epsilon"),
     ] {
         let out = candor()
             .args(["serve", "--data-dir"])

@@ -26,7 +26,7 @@ use crate::{Actor, Engine, EngineError, Result};
 pub const ANALYTICS_PURPOSE: &str = "analytics.reporting";
 /// The one dataset analysts query: consented events.
 pub const DATASET: &str = "events";
-/// The ledger of DP item model releases (accounted, not limited).
+/// The ledger of DP item model releases (accounted; capped if settings say so).
 pub const MODEL_RELEASES: &str = "model_releases";
 /// Largest `max_contributions`.
 pub const MAX_CONTRIBUTIONS: u32 = 1000;
@@ -626,24 +626,46 @@ impl Engine {
                 release.rho, release.epsilon
             ),
         );
+        let privacy = self.config.model_privacy.unwrap_or_default();
+        let limit_rho = match privacy.releases_epsilon {
+            Some(cap) => rho_for_epsilon(cap, release.delta)
+                .map_err(|e| EngineError::Setup(format!("[models] releases_epsilon: {e}")))?,
+            None => f64::MAX,
+        };
         let charge = BudgetCharge {
             dataset: MODEL_RELEASES,
             rho: release.rho,
-            limit_rho: f64::MAX,
+            limit_rho,
             at: Timestamp::now(),
-            refill_ms: None,
+            refill_ms: privacy.releases_refill_ms,
         };
-        let state = self
-            .store
-            .charge_budget(&charge, &[draft])
-            .await?
-            .ok_or_else(|| EngineError::Setup("the model release ledger is full".into()))?;
+        let Some(state) = self.store.charge_budget(&charge, &[draft]).await? else {
+            return Err(EngineError::invalid(
+                "budget_exhausted",
+                "the item model's privacy budget for this period is spent: the current model \
+                 keeps serving until the budget refills",
+            ));
+        };
         let epsilon = Accountant::new()
             .zcdp(state.spent_rho)
             .and_then(|a| a.epsilon(release.delta))
             .map_err(|e| EngineError::Setup(e.to_string()))?
             .epsilon;
         Ok((state.spent_rho, epsilon))
+    }
+
+    /// When the model releases' cap starts afresh, if a cap with a period is set and anything
+    /// was charged.
+    pub(crate) async fn model_releases_refill(&self) -> Result<Option<Timestamp>> {
+        let refill = self
+            .config
+            .model_privacy
+            .and_then(|p| p.releases_epsilon.and(p.releases_refill_ms));
+        let Some(refill) = refill else {
+            return Ok(None);
+        };
+        let state = self.store.budget(MODEL_RELEASES).await?;
+        Ok(state.map(|s| Timestamp(s.period_start.0 + refill)))
     }
 
     /// Exact per-row sums in grid units, after bounding each subject's contribution.

@@ -79,6 +79,8 @@ impl Engine {
         // Retraining is cheap at the scales a single server holds: forget them at once. If it
         // cannot run (nothing left to train on), the next scheduled training will.
         let model_in_use = self.model_card().is_ok();
+        // If the model's privacy budget is spent, the next release waits for its refill.
+        let mut budget_refill = None;
         let retrained = if model_in_use && erased.events > 0 {
             match self.train(actor).await {
                 Ok(card) => Some(card.version),
@@ -86,15 +88,23 @@ impl Engine {
                     code: "no_training_data",
                     ..
                 }) => None,
+                Err(EngineError::Invalid {
+                    code: "budget_exhausted",
+                    ..
+                }) => {
+                    budget_refill = self.model_releases_refill().await?;
+                    None
+                }
                 Err(e) => return Err(e),
             }
         } else {
             None
         };
+        let next_training = Timestamp(now.0 + retrain_every_secs as i64 * 1000);
         let forgets_by = match retrained {
             Some(_) => now,
             None if !model_in_use || erased.events == 0 => now,
-            None => Timestamp(now.0 + retrain_every_secs as i64 * 1000),
+            None => budget_refill.map_or(next_training, |r| Timestamp(r.0.max(next_training.0))),
         };
         let mut certificate = ErasureCertificate {
             version: 1,

@@ -133,13 +133,18 @@ pub struct EngineConfig {
     pub analytics: AnalyticsBudget,
 }
 
-/// The (ε, δ) the shared item model is trained under.
+/// The (ε, δ) the shared item model is trained under, and an optional cap on all releases.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ModelPrivacy {
-    /// ε.
+    /// ε of each release.
     pub epsilon: f64,
     /// δ.
     pub delta: f64,
+    /// The most ε (at δ) that all releases of a period may compose to; `None`: no cap (the
+    /// card still states the composed ε).
+    pub releases_epsilon: Option<f64>,
+    /// The period after which the cap starts afresh (required with a cap).
+    pub releases_refill_ms: Option<i64>,
 }
 
 impl Default for ModelPrivacy {
@@ -147,6 +152,8 @@ impl Default for ModelPrivacy {
         Self {
             epsilon: 8.0,
             delta: 1e-5,
+            releases_epsilon: None,
+            releases_refill_ms: None,
         }
     }
 }

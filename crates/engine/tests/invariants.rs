@@ -101,6 +101,7 @@ on_both_backends!(
     analytics_budget_cannot_be_overspent_under_concurrency,
     failed_analytics_queries_are_not_charged,
     analytics_budget_refills_after_its_period,
+    model_release_cap_holds_and_erasure_says_when,
     dp_item_model_states_its_guarantee,
 );
 
@@ -2145,4 +2146,49 @@ async fn analytics_budget_refills_after_its_period(h: Harness) {
     assert_eq!(h.engine.analytics_budget().await.unwrap().spent_rho, 0.0);
     let again = h.engine.analytics_query(&actor(), &q).await.unwrap();
     assert!((again.budget.spent_rho - limit * 0.9).abs() < 1e-12);
+}
+
+/// With a cap on the composed ε of model releases, a training that would pass it is refused
+/// (nothing is released, the current model keeps serving), and an erasure's certificate says
+/// the model forgets the subject when the cap refills.
+async fn model_release_cap_holds_and_erasure_says_when(h: Harness) {
+    const MONTH_MS: i64 = 30 * 86_400_000;
+    let h = h
+        .reconfigure(|c| {
+            c.model_privacy = Some(candor_engine::ModelPrivacy {
+                releases_epsilon: Some(9.0),
+                releases_refill_ms: Some(MONTH_MS),
+                ..Default::default()
+            })
+        })
+        .await;
+    h.items(&["i1", "i2", "i3", "i4"]).await;
+    let mut drafts = Vec::new();
+    for u in 0..30 {
+        let s = format!("u{u}");
+        h.engine
+            .set_consent(&actor(), &sid(&s), &grant(&[PROFILING]), false)
+            .await
+            .unwrap();
+        drafts.push(event(&s, ["i1", "i2", "i3", "i4"][u % 4], "view"));
+        drafts.push(event(&s, "i1", "click"));
+    }
+    h.engine.ingest(&actor(), &drafts, false).await.unwrap();
+    let first = h.engine.train(&actor()).await.unwrap();
+    assert!(first.privacy.as_ref().unwrap().releases_epsilon <= 9.0);
+    assert!(matches!(
+        h.engine.train(&actor()).await,
+        Err(EngineError::Invalid {
+            code: "budget_exhausted",
+            ..
+        })
+    ));
+    assert_eq!(h.engine.model_card().unwrap().version, first.version);
+    let certificate = h.engine.erase(&actor(), &sid("u3")).await.unwrap();
+    assert_eq!(certificate.model_retrained_version, None);
+    let forgets_by = Timestamp::parse_rfc3339(&certificate.model_forgets_by).unwrap();
+    assert!(
+        forgets_by.0 >= Timestamp::now().0 + MONTH_MS - 60_000,
+        "{certificate:?}"
+    );
 }
