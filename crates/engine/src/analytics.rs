@@ -239,6 +239,12 @@ struct Plan {
     releases: Vec<Release>,
 }
 
+/// The public rows of a query, and for `count_by_category` each catalogue item's category.
+struct Partitions {
+    keys: Vec<String>,
+    category_of: HashMap<String, String>,
+}
+
 /// One noisy vector of a query.
 #[derive(Debug, Clone, Copy)]
 struct Release {
@@ -281,7 +287,7 @@ impl Engine {
             .map_err(|e| EngineError::Setup(format!("the analytics budget is misconfigured: {e}")))
     }
 
-    fn status(&self, state: Option<BudgetState>, now: Timestamp) -> Result<BudgetStatus> {
+    fn budget_status(&self, state: Option<BudgetState>, now: Timestamp) -> Result<BudgetStatus> {
         let b = self.config.analytics;
         let limit = self.budget_limit()?;
         // A period that has run out counts as refilled (the next charge resets it).
@@ -315,7 +321,7 @@ impl Engine {
     /// The analytics budget: spent and remaining.
     pub async fn analytics_budget(&self) -> Result<BudgetStatus> {
         let state = self.store.budget(DATASET).await?;
-        self.status(state, Timestamp::now())
+        self.budget_status(state, Timestamp::now())
     }
 
     fn plan(&self, q: &AnalyticsQuery) -> Result<Plan> {
@@ -461,13 +467,19 @@ impl Engine {
         })
     }
 
-    /// The public rows of a query: catalogue items or categories, days, or bins.
-    async fn partitions(&self, plan: &Plan) -> Result<Vec<String>> {
-        Ok(match plan.kind {
+    /// The public rows of a query: catalogue items or categories, days, or bins; for
+    /// categories also each item's category.
+    async fn partitions(&self, plan: &Plan) -> Result<Partitions> {
+        let mut category_of = HashMap::new();
+        let keys = match plan.kind {
             QueryKind::CountByItem | QueryKind::TopK | QueryKind::CountByCategory => {
                 let labels = self.catalogue_labels().await?;
                 let mut rows: Vec<String> = if plan.kind == QueryKind::CountByCategory {
-                    labels.into_values().filter_map(|(c, _)| c).collect()
+                    category_of = labels
+                        .into_iter()
+                        .filter_map(|(id, (category, _))| Some((id, category?)))
+                        .collect();
+                    category_of.values().cloned().collect()
                 } else {
                     labels.into_keys().collect()
                 };
@@ -495,7 +507,8 @@ impl Engine {
                     .collect()
             }
             QueryKind::Mean => vec!["sum".into(), "count".into()],
-        })
+        };
+        Ok(Partitions { keys, category_of })
     }
 
     /// Reads the consented events a query ranges over, grouped by subject.
@@ -568,7 +581,7 @@ impl Engine {
         }
         let partitions = self.partitions(&plan).await?;
         let events = self.query_events(actor, &plan).await?;
-        let exact = self.aggregate(&plan, &partitions, events).await?;
+        let exact = aggregate(&plan, &partitions, events);
         // Noise first, then the charge: nothing is released unless the charge succeeds, and
         // a failure before the charge costs nothing.
         let mut noisy = Vec::with_capacity(exact.len());
@@ -605,8 +618,8 @@ impl Engine {
         let Some(state) = self.store.charge_budget(&charge, &[draft]).await? else {
             return Err(exhausted());
         };
-        let rows = rows(&plan, &partitions, &noisy);
-        Ok(answer(rows, self.status(Some(state), now)?))
+        let rows = rows(&plan, &partitions.keys, &noisy);
+        Ok(answer(rows, self.budget_status(Some(state), now)?))
     }
 
     /// Records a DP model release in the model ledger (audited) and returns the ρ and ε of
@@ -667,77 +680,67 @@ impl Engine {
         let state = self.store.budget(MODEL_RELEASES).await?;
         Ok(state.map(|s| Timestamp(s.period_start.0 + refill)))
     }
+}
 
-    /// Exact per-row sums in grid units, after bounding each subject's contribution.
-    async fn aggregate(
-        &self,
-        plan: &Plan,
-        partitions: &[String],
-        events: HashMap<Pseudonym, Vec<Event>>,
-    ) -> Result<Vec<i64>> {
-        let index: HashMap<&str, usize> = partitions
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.as_str(), i))
-            .collect();
-        let categories: HashMap<String, String> = if plan.kind == QueryKind::CountByCategory {
-            self.catalogue_labels()
-                .await?
-                .into_iter()
-                .filter_map(|(id, (category, _))| Some((id, category?)))
-                .collect()
-        } else {
-            HashMap::new()
-        };
-        let row_of = |e: &Event| -> Option<usize> {
-            match plan.kind {
-                QueryKind::CountByItem | QueryKind::TopK => {
-                    index.get(e.payload.item.as_str()).copied()
-                }
-                QueryKind::CountByCategory => categories
-                    .get(&e.payload.item)
-                    .and_then(|c| index.get(c.as_str()).copied()),
-                QueryKind::CountByDay => index.get(day_string(e.occurred_at.0).as_str()).copied(),
-                QueryKind::Histogram => {
-                    let (lo, hi) = plan.bounds.expect("checked");
-                    let v = e.payload.value?.clamp(lo, hi);
-                    let bin = ((v - lo) / (hi - lo) * plan.bins as f64).floor() as usize;
-                    Some(bin.min(plan.bins as usize - 1))
-                }
-                QueryKind::Mean => Some(0),
+/// Exact per-row sums in grid units, after bounding each subject's contribution.
+fn aggregate(
+    plan: &Plan,
+    partitions: &Partitions,
+    events: HashMap<Pseudonym, Vec<Event>>,
+) -> Vec<i64> {
+    let index: HashMap<&str, usize> = partitions
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.as_str(), i))
+        .collect();
+    let categories = &partitions.category_of;
+    let row_of = |e: &Event| -> Option<usize> {
+        match plan.kind {
+            QueryKind::CountByItem | QueryKind::TopK => index.get(e.payload.item.as_str()).copied(),
+            QueryKind::CountByCategory => categories
+                .get(&e.payload.item)
+                .and_then(|c| index.get(c.as_str()).copied()),
+            QueryKind::CountByDay => index.get(day_string(e.occurred_at.0).as_str()).copied(),
+            QueryKind::Histogram => {
+                let (lo, hi) = plan.bounds.expect("checked");
+                let v = e.payload.value?.clamp(lo, hi);
+                let bin = ((v - lo) / (hi - lo) * plan.bins as f64).floor() as usize;
+                Some(bin.min(plan.bins as usize - 1))
             }
-        };
-        let mut sums = vec![0i64; partitions.len()];
-        let mut rng = rand::thread_rng();
-        for (_, mut list) in events {
-            // Sampling within a subject: a random order, then the bounds.
-            list.shuffle(&mut rng);
-            let mut taken = 0u32;
-            let mut per_row: HashMap<usize, u32> = HashMap::new();
-            for e in &list {
-                if taken == plan.max_contributions {
-                    break;
-                }
-                let Some(row) = row_of(e) else { continue };
-                // A mean has one row: only max_contributions bounds it (its sensitivity).
-                let count = per_row.entry(row).or_default();
-                if *count == plan.max_per_partition && plan.kind != QueryKind::Mean {
-                    continue;
-                }
-                *count += 1;
-                taken += 1;
-                if plan.kind == QueryKind::Mean {
-                    let (lo, hi) = plan.bounds.expect("checked");
-                    let v = e.payload.value.unwrap_or(0.0).clamp(lo, hi);
-                    sums[0] += (v / plan.releases[0].unit).round() as i64;
-                    sums[1] += 1;
-                } else {
-                    sums[row] += 1;
-                }
+            QueryKind::Mean => Some(0),
+        }
+    };
+    let mut sums = vec![0i64; partitions.keys.len()];
+    let mut rng = rand::thread_rng();
+    for (_, mut list) in events {
+        // Sampling within a subject: a random order, then the bounds.
+        list.shuffle(&mut rng);
+        let mut taken = 0u32;
+        let mut per_row: HashMap<usize, u32> = HashMap::new();
+        for e in &list {
+            if taken == plan.max_contributions {
+                break;
+            }
+            let Some(row) = row_of(e) else { continue };
+            // A mean has one row: only max_contributions bounds it (its sensitivity).
+            let count = per_row.entry(row).or_default();
+            if *count == plan.max_per_partition && plan.kind != QueryKind::Mean {
+                continue;
+            }
+            *count += 1;
+            taken += 1;
+            if plan.kind == QueryKind::Mean {
+                let (lo, hi) = plan.bounds.expect("checked");
+                let v = e.payload.value.unwrap_or(0.0).clamp(lo, hi);
+                sums[0] += (v / plan.releases[0].unit).round() as i64;
+                sums[1] += 1;
+            } else {
+                sums[row] += 1;
             }
         }
-        Ok(sums)
     }
+    sums
 }
 
 fn exhausted() -> EngineError {

@@ -186,12 +186,61 @@ fn noise_error(e: AccountantError) -> ModelError {
     ModelError::Hyperparameter(e.to_string())
 }
 
-/// The grid scale S for a noise σ (in contribution units): fine enough that rounding each
-/// contribution costs little signal, coarse enough that the sampler's table stays small.
-fn grid_scale(sigma: f64) -> f64 {
-    (candor_privacy::fast::MAX_SIGMA / sigma / 1.01)
-        .clamp(1.0, 4096.0)
-        .floor()
+/// The finest grid: 1/4096 of one user's contribution.
+const FINEST_GRID: f64 = 4096.0;
+
+/// The grid scale S for a noise σ (in contribution units; `None`: no noise): fine enough that
+/// rounding each contribution costs little signal, coarse enough that the sampler's table
+/// stays small.
+fn grid_scale(sigma: Option<f64>) -> f64 {
+    sigma.map_or(FINEST_GRID, |sigma| {
+        (candor_privacy::fast::MAX_SIGMA / sigma / 1.01)
+            .clamp(1.0, FINEST_GRID)
+            .floor()
+    })
+}
+
+/// Contribution bounding: each user's items, a random sample of at most `k` if more.
+fn bound_contributions<R: RngCore + CryptoRng>(
+    data: &Interactions,
+    k: usize,
+    rng: &mut R,
+) -> Vec<Vec<u32>> {
+    (0..data.n_users())
+        .map(|u| {
+            let h = data.user(u);
+            if h.len() <= k {
+                h.to_vec()
+            } else {
+                let mut s: Vec<u32> = h.choose_multiple(rng, k).copied().collect();
+                s.sort_unstable();
+                s
+            }
+        })
+        .collect()
+}
+
+/// DP popularity Σ_u h_u/√k_u on the grid (each user adds floor(S/√k_u) to each kept item,
+/// so one user moves the vector by at most 1 in L2), plus discrete Gaussian noise of σ in
+/// those units; `None`: exact.
+fn release_popularity<R: RngCore + CryptoRng>(
+    kept: &[Vec<u32>],
+    n_items: usize,
+    sigma: Option<f64>,
+    rng: &mut R,
+) -> Result<Vec<f32>, ModelError> {
+    let scale = grid_scale(sigma);
+    let mut pop = vec![0i64; n_items];
+    for h in kept.iter().filter(|h| !h.is_empty()) {
+        let w = (scale / (h.len() as f64).sqrt()).floor() as i64;
+        for &i in h {
+            pop[i as usize] += w;
+        }
+    }
+    if let Some(sigma) = sigma {
+        add_noise(&mut pop, sigma * scale, rng)?;
+    }
+    Ok(pop.iter().map(|&c| (c as f64 / scale) as f32).collect())
 }
 
 impl DpItemModel {
@@ -235,41 +284,9 @@ impl DpItemModel {
             (f64::INFINITY, 0.0, 0.0, users.max(1) as f64)
         };
 
-        // 1. Contribution bounding: a random sample of at most k items per user.
-        let k = config.max_items_per_user;
-        let kept: Vec<Vec<u32>> = (0..n_users)
-            .map(|u| {
-                let h = data.user(u);
-                if h.len() <= k {
-                    h.to_vec()
-                } else {
-                    let mut s: Vec<u32> = h.choose_multiple(rng, k).copied().collect();
-                    s.sort_unstable();
-                    s
-                }
-            })
-            .collect();
-
-        // 2. DP popularity on the grid: each user adds floor(S/√k_u) to each kept item.
-        let s_pop = if private {
-            grid_scale(sigma_pop)
-        } else {
-            4096.0
-        };
-        let mut pop = vec![0i64; n_items];
-        for h in &kept {
-            if h.is_empty() {
-                continue;
-            }
-            let w = (s_pop / (h.len() as f64).sqrt()).floor() as i64;
-            for &i in h {
-                pop[i as usize] += w;
-            }
-        }
-        if private {
-            add_noise(&mut pop, sigma_pop * s_pop, rng)?;
-        }
-        let popularity: Vec<f32> = pop.iter().map(|&c| (c as f64 / s_pop) as f32).collect();
+        // 1. Contribution bounding; 2. DP popularity.
+        let kept = bound_contributions(data, config.max_items_per_user, rng);
+        let popularity = release_popularity(&kept, n_items, private.then_some(sigma_pop), rng)?;
 
         // Cover the most popular items whose noisy popularity clears the noise (3σ).
         let floor = if private { 3.0 * sigma_pop } else { 0.0 };
@@ -318,11 +335,7 @@ impl DpItemModel {
         // 3. DP co-occurrence over covered items: the upper triangle, row-major, on the grid.
         // Each user adds floor(S/k_u) to every covered pair they hold (k_u counts all their
         // kept items, so the bound holds whatever is covered).
-        let s_gram = if private {
-            grid_scale(sigma_gram)
-        } else {
-            4096.0
-        };
+        let s_gram = grid_scale(private.then_some(sigma_gram));
         let mut by_item: Vec<Vec<(u32, i64)>> = vec![Vec::new(); m];
         let local: Vec<Vec<u32>> = kept
             .iter()
@@ -511,33 +524,77 @@ impl DpItemModel {
         let r = self.rank;
         let norm = self.pop_norm();
         let unit: Vec<f32> = self.popularity.iter().map(|p| p.max(0.0) / norm).collect();
+        // Towards an uncovered item j every row weighs pop·uᵢ·uⱼ ≥ 0, so only the `keep` + 1
+        // most popular uncovered items can ever make a row's list: rows are scored over the
+        // covered items and those, not the whole catalogue.
+        let uncovered: Vec<f32> = (0..self.n_items)
+            .map(|j| {
+                if self.position[j] == u32::MAX {
+                    unit[j]
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let candidates: Vec<u32> = self
+            .covered
+            .iter()
+            .copied()
+            .chain(
+                top_k(&uncovered, keep + 1, |j| uncovered[j as usize] == 0.0)
+                    .into_iter()
+                    .map(|(j, _)| j),
+            )
+            .collect();
+        // The popularity part of a weight towards j, pop·uⱼ (times j's leverage scale), is
+        // the same for every row but for the factor uᵢ.
+        let scale = |j: u32| match self.position[j as usize] {
+            u32::MAX => 1.0,
+            q => self.item_scale[q as usize],
+        };
+        let base: Vec<f32> = candidates
+            .iter()
+            .map(|&j| self.pop_component * unit[j as usize] * scale(j))
+            .collect();
+        // Uncovered rows hold only that part: one ranking serves them all.
+        let shared = top_k(&base, keep + 1, |c| base[c as usize] == 0.0);
         let rows: Vec<Vec<(u32, f32)>> = (0..self.n_items)
             .into_par_iter()
             .map(|i| {
                 let p = self.position[i];
-                let a =
-                    (p != u32::MAX).then(|| &self.factors[p as usize * r..(p as usize + 1) * r]);
-                let row: Vec<f32> = (0..self.n_items)
-                    .map(|j| {
-                        let mut w = self.pop_component * unit[i] * unit[j];
-                        let q = self.position[j];
+                if p == u32::MAX {
+                    if unit[i] == 0.0 {
+                        return Vec::new();
+                    }
+                    return shared
+                        .iter()
+                        .map(|&(c, w)| (candidates[c as usize], w * unit[i]))
+                        .filter(|&(j, _)| j as usize != i)
+                        .take(keep)
+                        .collect();
+                }
+                let a = &self.factors[p as usize * r..(p as usize + 1) * r];
+                let row: Vec<f32> = candidates
+                    .iter()
+                    .zip(&base)
+                    .map(|(&j, &b)| {
+                        let mut w = b * unit[i];
+                        let q = self.position[j as usize];
                         if q != u32::MAX {
-                            if let Some(a) = a {
-                                let b = &self.factors[q as usize * r..(q as usize + 1) * r];
-                                w += a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
-                            }
-                            w *= self.item_scale[q as usize];
+                            let b = &self.factors[q as usize * r..(q as usize + 1) * r];
+                            w += a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>()
+                                * self.item_scale[q as usize];
                         }
                         w
                     })
                     .collect();
                 // Strongest by magnitude: the low-rank matrix's negative weights matter too.
                 let magnitude: Vec<f32> = row.iter().map(|w| w.abs()).collect();
-                top_k(&magnitude, keep, |j| {
-                    j as usize == i || row[j as usize] == 0.0
+                top_k(&magnitude, keep, |c| {
+                    candidates[c as usize] as usize == i || row[c as usize] == 0.0
                 })
                 .into_iter()
-                .map(|(j, _)| (j, row[j as usize]))
+                .map(|(c, _)| (candidates[c as usize], row[c as usize]))
                 .collect()
             })
             .collect();
@@ -622,21 +679,23 @@ pub struct DpPopularity {
 }
 
 impl DpPopularity {
-    /// Releases per-item popularity (users bounded and normalized as in [`DpItemModel`]).
+    /// Releases per-item popularity with the whole budget (users bounded and normalized as in
+    /// [`DpItemModel`]).
     pub fn fit<R: RngCore + CryptoRng>(
         data: &Interactions,
         config: DpConfig,
         rng: &mut R,
     ) -> Result<Self, ModelError> {
-        let cfg = DpConfig {
-            popularity_share: Some(1.0 - 1e-9),
-            max_items: 1,
-            factors: 1,
-            ..config
+        config.validate()?;
+        let sigma = if config.epsilon.is_finite() {
+            let rho = rho_for_epsilon(config.epsilon, config.delta).map_err(noise_error)?;
+            Some((1.0 / (2.0 * rho)).sqrt())
+        } else {
+            None
         };
-        let model = DpItemModel::fit(data, cfg, rng)?;
+        let kept = bound_contributions(data, config.max_items_per_user, rng);
         Ok(Self {
-            counts: model.popularity,
+            counts: release_popularity(&kept, data.n_items(), sigma, rng)?,
         })
     }
 }
