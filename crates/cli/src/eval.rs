@@ -318,43 +318,51 @@ pub fn seed_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(seeds)
 }
 
+/// The printed figures of a report: JSON key, table header, value (`None`: not measured).
+fn columns(r: &EvalReport, fit: f64) -> [(&'static str, &'static str, Option<String>); 10] {
+    let f4 = |v: f64| Some(format!("{v:.4}"));
+    [
+        ("ndcg@10", "NDCG@10", f4(r.ndcg_10)),
+        ("recall@20", "Recall@20", f4(r.recall_20)),
+        ("precision@10", "Precision@10", f4(r.precision_10)),
+        ("hr@10", "HR@10", f4(r.hr_10)),
+        ("coverage@10", "Coverage@10", f4(r.coverage_10)),
+        ("gini@10", "Gini@10", f4(r.gini_10)),
+        (
+            "popularity@10",
+            "popularity@10",
+            Some(format!("{:.1}", r.popularity_10)),
+        ),
+        ("ild@10", "ILD@10", r.ild_10.and_then(f4)),
+        ("fit_seconds", "fit s", Some(format!("{fit:.3}"))),
+        ("users", "users", Some(r.users.to_string())),
+    ]
+}
+
 /// Prints the table (or JSON lines) of mean figures per model.
 pub fn print_table(rows: &[(String, EvalReport, f64)], json: bool) {
     if json {
         for (model, r, fit) in rows {
-            let ild = r.ild_10.map_or("null".to_string(), |v| format!("{v:.4}"));
-            println!(
-                "{{\"model\":\"{model}\",\"ndcg@10\":{:.4},\"recall@20\":{:.4},\"precision@10\":{:.4},\"hr@10\":{:.4},\"coverage@10\":{:.4},\"gini@10\":{:.4},\"popularity@10\":{:.1},\"ild@10\":{ild},\"fit_seconds\":{:.3},\"users\":{}}}",
-                r.ndcg_10,
-                r.recall_20,
-                r.precision_10,
-                r.hr_10,
-                r.coverage_10,
-                r.gini_10,
-                r.popularity_10,
-                fit,
-                r.users
-            );
+            let fields: Vec<String> = columns(r, *fit)
+                .into_iter()
+                .map(|(key, _, v)| format!("\"{key}\":{}", v.unwrap_or_else(|| "null".into())))
+                .collect();
+            println!("{{\"model\":\"{model}\",{}}}", fields.join(","));
         }
         return;
     }
-    println!(
-        "| model | NDCG@10 | Recall@20 | Precision@10 | HR@10 | Coverage@10 | Gini@10 | popularity@10 | ILD@10 | fit s |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let Some((_, first, fit)) = rows.first() else {
+        return;
+    };
+    let headers: Vec<&str> = columns(first, *fit).iter().map(|c| c.1).collect();
+    println!("| model | {} |", headers.join(" | "));
+    println!("|---|{}", "---|".repeat(headers.len()));
     for (model, r, fit) in rows {
-        let ild = r.ild_10.map_or("—".to_string(), |v| format!("{v:.4}"));
-        println!(
-            "| {model} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.1} | {ild} | {:.2} |",
-            r.ndcg_10,
-            r.recall_20,
-            r.precision_10,
-            r.hr_10,
-            r.coverage_10,
-            r.gini_10,
-            r.popularity_10,
-            fit
-        );
+        let cells: Vec<String> = columns(r, *fit)
+            .into_iter()
+            .map(|(_, _, v)| v.unwrap_or_else(|| "—".into()))
+            .collect();
+        println!("| {model} | {} |", cells.join(" | "));
     }
 }
 
