@@ -97,4 +97,29 @@ impl RefusalReason {
             Self::ProcessingRestricted => "processing_restricted",
         }
     }
+    /// What the reason means, in one sentence.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Self::ConsentRequired => {
+                "The subject holds no live consent for a purpose that uses the event's category."
+            }
+            Self::UnknownEventType => "The policy declares no such event type.",
+            Self::InvalidField => "A field is missing, unknown, of the wrong type or out of range.",
+            Self::InvalidId => "The subject or item id is malformed.",
+            Self::UnknownItem => "The item is not in the catalogue.",
+            Self::TimestampInFuture => {
+                "The timestamp is further in the future than the allowed skew."
+            }
+            Self::TimestampTooOld => {
+                "The timestamp is older than its data category's retention, so it could not be kept."
+            }
+            Self::ContextNotAllowed => {
+                "A context key is not declared for the event type, or its value is too long."
+            }
+            Self::DuplicateEvent => {
+                "The same event was already stored, or appears earlier in the batch."
+            }
+            Self::ProcessingRestricted => "The subject has restricted processing of their data.",
+        }
+    }
 }

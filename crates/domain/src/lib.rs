@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod consent;
+pub mod error;
 pub mod event;
 pub mod ids;
 pub mod item;
@@ -13,6 +14,7 @@ pub mod timestamp;
 
 pub use audit::{AuditAction, AuditDraft, AuditEntry, AuditSealer, SignedHead};
 pub use consent::{ConsentMethod, ConsentRecord, ConsentRow, ConsentState};
+pub use error::{ErrorClass, ErrorCode};
 pub use event::{EventInput, EventPayload, RefusalReason};
 pub use ids::{IdError, ItemId, Pseudonym, SubjectId};
 pub use item::Item;

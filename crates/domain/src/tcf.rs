@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::ErrorCode;
+
 /// Why a TC string was refused; each has a code that says which check failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TcfError {
@@ -28,14 +30,14 @@ pub enum TcfError {
 }
 
 impl TcfError {
-    /// The machine-readable code.
-    pub fn code(&self) -> &'static str {
+    /// The code from the error table that names the failed check.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Encoding => "tcf_encoding",
-            Self::Truncated(_) => "tcf_truncated",
-            Self::Version(_) => "tcf_version",
-            Self::PolicyVersion(_) => "tcf_policy_version",
-            Self::NotServiceSpecific => "tcf_not_service_specific",
+            Self::Encoding => ErrorCode::TcfEncoding,
+            Self::Truncated(_) => ErrorCode::TcfTruncated,
+            Self::Version(_) => ErrorCode::TcfVersion,
+            Self::PolicyVersion(_) => ErrorCode::TcfPolicyVersion,
+            Self::NotServiceSpecific => ErrorCode::TcfNotServiceSpecific,
         }
     }
 }
@@ -327,27 +329,33 @@ mod tests {
         assert_eq!(
             decode(&core(1, 4, true, &[], &[], None))
                 .unwrap_err()
-                .code(),
+                .code()
+                .as_str(),
             "tcf_version"
         );
         assert_eq!(
             decode(&core(2, 2, true, &[], &[], None))
                 .unwrap_err()
-                .code(),
+                .code()
+                .as_str(),
             "tcf_policy_version"
         );
         assert_eq!(
             decode(&core(2, 4, false, &[], &[], None))
                 .unwrap_err()
-                .code(),
+                .code()
+                .as_str(),
             "tcf_not_service_specific"
         );
         assert_eq!(
-            decode("not base64 at all!").unwrap_err().code(),
+            decode("not base64 at all!").unwrap_err().code().as_str(),
             "tcf_encoding"
         );
         let full = core(2, 4, true, &[1], &[1, 2], None);
-        assert_eq!(decode(&full[..20]).unwrap_err().code(), "tcf_truncated");
+        assert_eq!(
+            decode(&full[..20]).unwrap_err().code().as_str(),
+            "tcf_truncated"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 
+use candor_domain::ErrorCode;
 use candor_domain::{AuditAction, Pseudonym, Timestamp};
 use candor_privacy::{Accountant, rho_for_epsilon};
 use candor_store::{BudgetCharge, BudgetState};
@@ -91,8 +92,8 @@ impl QueryKind {
             "top_k" => Self::TopK,
             "mean" => Self::Mean,
             other => {
-                return Err(EngineError::invalid(
-                    "unknown_query_kind",
+                return Err(EngineError::refused(
+                    ErrorCode::UnknownQueryKind,
                     format!(
                         "`{other}` is not a query kind; use count_by_item, count_by_category, \
                          count_by_day, histogram, top_k or mean"
@@ -257,7 +258,7 @@ struct Release {
 }
 
 fn invalid(message: impl Into<String>) -> EngineError {
-    EngineError::invalid("invalid_field", message)
+    EngineError::refused(ErrorCode::InvalidField, message)
 }
 
 /// L2 sensitivity of per-row counts when a subject adds at most `total` events, at most
@@ -357,16 +358,16 @@ impl Engine {
         if let Some(t) = &q.event_type
             && !self.policy.event_types.contains_key(t)
         {
-            return Err(EngineError::invalid(
-                "unknown_event_type",
+            return Err(EngineError::refused(
+                ErrorCode::UnknownEventType,
                 format!("the policy declares no event type `{t}`"),
             ));
         }
         if let (Some(from), Some(to)) = (q.from, q.to)
             && from >= to
         {
-            return Err(EngineError::invalid(
-                "bounds_out_of_order",
+            return Err(EngineError::refused(
+                ErrorCode::BoundsOutOfOrder,
                 "from must be earlier than to",
             ));
         }
@@ -377,8 +378,8 @@ impl Engine {
                     return Err(invalid("lower and upper must be finite numbers"));
                 }
                 if lo >= hi {
-                    return Err(EngineError::invalid(
-                        "bounds_out_of_order",
+                    return Err(EngineError::refused(
+                        ErrorCode::BoundsOutOfOrder,
                         "lower must be smaller than upper",
                     ));
                 }
@@ -592,7 +593,7 @@ impl Engine {
                 plan.releases[0]
             };
             let noise = candor_privacy::noise::discrete_gaussian(release.sigma)
-                .map_err(|e| invalid(e.to_string()))?;
+                .map_err(|e| EngineError::Noise(e.to_string()))?;
             noisy.push(value + noise);
         }
         let now = Timestamp::now();
@@ -653,8 +654,8 @@ impl Engine {
             refill_ms: privacy.releases_refill_ms,
         };
         let Some(state) = self.store.charge_budget(&charge, &[draft]).await? else {
-            return Err(EngineError::invalid(
-                "budget_exhausted",
+            return Err(EngineError::refused(
+                ErrorCode::BudgetExhausted,
                 "the item model's privacy budget for this period is spent: the current model \
                  keeps serving until the budget refills",
             ));
@@ -744,8 +745,8 @@ fn aggregate(
 }
 
 fn exhausted() -> EngineError {
-    EngineError::invalid(
-        "budget_exhausted",
+    EngineError::refused(
+        ErrorCode::BudgetExhausted,
         "the privacy budget of this dataset cannot pay for this query; \
          wait for it to refill or ask for less (a smaller epsilon)",
     )

@@ -3,6 +3,7 @@
 //! enforces them per route.
 
 use candor_crypto::{ct_eq, generate_api_key, hash_api_secret, split_api_key};
+use candor_domain::ErrorCode;
 use candor_domain::{AuditAction, Timestamp};
 use candor_store::ApiKeyRecord;
 use zeroize::Zeroizing;
@@ -71,8 +72,8 @@ impl Engine {
         label: &str,
     ) -> Result<Zeroizing<String>> {
         if label.len() > 128 {
-            return Err(EngineError::invalid(
-                "invalid_field",
+            return Err(EngineError::refused(
+                ErrorCode::InvalidField,
                 "the key label is longer than 128 bytes",
             ));
         }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use candor_domain::ErrorCode;
 use candor_domain::{
     AuditAction, ConsentMethod, ConsentRecord, ConsentRow, ConsentState, Pseudonym, SubjectId,
     Timestamp,
@@ -224,8 +225,8 @@ impl Engine {
             update.method,
             ConsentMethod::Gpc | ConsentMethod::Objection | ConsentMethod::Tcf
         ) {
-            return Err(EngineError::invalid(
-                "invalid_field",
+            return Err(EngineError::refused(
+                ErrorCode::InvalidField,
                 "the consent methods `gpc`, `objection` and `tcf` are recorded only from a Sec-GPC header, an objection or a TC string",
             ));
         }
@@ -243,13 +244,13 @@ impl Engine {
         gpc: bool,
     ) -> Result<ConsentView> {
         let Some(vendor) = self.config.tcf_vendor_id else {
-            return Err(EngineError::invalid(
-                "tcf_not_configured",
+            return Err(EngineError::refused(
+                ErrorCode::TcfNotConfigured,
                 "set tcf.vendor_id to accept TC strings",
             ));
         };
         let tc = candor_domain::tcf::decode(tc_string)
-            .map_err(|e| EngineError::invalid(e.code(), e.to_string()))?;
+            .map_err(|e| EngineError::refused(e.code(), e.to_string()))?;
         let purposes = self
             .policy
             .purposes
@@ -283,8 +284,8 @@ impl Engine {
         gpc: bool,
     ) -> Result<ConsentView> {
         if update.purposes.is_empty() && !gpc {
-            return Err(EngineError::invalid(
-                "invalid_field",
+            return Err(EngineError::refused(
+                ErrorCode::InvalidField,
                 "name at least one purpose to change",
             ));
         }
@@ -293,8 +294,8 @@ impl Engine {
             None => real_now,
             Some(at) if update.method == ConsentMethod::Import && at <= real_now => at,
             Some(_) => {
-                return Err(EngineError::invalid(
-                    "invalid_field",
+                return Err(EngineError::refused(
+                    ErrorCode::InvalidField,
                     "a consent time may be given only for imported records, and not in the future",
                 ));
             }
@@ -304,21 +305,21 @@ impl Engine {
         let mut drafts = Vec::new();
         for (name, choice) in &update.purposes {
             let Some(purpose) = self.policy.purposes.get(name) else {
-                return Err(EngineError::invalid(
-                    "unknown_purpose",
+                return Err(EngineError::refused(
+                    ErrorCode::UnknownPurpose,
                     format!("the policy has no purpose named `{name}`"),
                 ));
             };
             if let Some(cats) = &choice.categories {
                 if let Some(bad) = cats.iter().find(|c| !purpose.uses(c)) {
-                    return Err(EngineError::invalid(
-                        "unknown_category",
+                    return Err(EngineError::refused(
+                        ErrorCode::UnknownCategory,
                         format!("the purpose `{name}` does not use the category `{bad}`"),
                     ));
                 }
                 if choice.granted && cats.is_empty() {
-                    return Err(EngineError::invalid(
-                        "invalid_field",
+                    return Err(EngineError::refused(
+                        ErrorCode::InvalidField,
                         format!(
                             "a grant of `{name}` narrowed to no category grants nothing; withdraw it instead"
                         ),
@@ -412,8 +413,8 @@ impl Engine {
                 .await?
                 .is_empty()
         {
-            return Err(EngineError::not_found(
-                "unknown_subject",
+            return Err(EngineError::refused(
+                ErrorCode::UnknownSubject,
                 "no data or consent is held for this subject",
             ));
         }

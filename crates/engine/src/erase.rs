@@ -3,6 +3,7 @@
 //! purged, the item model is retrained without them, and a signed certificate says what was
 //! erased and when the model forgot them. The certificate holds no personal data.
 
+use candor_domain::ErrorCode;
 use candor_domain::{AuditAction, SubjectId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +48,7 @@ impl SignedDocument for ErasureCertificate {
 }
 
 impl Engine {
-    /// Erases a subject. `NotFound` (`nothing_held`) when nothing is held: never known, or
+    /// Erases a subject. refused with `nothing_held` when nothing is held: never known, or
     /// already erased (erasure is idempotent).
     pub async fn erase(&self, actor: &Actor, subject: &SubjectId) -> Result<ErasureCertificate> {
         let retrain_every_secs = self.config.train_interval_secs;
@@ -70,8 +71,8 @@ impl Engine {
             .expect("key cache lock")
             .remove(&pseudonym);
         if erased.total() == 0 {
-            return Err(EngineError::not_found(
-                "nothing_held",
+            return Err(EngineError::refused(
+                ErrorCode::NothingHeld,
                 "nothing is held for this subject: it was never known, or it is already erased",
             ));
         }
@@ -84,12 +85,12 @@ impl Engine {
         let retrained = if model_in_use && erased.events > 0 {
             match self.train(actor).await {
                 Ok(card) => Some(card.version),
-                Err(EngineError::Invalid {
-                    code: "no_training_data",
+                Err(EngineError::Refused {
+                    code: ErrorCode::NoTrainingData,
                     ..
                 }) => None,
-                Err(EngineError::Invalid {
-                    code: "budget_exhausted",
+                Err(EngineError::Refused {
+                    code: ErrorCode::BudgetExhausted,
                     ..
                 }) => {
                     budget_refill = self.model_releases_refill().await?;

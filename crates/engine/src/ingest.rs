@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use candor_domain::ErrorCode;
 use candor_domain::policy::EventType;
 use candor_domain::{
     AuditAction, EventInput, EventPayload, ItemId, Pseudonym, RefusalReason, SubjectId, Timestamp,
@@ -152,6 +153,18 @@ impl Engine {
         ))
     }
 
+    /// Refuses a batch of `n` events with `batch_too_large` when it is over the limit: the one
+    /// place the limit is checked (the server asks before it reads the events one by one).
+    pub fn check_batch(&self, n: usize) -> Result<()> {
+        if n > self.config.max_batch {
+            return Err(EngineError::refused(
+                ErrorCode::BatchTooLarge,
+                format!("a batch holds at most {} events", self.config.max_batch),
+            ));
+        }
+        Ok(())
+    }
+
     /// Ingests a batch: validates, checks consent, encrypts and stores what may be stored.
     /// With `gpc`, the GPC signal is applied to the batch's known subjects first.
     pub async fn ingest(
@@ -160,12 +173,7 @@ impl Engine {
         drafts: &[EventDraft],
         gpc: bool,
     ) -> Result<IngestReport> {
-        if drafts.len() > self.config.max_batch {
-            return Err(EngineError::invalid(
-                "batch_too_large",
-                format!("a batch holds at most {} events", self.config.max_batch),
-            ));
-        }
+        self.check_batch(drafts.len())?;
         let now = Timestamp::now();
         let started = std::time::Instant::now();
         let mut report = IngestReport::default();

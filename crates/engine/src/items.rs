@@ -1,5 +1,6 @@
 //! The catalogue: plain, non-personal item data, validated here.
 
+use candor_domain::ErrorCode;
 use candor_domain::{Item, ItemId, Timestamp};
 
 use crate::{Engine, EngineError, Result};
@@ -16,10 +17,11 @@ const ITEM_CACHE_LIMIT: usize = 2_000_000;
 pub const MAX_IMPORT: usize = 10_000;
 
 fn check_item(item: &Item) -> Result<()> {
-    ItemId::parse(&item.id).map_err(|e| EngineError::invalid("invalid_id", e.to_string()))?;
+    ItemId::parse(&item.id)
+        .map_err(|e| EngineError::refused(ErrorCode::InvalidId, e.to_string()))?;
     if item.title.len() > MAX_TITLE_LEN {
-        return Err(EngineError::invalid(
-            "invalid_field",
+        return Err(EngineError::refused(
+            ErrorCode::InvalidField,
             format!("title is longer than {MAX_TITLE_LEN} bytes"),
         ));
     }
@@ -28,15 +30,15 @@ fn check_item(item: &Item) -> Result<()> {
             .as_ref()
             .is_some_and(|v| v.is_empty() || v.len() > MAX_LABEL_LEN)
         {
-            return Err(EngineError::invalid(
-                "invalid_field",
+            return Err(EngineError::refused(
+                ErrorCode::InvalidField,
                 format!("{name} must be 1 to {MAX_LABEL_LEN} bytes"),
             ));
         }
     }
     if serde_json::to_string(&item.attributes).map_or(0, |s| s.len()) > MAX_ATTRIBUTES_LEN {
-        return Err(EngineError::invalid(
-            "invalid_field",
+        return Err(EngineError::refused(
+            ErrorCode::InvalidField,
             format!("attributes are larger than {MAX_ATTRIBUTES_LEN} bytes"),
         ));
     }
@@ -47,15 +49,15 @@ impl Engine {
     /// Inserts or replaces items, all or none; the whole call fails on the first bad item.
     pub async fn put_items(&self, items: &[Item]) -> Result<()> {
         if items.len() > MAX_IMPORT {
-            return Err(EngineError::invalid(
-                "batch_too_large",
+            return Err(EngineError::refused(
+                ErrorCode::BatchTooLarge,
                 format!("import at most {MAX_IMPORT} items per call"),
             ));
         }
         for (index, item) in items.iter().enumerate() {
             check_item(item).map_err(|e| match e {
-                EngineError::Invalid { code, message } => {
-                    EngineError::invalid(code, format!("item {index}: {message}"))
+                EngineError::Refused { code, message } => {
+                    EngineError::refused(code, format!("item {index}: {message}"))
                 }
                 other => other,
             })?;
@@ -97,9 +99,12 @@ impl Engine {
 
     /// One item.
     pub async fn get_item(&self, id: &str) -> Result<Item> {
-        ItemId::parse(id).map_err(|e| EngineError::invalid("invalid_id", e.to_string()))?;
+        ItemId::parse(id).map_err(|e| EngineError::refused(ErrorCode::InvalidId, e.to_string()))?;
         self.store.get_item(id).await?.ok_or_else(|| {
-            EngineError::not_found("unknown_item", "the catalogue has no item with this id")
+            EngineError::refused(
+                ErrorCode::UnknownItem,
+                "the catalogue has no item with this id",
+            )
         })
     }
 
@@ -110,7 +115,7 @@ impl Engine {
 
     /// Deletes an item.
     pub async fn delete_item(&self, id: &str) -> Result<()> {
-        ItemId::parse(id).map_err(|e| EngineError::invalid("invalid_id", e.to_string()))?;
+        ItemId::parse(id).map_err(|e| EngineError::refused(ErrorCode::InvalidId, e.to_string()))?;
         self.known_items
             .write()
             .expect("item cache lock")
@@ -118,8 +123,8 @@ impl Engine {
         if self.store.delete_item(id).await? {
             Ok(())
         } else {
-            Err(EngineError::not_found(
-                "unknown_item",
+            Err(EngineError::refused(
+                ErrorCode::UnknownItem,
                 "the catalogue has no item with this id",
             ))
         }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use candor_crypto::{KeyRing, SecretKey};
-use candor_domain::{AuditDraft, Policy, Pseudonym, SubjectId, Timestamp};
+use candor_domain::{AuditDraft, ErrorCode, Policy, Pseudonym, SubjectId, Timestamp};
 use candor_store::{Store, StoreError};
 
 pub mod analytics;
@@ -41,24 +41,16 @@ pub use receipts::ConsentReceipt;
 pub use recommend::{ModelCard, RecommendRequest, Recommendations};
 pub use signing::SignedDocument;
 
-/// What went wrong. `Invalid` and `NotFound` are the caller's mistakes and carry a code and a
-/// sentence safe to show; every other variant is an internal fault whose details are logged
-/// and never shown.
+/// What went wrong. `Refused` is the caller's mistake, or a rule that refuses the request: it
+/// carries a code from the error table and a sentence safe to show. Every other variant is an
+/// internal fault whose details are logged and never shown.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The request is malformed or breaks a rule.
+    /// The request is refused: malformed, naming something unknown, or breaking a rule.
     #[error("{message}")]
-    Invalid {
-        /// Machine-readable code.
-        code: &'static str,
-        /// A sentence for people.
-        message: String,
-    },
-    /// The subject, item or other thing named does not exist.
-    #[error("{message}")]
-    NotFound {
-        /// Machine-readable code.
-        code: &'static str,
+    Refused {
+        /// The code from the error table.
+        code: ErrorCode,
         /// A sentence for people.
         message: String,
     },
@@ -71,22 +63,27 @@ pub enum EngineError {
     /// Stored data could not be decrypted or a key could not be unwrapped.
     #[error("stored data failed authentication")]
     Crypto,
+    /// The noise sampler failed (a fault, never the caller's doing).
+    #[error("the noise sampler failed: {0}")]
+    Noise(String),
     /// Start-up could not proceed (key file, key mismatch, configuration).
     #[error("{0}")]
     Setup(String),
 }
 
 impl EngineError {
-    pub(crate) fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid {
+    pub(crate) fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Refused {
             code,
             message: message.into(),
         }
     }
-    pub(crate) fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::NotFound {
-            code,
-            message: message.into(),
+
+    /// The error-table code of a refusal; `None` for internal faults.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Refused { code, .. } => Some(*code),
+            _ => None,
         }
     }
 }

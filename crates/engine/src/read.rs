@@ -1,6 +1,7 @@
 //! Purpose-bound reads of personal data: the only way to get events back out. Each read names
 //! its purpose, returns only events consented for it now, is decrypted here and is audited.
 
+use candor_domain::ErrorCode;
 use candor_domain::{AuditAction, EventPayload, Pseudonym, SubjectId, Timestamp};
 use candor_store::PurposeRead;
 
@@ -48,8 +49,8 @@ impl Engine {
         audit_empty: bool,
     ) -> Result<Vec<Event>> {
         let Some(purpose_def) = self.policy.purposes.get(purpose) else {
-            return Err(EngineError::invalid(
-                "unknown_purpose",
+            return Err(EngineError::refused(
+                ErrorCode::UnknownPurpose,
                 format!("the policy has no purpose named `{purpose}`"),
             ));
         };

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use candor_domain::ErrorCode;
 use candor_domain::{ItemId, SubjectId, Timestamp};
 use candor_models::Interactions;
 use candor_models::dp::{DpConfig, DpItemModel};
@@ -273,14 +274,14 @@ pub struct Recommendations {
 
 fn check_ids(ids: &[String], field: &str) -> Result<()> {
     if ids.len() > MAX_LIST {
-        return Err(EngineError::invalid(
-            "invalid_field",
+        return Err(EngineError::refused(
+            ErrorCode::InvalidField,
             format!("{field} lists at most {MAX_LIST} items"),
         ));
     }
     for id in ids {
         ItemId::parse(id)
-            .map_err(|e| EngineError::invalid("invalid_field", format!("{field}: {e}")))?;
+            .map_err(|e| EngineError::refused(ErrorCode::InvalidField, format!("{field}: {e}")))?;
     }
     Ok(())
 }
@@ -290,8 +291,8 @@ impl Engine {
     /// a new version and serves it.
     pub async fn train(&self, actor: &Actor) -> Result<ModelCard> {
         let Some(purpose) = self.policy.purposes.get(PERSONALIZATION) else {
-            return Err(EngineError::invalid(
-                "no_personalization_purpose",
+            return Err(EngineError::refused(
+                ErrorCode::NoPersonalizationPurpose,
                 format!("the policy has no `{PERSONALIZATION}` purpose"),
             ));
         };
@@ -316,8 +317,8 @@ impl Engine {
             }
         }
         if pairs.is_empty() {
-            return Err(EngineError::invalid(
-                "no_training_data",
+            return Err(EngineError::refused(
+                ErrorCode::NoTrainingData,
                 "no events are consented for personalization yet",
             ));
         }
@@ -491,8 +492,8 @@ impl Engine {
             .expect("serving lock")
             .clone()
             .ok_or_else(|| {
-                EngineError::invalid(
-                    "model_not_trained",
+                EngineError::refused(
+                    ErrorCode::ModelNotTrained,
                     "no item model has been trained yet; POST /v1/models/train",
                 )
             })
@@ -505,14 +506,14 @@ impl Engine {
 
     fn check_request(&self, request: &RecommendRequest) -> Result<()> {
         if request.n == 0 || request.n > MAX_N {
-            return Err(EngineError::invalid(
-                "invalid_n",
+            return Err(EngineError::refused(
+                ErrorCode::InvalidN,
                 format!("n must be between 1 and {MAX_N}"),
             ));
         }
         if !(0.0..=1.0).contains(&request.diversity) || !(0.0..=1.0).contains(&request.fairness) {
-            return Err(EngineError::invalid(
-                "invalid_field",
+            return Err(EngineError::refused(
+                ErrorCode::InvalidField,
                 "diversity and fairness must be between 0 and 1",
             ));
         }
@@ -740,16 +741,17 @@ impl Engine {
     /// Items most similar to an item, from the item model.
     pub fn similar_items(&self, item: &str, n: usize) -> Result<Vec<(String, f32)>> {
         if n == 0 || n > MAX_N {
-            return Err(EngineError::invalid(
-                "invalid_n",
+            return Err(EngineError::refused(
+                ErrorCode::InvalidN,
                 format!("n must be between 1 and {MAX_N}"),
             ));
         }
-        ItemId::parse(item).map_err(|e| EngineError::invalid("invalid_id", e.to_string()))?;
+        ItemId::parse(item)
+            .map_err(|e| EngineError::refused(ErrorCode::InvalidId, e.to_string()))?;
         let serving = self.current_model()?;
         let Some(&i) = serving.index.get(item) else {
-            return Err(EngineError::not_found(
-                "unknown_item",
+            return Err(EngineError::refused(
+                ErrorCode::UnknownItem,
                 "the item model does not know this item",
             ));
         };

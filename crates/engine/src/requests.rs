@@ -4,6 +4,7 @@
 //! (export, erasure, restriction, objection, do-not-sell) through the engine, audited. The
 //! subject is stored only as a pseudonym: fulfilment needs their id again.
 
+use candor_domain::ErrorCode;
 use candor_domain::{AuditAction, ConsentMethod, SubjectId, Timestamp};
 use candor_store::RightsRequest;
 use serde::Serialize;
@@ -108,16 +109,16 @@ impl Engine {
         received_at: Option<Timestamp>,
     ) -> Result<RequestView> {
         if !KINDS.contains(&kind) {
-            return Err(EngineError::invalid(
-                "unknown_kind",
+            return Err(EngineError::refused(
+                ErrorCode::UnknownKind,
                 format!("kind must be one of {}", KINDS.join(", ")),
             ));
         }
         let now = Timestamp::now();
         let received = received_at.unwrap_or(now);
         if received > now {
-            return Err(EngineError::invalid(
-                "invalid_field",
+            return Err(EngineError::refused(
+                ErrorCode::InvalidField,
                 "a request cannot be received in the future",
             ));
         }
@@ -128,8 +129,8 @@ impl Engine {
                 Some(add_business_days(received, 10)),
             ),
             _ => {
-                return Err(EngineError::invalid(
-                    "unknown_jurisdiction",
+                return Err(EngineError::refused(
+                    ErrorCode::UnknownJurisdiction,
                     "jurisdiction must be gdpr or ccpa",
                 ));
             }
@@ -173,7 +174,10 @@ impl Engine {
 
     async fn request(&self, id: &str) -> Result<RightsRequest> {
         self.store.get_request(id).await?.ok_or_else(|| {
-            EngineError::not_found("unknown_request", "there is no request with this id")
+            EngineError::refused(
+                ErrorCode::UnknownRequest,
+                "there is no request with this id",
+            )
         })
     }
 
@@ -181,8 +185,8 @@ impl Engine {
     pub async fn acknowledge_request(&self, actor: &Actor, id: &str) -> Result<RequestView> {
         let mut r = self.request(id).await?;
         if r.status != "received" {
-            return Err(EngineError::invalid(
-                "already_acknowledged",
+            return Err(EngineError::refused(
+                ErrorCode::AlreadyAcknowledged,
                 format!("the request is already {}", r.status),
             ));
         }
@@ -207,20 +211,20 @@ impl Engine {
     ) -> Result<RequestView> {
         let mut r = self.request(id).await?;
         if reason.trim().is_empty() || reason.len() > 1000 {
-            return Err(EngineError::invalid(
-                "invalid_field",
+            return Err(EngineError::refused(
+                ErrorCode::InvalidField,
                 "give a reason of 1 to 1,000 bytes",
             ));
         }
         if r.extended_until.is_some() {
-            return Err(EngineError::invalid(
-                "already_extended",
+            return Err(EngineError::refused(
+                ErrorCode::AlreadyExtended,
                 "a deadline may be extended only once",
             ));
         }
         if r.status == "completed" {
-            return Err(EngineError::invalid(
-                "already_completed",
+            return Err(EngineError::refused(
+                ErrorCode::AlreadyCompleted,
                 "the request is already completed",
             ));
         }
@@ -251,14 +255,14 @@ impl Engine {
     ) -> Result<(RequestView, serde_json::Value)> {
         let mut r = self.request(id).await?;
         if self.pseudonymize(subject) != r.subject {
-            return Err(EngineError::invalid(
-                "subject_mismatch",
+            return Err(EngineError::refused(
+                ErrorCode::SubjectMismatch,
                 "this request is not about that subject",
             ));
         }
         if r.status == "completed" {
-            return Err(EngineError::invalid(
-                "already_completed",
+            return Err(EngineError::refused(
+                ErrorCode::AlreadyCompleted,
                 "the request is already completed",
             ));
         }
@@ -267,7 +271,10 @@ impl Engine {
             "access" => to_json(&self.export(actor, subject).await?),
             "erasure" => match self.erase(actor, subject).await {
                 Ok(certificate) => to_json(&certificate),
-                Err(EngineError::NotFound { .. }) => serde_json::json!({ "nothing_held": true }),
+                Err(EngineError::Refused {
+                    code: ErrorCode::NothingHeld,
+                    ..
+                }) => serde_json::json!({ "nothing_held": true }),
                 Err(e) => return Err(e),
             },
             "restriction" => {

@@ -6,6 +6,7 @@
 //! withdraws every personalization and marketing purpose, recorded with method `objection`;
 //! only a new grant by the subject turns them on again.
 
+use candor_domain::ErrorCode;
 use candor_domain::{AuditAction, ConsentMethod, SubjectId, Timestamp};
 
 use crate::consent::{ConsentUpdate, ConsentView};
@@ -60,8 +61,8 @@ impl Engine {
             .delete_subject_events(&pseudonym, &[event_id], &audit)
             .await?
         {
-            0 => Err(EngineError::not_found(
-                "unknown_event",
+            0 => Err(EngineError::refused(
+                ErrorCode::UnknownEvent,
                 "this subject has no event with this id",
             )),
             _ => Ok(()),
@@ -84,8 +85,8 @@ impl Engine {
             .filter(|p| p.recipients.iter().any(|r| r == recipient))
             .collect();
         if purposes.is_empty() {
-            return Err(EngineError::not_found(
-                "unknown_recipient",
+            return Err(EngineError::refused(
+                ErrorCode::UnknownRecipient,
                 "the policy names no such recipient",
             ));
         }
@@ -106,8 +107,8 @@ impl Engine {
                 return Ok((purpose.name.clone(), events));
             }
         }
-        Err(EngineError::Invalid {
-            code: "consent_required",
+        Err(EngineError::Refused {
+            code: ErrorCode::ConsentRequired,
             message: "the subject holds no live consent to share with this recipient (or nothing to share)".into(),
         })
     }
@@ -123,8 +124,8 @@ impl Engine {
             .map(String::as_str)
             .collect();
         if purposes.is_empty() {
-            return Err(EngineError::invalid(
-                "no_profiling_purpose",
+            return Err(EngineError::refused(
+                ErrorCode::NoProfilingPurpose,
                 "the policy has no profiling or marketing purpose",
             ));
         }

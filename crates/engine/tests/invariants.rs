@@ -5,7 +5,9 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use candor_domain::{ConsentMethod, ConsentState, Policy, RefusalReason, SubjectId, Timestamp};
+use candor_domain::{
+    ConsentMethod, ConsentState, ErrorClass, ErrorCode, Policy, RefusalReason, SubjectId, Timestamp,
+};
 use candor_engine::{
     Actor, AnalyticsBudget, AnalyticsQuery, ConsentUpdate, EngineError, EventDraft, PurposeChoice,
     SignedDocument,
@@ -255,8 +257,8 @@ async fn reads_are_bound_to_purpose(h: Harness) {
         h.engine
             .read_events(&actor(), "marketing.everything", None, 0, 1)
             .await,
-        Err(EngineError::Invalid {
-            code: "unknown_purpose",
+        Err(EngineError::Refused {
+            code: ErrorCode::UnknownPurpose,
             ..
         })
     ));
@@ -386,8 +388,8 @@ async fn narrowed_consent_covers_only_its_categories(h: Harness) {
     };
     assert!(matches!(
         h.engine.set_consent(&actor(), &s, &bad, false).await,
-        Err(EngineError::Invalid {
-            code: "unknown_category",
+        Err(EngineError::Refused {
+            code: ErrorCode::UnknownCategory,
             ..
         })
     ));
@@ -616,8 +618,8 @@ async fn bad_input_changes_nothing(h: Harness) {
     let big = vec![event("subject-bad", "i1", "view"); h.engine.config().max_batch + 1];
     assert!(matches!(
         h.engine.ingest(&actor(), &big, false).await,
-        Err(EngineError::Invalid {
-            code: "batch_too_large",
+        Err(EngineError::Refused {
+            code: ErrorCode::BatchTooLarge,
             ..
         })
     ));
@@ -632,8 +634,8 @@ async fn bad_input_changes_nothing(h: Harness) {
     );
     assert!(matches!(
         h.engine.set_consent(&actor(), &s, &update, false).await,
-        Err(EngineError::Invalid {
-            code: "unknown_purpose",
+        Err(EngineError::Refused {
+            code: ErrorCode::UnknownPurpose,
             ..
         })
     ));
@@ -653,8 +655,8 @@ async fn bad_input_changes_nothing(h: Harness) {
     // Unknown subjects are reported as such.
     assert!(matches!(
         h.engine.consent(&actor(), &sid("never-seen"), false).await,
-        Err(EngineError::NotFound {
-            code: "unknown_subject",
+        Err(EngineError::Refused {
+            code: ErrorCode::UnknownSubject,
             ..
         })
     ));
@@ -829,8 +831,8 @@ async fn recommendations_are_tiered_explained_and_consent_bound(h: Harness) {
         h.engine
             .recommend(&actor(), &sid("alice"), &request(3), false)
             .await,
-        Err(EngineError::Invalid {
-            code: "model_not_trained",
+        Err(EngineError::Refused {
+            code: ErrorCode::ModelNotTrained,
             ..
         })
     ));
@@ -985,13 +987,13 @@ async fn recommendations_are_tiered_explained_and_consent_bound(h: Harness) {
         ),
     ] {
         match h.engine.recommend(&actor(), &sid("c1"), &req, false).await {
-            Err(EngineError::Invalid { code: got, .. }) => assert_eq!(got, code),
+            Err(EngineError::Refused { code: got, .. }) => assert_eq!(got.as_str(), code),
             other => panic!("{req:?} gave {other:?}"),
         }
     }
     assert!(matches!(
         h.engine.similar_items("nope", 3),
-        Err(EngineError::NotFound { .. })
+        Err(EngineError::Refused { code, .. }) if code.class() == ErrorClass::NotFound
     ));
     // Another server trains a newer model; this one picks it up.
     assert!(
@@ -1113,7 +1115,7 @@ async fn erasure_is_real(h: Harness) {
     // Nothing of theirs is readable, and they get the contextual tier.
     assert!(matches!(
         h.engine.consent(&actor(), &sid(subject), false).await,
-        Err(EngineError::NotFound { .. })
+        Err(EngineError::Refused { code, .. }) if code.class() == ErrorClass::NotFound
     ));
     let recs = h
         .engine
@@ -1141,8 +1143,8 @@ async fn erasure_is_real(h: Harness) {
     let audit_entries = h.engine.stats().await.unwrap().audit_entries;
     assert!(matches!(
         h.engine.erase(&actor(), &sid(subject)).await,
-        Err(EngineError::NotFound {
-            code: "nothing_held",
+        Err(EngineError::Refused {
+            code: ErrorCode::NothingHeld,
             ..
         })
     ));
@@ -1222,7 +1224,7 @@ async fn export_holds_everything_and_is_audited(h: Harness) {
     assert!(h.engine.stats().await.unwrap().audit_entries > audit_before);
     assert!(matches!(
         h.engine.export(&actor(), &sid("never-seen")).await,
-        Err(EngineError::NotFound { .. })
+        Err(EngineError::Refused { code, .. }) if code.class() == ErrorClass::NotFound
     ));
     assert!(h.engine.verify_audit().await.unwrap().ok);
 }
@@ -1309,7 +1311,7 @@ async fn restriction_and_objection_stop_processing(h: Harness) {
     );
     assert!(matches!(
         h.engine.restrict(&actor(), &sid("nobody"), true).await,
-        Err(EngineError::NotFound { .. })
+        Err(EngineError::Refused { code, .. }) if code.class() == ErrorClass::NotFound
     ));
 
     // Objection: personalization off, recorded as such, until a new grant.
@@ -1409,8 +1411,8 @@ async fn requests_have_deadlines_and_run_the_rights(h: Harness) {
     assert!(!extended.overdue);
     assert!(matches!(
         h.engine.extend_request(&actor(), &gdpr.id, "again").await,
-        Err(EngineError::Invalid {
-            code: "already_extended",
+        Err(EngineError::Refused {
+            code: ErrorCode::AlreadyExtended,
             ..
         })
     ));
@@ -1420,8 +1422,8 @@ async fn requests_have_deadlines_and_run_the_rights(h: Harness) {
         h.engine
             .fulfil_request(&actor(), &ccpa.id, &sid("someone-else"))
             .await,
-        Err(EngineError::Invalid {
-            code: "subject_mismatch",
+        Err(EngineError::Refused {
+            code: ErrorCode::SubjectMismatch,
             ..
         })
     ));
@@ -1449,8 +1451,8 @@ async fn requests_have_deadlines_and_run_the_rights(h: Harness) {
     assert_eq!(certificate["events_deleted"], 1);
     assert!(matches!(
         h.engine.fulfil_request(&actor(), &gdpr.id, &s).await,
-        Err(EngineError::Invalid {
-            code: "already_completed",
+        Err(EngineError::Refused {
+            code: ErrorCode::AlreadyCompleted,
             ..
         })
     ));
@@ -1458,8 +1460,8 @@ async fn requests_have_deadlines_and_run_the_rights(h: Harness) {
         h.engine
             .create_request(&actor(), "telepathy", &s, "gdpr", None)
             .await,
-        Err(EngineError::Invalid {
-            code: "unknown_kind",
+        Err(EngineError::Refused {
+            code: ErrorCode::UnknownKind,
             ..
         })
     ));
@@ -1467,14 +1469,14 @@ async fn requests_have_deadlines_and_run_the_rights(h: Harness) {
         h.engine
             .create_request(&actor(), "access", &s, "mars", None)
             .await,
-        Err(EngineError::Invalid {
-            code: "unknown_jurisdiction",
+        Err(EngineError::Refused {
+            code: ErrorCode::UnknownJurisdiction,
             ..
         })
     ));
     assert!(matches!(
         h.engine.extend_request(&actor(), "nope", "x").await,
-        Err(EngineError::NotFound { .. })
+        Err(EngineError::Refused { code, .. }) if code.class() == ErrorClass::NotFound
     ));
     assert!(h.engine.verify_audit().await.unwrap().ok);
 }
@@ -1599,7 +1601,7 @@ async fn erasing_random_subjects_keeps_every_invariant(h: Harness) {
                 assert!(events.is_empty(), "{s} was erased");
                 assert!(matches!(
                     h.engine.consent(&actor(), &sid(s), false).await,
-                    Err(EngineError::NotFound { .. })
+                    Err(EngineError::Refused { code, .. }) if code.class() == ErrorClass::NotFound
                 ));
                 h.assert_absent(s).await;
             } else {
@@ -1632,8 +1634,8 @@ async fn tcf_strings_map_to_policy_purposes(h: Harness) {
         h.engine
             .set_consent_tcf(&actor(), &s, reference, false)
             .await,
-        Err(EngineError::Invalid {
-            code: "tcf_not_configured",
+        Err(EngineError::Refused {
+            code: ErrorCode::TcfNotConfigured,
             ..
         })
     ));
@@ -1671,7 +1673,7 @@ async fn tcf_strings_map_to_policy_purposes(h: Harness) {
         ("BOEFEAyOEFEAyAHABDENAI4AAAB9vABAASA", "tcf_version"),
     ] {
         match h.engine.set_consent_tcf(&actor(), &s, bad, false).await {
-            Err(EngineError::Invalid { code: got, .. }) => assert_eq!(got, code, "{bad}"),
+            Err(EngineError::Refused { code: got, .. }) => assert_eq!(got.as_str(), code, "{bad}"),
             other => panic!("{bad}: {other:?}"),
         }
     }
@@ -1713,16 +1715,16 @@ async fn transparency_and_sharing_follow_consent(h: Harness) {
     assert_eq!((purpose.as_str(), events.len()), (SHARING, 1));
     assert!(matches!(
         h.engine.share(&actor(), &s, "Nobody").await,
-        Err(EngineError::NotFound {
-            code: "unknown_recipient",
+        Err(EngineError::Refused {
+            code: ErrorCode::UnknownRecipient,
             ..
         })
     ));
     h.engine.consent(&actor(), &s, true).await.unwrap(); // Sec-GPC: 1
     assert!(matches!(
         h.engine.share(&actor(), &s, "Partner Logistics GmbH").await,
-        Err(EngineError::Invalid {
-            code: "consent_required",
+        Err(EngineError::Refused {
+            code: ErrorCode::ConsentRequired,
             ..
         })
     ));
@@ -1911,8 +1913,8 @@ async fn analytics_budget_cannot_be_overspent_under_concurrency(h: Harness) {
     for t in tasks {
         match t.await.unwrap() {
             Ok(_) => ok += 1,
-            Err(EngineError::Invalid {
-                code: "budget_exhausted",
+            Err(EngineError::Refused {
+                code: ErrorCode::BudgetExhausted,
                 ..
             }) => exhausted += 1,
             Err(other) => panic!("unexpected error: {other}"),
@@ -2020,7 +2022,7 @@ async fn failed_analytics_queries_are_not_charged(h: Harness) {
     let before = h.audit_entries().await.len();
     for (q, expected) in cases {
         match h.engine.analytics_query(&actor(), &q).await {
-            Err(EngineError::Invalid { code, .. }) => assert_eq!(code, expected, "{q:?}"),
+            Err(EngineError::Refused { code, .. }) => assert_eq!(code.as_str(), expected, "{q:?}"),
             other => panic!("{q:?}: expected {expected}, got {other:?}"),
         }
     }
@@ -2137,8 +2139,8 @@ async fn analytics_budget_refills_after_its_period(h: Harness) {
     assert!(status.refills_at.is_some() && status.period_start.is_some());
     assert!(matches!(
         h.engine.analytics_query(&actor(), &q).await,
-        Err(EngineError::Invalid {
-            code: "budget_exhausted",
+        Err(EngineError::Refused {
+            code: ErrorCode::BudgetExhausted,
             ..
         })
     ));
@@ -2178,8 +2180,8 @@ async fn model_release_cap_holds_and_erasure_says_when(h: Harness) {
     assert!(first.privacy.as_ref().unwrap().releases_epsilon <= 9.0);
     assert!(matches!(
         h.engine.train(&actor()).await,
-        Err(EngineError::Invalid {
-            code: "budget_exhausted",
+        Err(EngineError::Refused {
+            code: ErrorCode::BudgetExhausted,
             ..
         })
     ));

@@ -6,6 +6,8 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use candor_domain::ErrorCode;
+
 use crate::error::ApiError;
 
 /// `axum::Json` with [`ApiError`] rejections.
@@ -30,6 +32,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         let axum::extract::Query(value) =
             axum::extract::Query::<T>::from_request_parts(parts, state).await?;
         Ok(Self(value))
+    }
+}
+
+/// `axum::extract::Path` with [`ApiError`] rejections (`invalid_id`: a path segment that is
+/// not UTF-8, or not of the expected type).
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::new(
+                ErrorCode::InvalidId,
+                format!("the path is invalid: {}", rejection.body_text()),
+            )),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::MatchedPath;
-use axum::http::{Request, StatusCode};
+use axum::http::Request;
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -152,13 +152,7 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .fallback(|| async { error::ApiError::no_route() })
-        .method_not_allowed_fallback(|| async {
-            error::ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this endpoint does not accept that method",
-            )
-        })
+        .method_not_allowed_fallback(|| async { error::ApiError::no_method() })
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics::track,
@@ -176,12 +170,7 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a handler panicked");
-            error::ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "the server could not complete the request",
-            )
-            .into_response()
+            error::ApiError::internal().into_response()
         }))
         .with_state(state)
 }

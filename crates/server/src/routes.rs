@@ -2,10 +2,10 @@
 //! calls the engine and converts back; none reaches the store or holds business rules.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use candor_domain::{ConsentMethod, RefusalReason, SubjectId};
+use candor_domain::{ConsentMethod, ErrorCode, RefusalReason, SubjectId};
 use candor_engine::{
     ConsentUpdate, EventDraft, IngestReport, PurposeChoice, RecommendRequest, Refusal, Role,
 };
@@ -14,15 +14,14 @@ use serde_json::value::RawValue;
 use crate::AppState;
 use crate::auth::authorize;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, gpc};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, gpc};
 use crate::wire::*;
 
 const SUBJECT_READERS: &[Role] = &[Role::Service, Role::Dpo];
 const CATALOGUE_READERS: &[Role] = &[Role::Service, Role::Analyst, Role::Dpo];
 
 fn subject_id(raw: &str) -> Result<SubjectId, ApiError> {
-    SubjectId::parse(raw)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()))
+    SubjectId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidId, e.to_string()))
 }
 
 /// Liveness and the store backend in use.
@@ -102,14 +101,7 @@ pub async fn post_events(
         Some(b'{') => (vec![&*body], true),
         _ => return Err(invalid_body()),
     };
-    let max = state.engine.config().max_batch;
-    if values.len() > max {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!("a batch holds at most {max} events"),
-        ));
-    }
+    state.engine.check_batch(values.len())?;
     let mut refused = Vec::new();
     let mut positions = Vec::with_capacity(values.len());
     let mut drafts: Vec<EventDraft> = Vec::with_capacity(values.len());
@@ -146,8 +138,7 @@ pub async fn post_events(
 
 fn invalid_body() -> ApiError {
     ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_body",
+        ErrorCode::InvalidBody,
         "the body must be an event object or an array of events",
     )
 }
@@ -162,8 +153,7 @@ fn single_event_response(report: IngestReport) -> Response {
             }),
         )
             .into_response(),
-        Some(r) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, r.reason.code(), r.message)
-            .into_response(),
+        Some(r) => ApiError::event_refused(r.reason, r.message).into_response(),
     }
 }
 
@@ -180,7 +170,7 @@ fn single_event_response(report: IngestReport) -> Response {
 pub async fn get_consent(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ConsentResponse>, ApiError> {
     let principal = authorize(&state, &headers, SUBJECT_READERS).await?;
     let subject = subject_id(&id)?;
@@ -209,7 +199,7 @@ pub async fn get_consent(
 pub async fn put_consent(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ConsentRequest>,
 ) -> Result<Json<ConsentResponse>, ApiError> {
     let principal = authorize(&state, &headers, &[Role::Service]).await?;
@@ -217,8 +207,7 @@ pub async fn put_consent(
     if let Some(tc_string) = &body.tc_string {
         if !body.purposes.is_empty() || body.method.is_some() {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "send either purposes or a tc_string, not both",
             ));
         }
@@ -239,8 +228,7 @@ pub async fn put_consent(
             ) => m,
             _ => {
                 return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_field",
+                    ErrorCode::InvalidField,
                     "method must be one of api, banner, form, import",
                 ));
             }
@@ -292,7 +280,7 @@ pub async fn put_consent(
 pub async fn get_consent_history(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ConsentHistoryResponse>, ApiError> {
     let principal = authorize(&state, &headers, SUBJECT_READERS).await?;
     let subject = subject_id(&id)?;
@@ -312,7 +300,7 @@ pub async fn get_consent_history(
 pub async fn put_item(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(fields): ApiJson<ItemFields>,
 ) -> Result<Json<ItemBody>, ApiError> {
     authorize(&state, &headers, &[Role::Service]).await?;
@@ -335,7 +323,7 @@ pub async fn put_item(
 pub async fn get_item(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ItemBody>, ApiError> {
     authorize(&state, &headers, CATALOGUE_READERS).await?;
     Ok(Json(state.engine.get_item(&id).await?.into()))
@@ -349,7 +337,7 @@ pub async fn get_item(
 pub async fn delete_item(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     authorize(&state, &headers, &[Role::Service]).await?;
     state.engine.delete_item(&id).await?;
@@ -424,8 +412,7 @@ pub async fn create_key(
     let principal = authorize(&state, &headers, &[]).await?;
     let role = Role::parse(&body.role).ok_or_else(|| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
+            ErrorCode::InvalidField,
             "role must be one of admin, service, analyst, dpo",
         )
     })?;
@@ -478,7 +465,7 @@ fn recommend_request(
 pub async fn get_recommendations(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<RecommendParams>,
 ) -> Result<Json<RecommendationsResponse>, ApiError> {
     let principal = authorize(&state, &headers, &[Role::Service]).await?;
@@ -528,7 +515,7 @@ pub async fn post_contextual(
 pub async fn get_similar(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<CountParams>,
 ) -> Result<Json<SimilarResponse>, ApiError> {
     authorize(&state, &headers, CATALOGUE_READERS).await?;
@@ -603,7 +590,7 @@ pub async fn get_model_card(
 pub async fn erase_subject(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let principal = authorize(&state, &headers, &[Role::Dpo]).await?;
     let subject = subject_id(&id)?;
@@ -638,7 +625,7 @@ fn csv_field(value: &str) -> String {
 pub async fn export_subject(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ExportParams>,
 ) -> Result<Response, ApiError> {
     let principal = authorize(&state, &headers, &[Role::Service, Role::Dpo]).await?;
@@ -648,8 +635,7 @@ pub async fn export_subject(
         Some("csv") => true,
         Some(_) => {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 "format must be json or csv",
             ));
         }
@@ -698,7 +684,7 @@ pub struct RestrictionBody {
 pub async fn put_restriction(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<RestrictionBody>,
 ) -> Result<Response, ApiError> {
     let principal = authorize(&state, &headers, &[Role::Service, Role::Dpo]).await?;
@@ -720,7 +706,7 @@ pub async fn put_restriction(
 pub async fn post_objection(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ConsentResponse>, ApiError> {
     let principal = authorize(&state, &headers, &[Role::Service, Role::Dpo]).await?;
     let subject = subject_id(&id)?;
@@ -743,14 +729,13 @@ pub async fn post_objection(
 pub async fn delete_event(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((id, event)): Path<(String, String)>,
+    ApiPath((id, event)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let principal = authorize(&state, &headers, &[Role::Service, Role::Dpo]).await?;
     let subject = subject_id(&id)?;
     let event: i64 = event.parse().map_err(|_| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_id",
+            ErrorCode::InvalidId,
             "the event id is a number from the export",
         )
     })?;
@@ -790,7 +775,7 @@ pub async fn get_processing_record(
 pub async fn get_transparency(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let principal = authorize(&state, &headers, &[Role::Service, Role::Dpo]).await?;
     let subject = subject_id(&id)?;
@@ -871,8 +856,7 @@ pub async fn create_request(
         None => None,
         Some(raw) => Some(candor_domain::Timestamp::parse_rfc3339(raw).ok_or_else(|| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "received_at is not an RFC 3339 date-time",
             )
         })?),
@@ -918,7 +902,7 @@ pub async fn list_requests(
 pub async fn extend_request(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ExtendBody>,
 ) -> Result<Response, ApiError> {
     let principal = authorize(&state, &headers, &[Role::Dpo]).await?;
@@ -942,7 +926,7 @@ pub async fn extend_request(
 pub async fn fulfil_request(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<FulfilBody>,
 ) -> Result<Response, ApiError> {
     let principal = authorize(&state, &headers, &[Role::Dpo]).await?;
@@ -987,7 +971,7 @@ pub async fn verify_receipt(
 pub async fn share_subject(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((id, recipient)): Path<(String, String)>,
+    ApiPath((id, recipient)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let principal = authorize(&state, &headers, &[Role::Service]).await?;
     let subject = subject_id(&id)?;
@@ -1014,7 +998,7 @@ pub async fn share_subject(
 pub async fn acknowledge_request(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let principal = authorize(&state, &headers, &[Role::Dpo]).await?;
     Ok(Json(
@@ -1059,7 +1043,7 @@ pub async fn get_plan(
     ApiQuery(q): ApiQuery<PlanParams>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, &[Role::Analyst]).await?;
-    let bad = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", m.to_owned());
+    let bad = |m: &str| ApiError::new(ErrorCode::InvalidField, m.to_owned());
     let compositions = q.compositions.unwrap_or(1);
     let plan = match q.mechanism.as_str() {
         "gaussian" => candor_privacy::Plan::Gaussian {

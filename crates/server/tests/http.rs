@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use candor_domain::{ErrorCode, RefusalReason};
 use candor_engine::{Actor, Engine, EngineConfig, Role};
 use candor_server::{AppState, app};
 use http_body_util::BodyExt;
@@ -110,6 +111,7 @@ impl Api {
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        check_error_table(method, path, status, &value);
         (status, value)
     }
 
@@ -123,6 +125,30 @@ impl Api {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+/// Every error response's code is in the error table and answers with the table's status; the
+/// one exception is a refused single event, 422 with its refusal reason.
+fn check_error_table(method: &str, path: &str, status: StatusCode, body: &Value) {
+    let Some(code) = body["error"]["code"].as_str() else {
+        assert!(
+            status.is_success(),
+            "{method} {path}: {status} without an error body: {body}"
+        );
+        return;
+    };
+    match ErrorCode::parse(code) {
+        Some(c) if candor_server::error::status(c.class()) == status => {}
+        _ if method == "POST"
+            && path == "/v1/events"
+            && status == candor_server::error::EVENT_REFUSED
+            && RefusalReason::ALL.iter().any(|r| r.code() == code) => {}
+        Some(c) => panic!(
+            "{method} {path}: `{code}` answered {status}, but the table says {}",
+            candor_server::error::status(c.class())
+        ),
+        None => panic!("{method} {path}: `{code}` is not in the error table"),
     }
 }
 
@@ -161,6 +187,20 @@ async fn openapi_document_is_in_sync() {
             "{path} is not documented"
         );
     }
+}
+
+#[test]
+fn docs_errors_md_is_in_sync() {
+    let generated = candor_server::error::errors_markdown();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/errors.md");
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/errors.md is out of date: run `UPDATE_DOCS=1 cargo test -p candor-server --test http docs`"
+    );
 }
 
 #[tokio::test]
@@ -332,7 +372,7 @@ async fn malformed_and_oversize_requests_get_coded_errors_and_change_nothing() {
         (
             Some("42".into()),
             vec![],
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
         ),
         (
@@ -416,7 +456,7 @@ async fn malformed_and_oversize_requests_get_coded_errors_and_change_nothing() {
         .await;
     assert_eq!(
         (status, code(&body)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
     );
     let (status, body) = api
         .call(
@@ -428,7 +468,7 @@ async fn malformed_and_oversize_requests_get_coded_errors_and_change_nothing() {
         .await;
     assert_eq!(
         (status, code(&body)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
     );
     let (status, body) = api
         .call(
@@ -613,7 +653,7 @@ async fn catalogue_crud_and_paging() {
         .await;
     assert_eq!(
         (status, code(&body)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
     );
 }
 
@@ -1183,7 +1223,7 @@ async fn receipts_over_http() {
         .await;
     assert_eq!(
         (status, code(&body)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
     );
     // TC strings: refused with a code when no vendor id is configured, or when mixed with purposes.
     let (status, body) = api
