@@ -556,19 +556,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     delta,
                 },
         } => {
-            let plan = match mechanism.as_str() {
-                "gaussian" => candor_privacy::Plan::Gaussian {
-                    sigma: sigma.context("--sigma is required for the gaussian mechanism")?,
-                    compositions,
-                    sampling_rate,
-                },
-                "laplace" => candor_privacy::Plan::Laplace {
-                    scale: scale.context("--scale is required for the laplace mechanism")?,
-                    sensitivity,
-                    compositions,
-                },
-                other => anyhow::bail!("unknown mechanism `{other}`: use gaussian or laplace"),
-            };
+            let plan = candor_privacy::PlanRequest {
+                mechanism: &mechanism,
+                sigma,
+                scale,
+                sensitivity: Some(sensitivity),
+                compositions: Some(compositions),
+                sampling_rate,
+            }
+            .plan()?;
             let bound = plan.epsilon(delta)?;
             if bound.order.is_finite() {
                 println!(

@@ -107,6 +107,18 @@ pub enum ConsentState {
     None,
 }
 
+impl ConsentState {
+    /// The wire name: `granted`, `withdrawn`, `expired` or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Granted => "granted",
+            Self::Withdrawn => "withdrawn",
+            Self::Expired => "expired",
+            Self::None => "none",
+        }
+    }
+}
+
 impl ConsentRow {
     /// This row's state at `now`.
     pub fn state(&self, now: Timestamp) -> ConsentState {

@@ -4,7 +4,7 @@
 
 use candor_crypto::{ct_eq, generate_api_key, hash_api_secret, split_api_key};
 use candor_domain::ErrorCode;
-use candor_domain::{AuditAction, Timestamp};
+use candor_domain::{AuditAction, SubjectId, Timestamp};
 use candor_store::ApiKeyRecord;
 use zeroize::Zeroizing;
 
@@ -41,19 +41,65 @@ impl Role {
     }
 }
 
-/// An authenticated caller.
+/// An authenticated caller: who acts (for the audit log) and what they may reach. Today every
+/// credential is an API key with a role; a subject-scoped credential (a person's own session)
+/// becomes one more [`Access`] variant, and [`Principal::admits`] and
+/// [`Principal::may_act_for`] are the two questions every route already asks through the
+/// server's extractor, so handlers do not change when it arrives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The key's public id.
-    pub key_id: String,
-    /// Its role.
-    pub role: Role,
+    key_id: String,
+    access: Access,
+}
+
+/// What a principal may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// An API key's role: `admin` reaches everything, other roles the operations that name them.
+    Role(Role),
 }
 
 impl Principal {
+    /// An API key with a role.
+    pub fn api_key(key_id: impl Into<String>, role: Role) -> Self {
+        Self {
+            key_id: key_id.into(),
+            access: Access::Role(role),
+        }
+    }
+
     /// How this caller appears in the audit log.
     pub fn actor(&self) -> Actor {
         Actor(format!("key:{}", self.key_id))
+    }
+
+    /// What the caller may reach.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// Whether an operation open to `roles` admits this caller (`admin` is admitted to all).
+    pub fn admits(&self, roles: &[Role]) -> bool {
+        match self.access {
+            Access::Role(Role::Admin) => true,
+            Access::Role(role) => roles.contains(&role),
+        }
+    }
+
+    /// Whether the caller may act on this subject's data. Every role admitted to a
+    /// per-subject operation may act for any subject; a subject-scoped credential will answer
+    /// for its own subject only.
+    pub fn may_act_for(&self, _subject: &SubjectId) -> bool {
+        match self.access {
+            Access::Role(_) => true,
+        }
+    }
+
+    /// A name for the caller's access, for error messages (`service`, `dpo`, ...).
+    pub fn describe(&self) -> &'static str {
+        match self.access {
+            Access::Role(role) => role.as_str(),
+        }
     }
 }
 
@@ -130,9 +176,6 @@ impl Engine {
         if !ct_eq(&hash_api_secret(secret), &cached.secret_hash) {
             return Ok(None);
         }
-        Ok(Some(Principal {
-            key_id: id.to_owned(),
-            role: cached.role,
-        }))
+        Ok(Some(Principal::api_key(id, cached.role)))
     }
 }

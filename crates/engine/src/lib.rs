@@ -31,7 +31,7 @@ mod writer;
 
 pub use analytics::{AnalyticsAnswer, AnalyticsBudget, AnalyticsQuery, BudgetStatus};
 pub use audit::AuditReport;
-pub use auth::{Principal, Role};
+pub use auth::{Access, Principal, Role};
 pub use consent::{ConsentUpdate, ConsentView, PurposeChoice};
 pub use erase::ErasureCertificate;
 pub use export::SubjectExport;

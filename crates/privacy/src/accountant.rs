@@ -231,6 +231,58 @@ pub enum Plan {
     },
 }
 
+/// A budget-planner question as asked, by `candor privacy epsilon` and by
+/// `GET /v1/analytics/plan`: the mechanism's name and whichever parameters were given. The one
+/// parser of mechanisms; [`PlanRequest::plan`] turns it into a [`Plan`] or says what is missing.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PlanRequest<'a> {
+    /// `gaussian` or `laplace`.
+    pub mechanism: &'a str,
+    /// Gaussian noise multiplier.
+    pub sigma: Option<f64>,
+    /// Laplace scale.
+    pub scale: Option<f64>,
+    /// Laplace L1 sensitivity (default 1).
+    pub sensitivity: Option<f64>,
+    /// Compositions (default 1).
+    pub compositions: Option<u64>,
+    /// Poisson sampling rate (Gaussian only).
+    pub sampling_rate: Option<f64>,
+}
+
+impl PlanRequest<'_> {
+    /// The plan this request names.
+    pub fn plan(&self) -> Result<Plan, AccountantError> {
+        let compositions = self.compositions.unwrap_or(1);
+        match self.mechanism {
+            "gaussian" => Ok(Plan::Gaussian {
+                sigma: self.sigma.ok_or(AccountantError::Invalid(
+                    "sigma is required for the gaussian mechanism",
+                ))?,
+                compositions,
+                sampling_rate: self.sampling_rate,
+            }),
+            "laplace" => {
+                if self.sampling_rate.is_some() {
+                    return Err(AccountantError::Invalid(
+                        "sampling_rate applies to the gaussian mechanism only",
+                    ));
+                }
+                Ok(Plan::Laplace {
+                    scale: self.scale.ok_or(AccountantError::Invalid(
+                        "scale is required for the laplace mechanism",
+                    ))?,
+                    sensitivity: self.sensitivity.unwrap_or(1.0),
+                    compositions,
+                })
+            }
+            _ => Err(AccountantError::Invalid(
+                "the mechanism must be gaussian or laplace",
+            )),
+        }
+    }
+}
+
 impl Plan {
     /// ε at `delta` for this plan.
     pub fn epsilon(&self, delta: f64) -> Result<EpsilonBound, AccountantError> {
@@ -259,6 +311,60 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plan_requests_parse_in_one_place() {
+        let gaussian = PlanRequest {
+            mechanism: "gaussian",
+            sigma: Some(2.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            gaussian.plan().unwrap(),
+            Plan::Gaussian {
+                sigma: 2.0,
+                compositions: 1,
+                sampling_rate: None
+            }
+        );
+        let laplace = PlanRequest {
+            mechanism: "laplace",
+            scale: Some(1.5),
+            compositions: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(
+            laplace.plan().unwrap(),
+            Plan::Laplace {
+                scale: 1.5,
+                sensitivity: 1.0,
+                compositions: 3
+            }
+        );
+        for bad in [
+            PlanRequest {
+                mechanism: "gaussian",
+                ..Default::default()
+            },
+            PlanRequest {
+                mechanism: "laplace",
+                ..Default::default()
+            },
+            PlanRequest {
+                mechanism: "laplace",
+                scale: Some(1.0),
+                sampling_rate: Some(0.1),
+                ..Default::default()
+            },
+            PlanRequest {
+                mechanism: "magic",
+                sigma: Some(1.0),
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.plan().is_err(), "{bad:?}");
+        }
+    }
 
     fn within(value: f64, published: f64, exact_floor: Option<f64>) {
         let ok = (value - published).abs() <= 0.01 * published

@@ -10,4 +10,6 @@ pub mod accountant;
 pub mod fast;
 pub mod noise;
 
-pub use accountant::{Accountant, AccountantError, EpsilonBound, Plan, rho_for_epsilon};
+pub use accountant::{
+    Accountant, AccountantError, EpsilonBound, Plan, PlanRequest, rho_for_epsilon,
+};

@@ -1,32 +1,214 @@
-//! Authentication and role checks: a bearer API key is resolved by the engine (hashed lookup,
-//! constant-time comparison) and the route names the roles it admits. `admin` is admitted
-//! everywhere. Keys never reach logs: only the key id is recorded, in the audit log.
+//! The only road from a handler to the engine. [`AppState`] keeps the engine private to this
+//! module; a handler reaches it through one of three extractors, which run before any body,
+//! query or path is parsed:
+//!
+//! - [`Authorized<ROLES>`]: a bearer API key whose role is in the bit set `ROLES` (see
+//!   [`roles`]; `admin` is admitted everywhere), else 401 `unauthorized` or 403 `forbidden`;
+//! - [`MaybeAuthorized<ROLES>`]: the same question, answered with an `Option` (public
+//!   endpoints that show more to some roles);
+//! - [`Public`]: no credential at all.
+//!
+//! Keys never reach logs: the engine records only the key id, in the audit log. The roles each
+//! operation admits are also written in its OpenAPI `security` requirement, and the HTTP tests
+//! check every operation of the document against the extractor it really uses.
 
-use axum::http::HeaderMap;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
-use candor_engine::{Principal, Role};
+use axum::http::request::Parts;
+use candor_domain::{ErrorCode, SubjectId};
+use candor_engine::{Actor, Engine, Principal};
 
-use crate::AppState;
+use crate::Metrics;
 use crate::error::ApiError;
 
-/// Resolves the caller and checks that its role is one of `allowed` (or admin).
-pub async fn authorize(
-    state: &AppState,
-    headers: &HeaderMap,
-    allowed: &[Role],
-) -> Result<Principal, ApiError> {
-    let token = headers
+/// Shared state of every handler; its fields are reachable only through the extractors here.
+#[derive(Clone)]
+pub struct AppState {
+    engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
+    max_body_bytes: usize,
+}
+
+impl AppState {
+    /// State over an engine, with fresh metrics.
+    pub fn new(engine: Arc<Engine>, max_body_bytes: usize) -> Self {
+        Self {
+            engine,
+            metrics: Arc::new(Metrics::default()),
+            max_body_bytes,
+        }
+    }
+
+    /// The largest accepted request body, in bytes.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// The metrics registry (the middleware records into it).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+}
+
+/// Role sets for [`Authorized`], as bits: `Authorized<{ roles::SERVICE | roles::DPO }>`.
+pub mod roles {
+    use candor_engine::Role;
+
+    /// Admin keys (admitted everywhere anyway; alone, it makes an operation admin-only).
+    pub const ADMIN: u8 = 1;
+    /// Service keys: the business's backend.
+    pub const SERVICE: u8 = 1 << 1;
+    /// Analyst keys: differentially private aggregates only.
+    pub const ANALYST: u8 = 1 << 2;
+    /// DPO keys: rights, audit, records of processing.
+    pub const DPO: u8 = 1 << 3;
+
+    /// The bit of one role.
+    pub fn bit(role: Role) -> u8 {
+        match role {
+            Role::Admin => ADMIN,
+            Role::Service => SERVICE,
+            Role::Analyst => ANALYST,
+            Role::Dpo => DPO,
+        }
+    }
+
+    /// The roles in a set.
+    pub fn of(set: u8) -> Vec<Role> {
+        Role::ALL
+            .into_iter()
+            .filter(|r| set & bit(*r) != 0)
+            .collect()
+    }
+}
+
+/// The bearer token of a request, if it sent one.
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(ApiError::unauthorized)?;
-    let principal = state
+        .map(str::trim)
+}
+
+/// Resolves the caller: 401 unless a live key was sent.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+    state
         .engine
-        .authenticate(token.trim())
+        .authenticate(token)
         .await?
-        .ok_or_else(ApiError::unauthorized)?;
-    if principal.role != Role::Admin && !allowed.contains(&principal.role) {
-        return Err(ApiError::forbidden(principal.role.as_str()));
+        .ok_or_else(ApiError::unauthorized)
+}
+
+/// A caller admitted to an operation open to the roles in `ROLES`.
+pub struct Authorized<const ROLES: u8> {
+    principal: Principal,
+    state: AppState,
+}
+
+impl<const ROLES: u8> FromRequestParts<AppState> for Authorized<ROLES> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = authenticate(parts, state).await?;
+        if !principal.admits(&roles::of(ROLES)) {
+            return Err(ApiError::forbidden(principal.describe()));
+        }
+        Ok(Self {
+            principal,
+            state: state.clone(),
+        })
     }
-    Ok(principal)
+}
+
+impl<const ROLES: u8> Authorized<ROLES> {
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.state.engine
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.metrics
+    }
+
+    /// How the caller appears in the audit log.
+    pub fn actor(&self) -> Actor {
+        self.principal.actor()
+    }
+
+    /// Parses a subject id from the request and checks that the caller may act for that
+    /// subject: 400 `invalid_id`, or 403 `forbidden`.
+    pub fn subject(&self, raw: &str) -> Result<SubjectId, ApiError> {
+        let subject = SubjectId::parse(raw)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidId, e.to_string()))?;
+        if !self.principal.may_act_for(&subject) {
+            return Err(ApiError::forbidden(self.principal.describe()));
+        }
+        Ok(subject)
+    }
+}
+
+/// A caller who may or may not be admitted to `ROLES`; never refuses.
+pub struct MaybeAuthorized<const ROLES: u8> {
+    admitted: bool,
+    state: AppState,
+}
+
+impl<const ROLES: u8> FromRequestParts<AppState> for MaybeAuthorized<ROLES> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let admitted = match bearer(parts) {
+            None => false,
+            Some(_) => authenticate(parts, state)
+                .await
+                .is_ok_and(|p| p.admits(&roles::of(ROLES))),
+        };
+        Ok(Self {
+            admitted,
+            state: state.clone(),
+        })
+    }
+}
+
+impl<const ROLES: u8> MaybeAuthorized<ROLES> {
+    /// Whether the caller holds a key with one of the roles.
+    pub fn admitted(&self) -> bool {
+        self.admitted
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.state.engine
+    }
+}
+
+/// A caller of a public operation: no credential is asked for.
+pub struct Public {
+    state: AppState,
+}
+
+impl FromRequestParts<AppState> for Public {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        _parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            state: state.clone(),
+        })
+    }
+}
+
+impl Public {
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.state.engine
+    }
 }

@@ -1,8 +1,7 @@
-//! Extractors whose rejections are [`ApiError`]s, so malformed bodies and query strings get the
-//! same JSON error shape as everything else; and the small header helpers routes share.
+//! Extractors whose rejections are [`ApiError`]s, so malformed bodies, query strings and paths
+//! get the same JSON error shape as everything else; and the GPC header.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -55,6 +54,16 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 
 /// Whether the request carries a Global Privacy Control signal: `Sec-GPC: 1` exactly; any
 /// other value is ignored, as the GPC specification says.
-pub fn gpc(headers: &HeaderMap) -> bool {
-    headers.get("sec-gpc").is_some_and(|v| v.as_bytes() == b"1")
+pub struct Gpc(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for Gpc {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let signal = parts
+            .headers
+            .get("sec-gpc")
+            .is_some_and(|v| v.as_bytes() == b"1");
+        Ok(Self(signal))
+    }
 }

@@ -12,44 +12,20 @@ use axum::http::Request;
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use candor_engine::Engine;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod metrics;
-pub mod routes;
-pub mod wire;
+mod routes;
 
+pub use auth::AppState;
 pub use metrics::Metrics;
-
-/// Shared state of every handler.
-#[derive(Clone)]
-pub struct AppState {
-    /// The engine: the only way to personal data.
-    pub engine: Arc<Engine>,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
-    /// The largest accepted request body, in bytes.
-    pub max_body_bytes: usize,
-}
-
-impl AppState {
-    /// State over an engine, with fresh metrics.
-    pub fn new(engine: Arc<Engine>, max_body_bytes: usize) -> Self {
-        Self {
-            engine,
-            metrics: Arc::new(Metrics::default()),
-            max_body_bytes,
-        }
-    }
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -80,50 +56,18 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description = Some(
+            "An API key. Each operation's security requirement names the roles it admits \
+             (`admin` is admitted everywhere); an empty requirement means no key is needed."
+                .into(),
         );
+        components.add_security_scheme("api_key", SecurityScheme::Http(scheme));
     }
 }
 
 fn api_router() -> OpenApiRouter<AppState> {
-    use routes::*;
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(healthz))
-        .routes(routes!(metrics_text))
-        .routes(routes!(get_policy))
-        .routes(routes!(post_events))
-        .routes(routes!(get_consent, put_consent))
-        .routes(routes!(get_consent_history))
-        .routes(routes!(put_item, get_item, delete_item))
-        .routes(routes!(import_items, list_items))
-        .routes(routes!(verify_audit))
-        .routes(routes!(create_key))
-        .routes(routes!(get_recommendations))
-        .routes(routes!(post_contextual))
-        .routes(routes!(get_similar))
-        .routes(routes!(post_train))
-        .routes(routes!(get_model_card))
-        .routes(routes!(erase_subject))
-        .routes(routes!(export_subject))
-        .routes(routes!(put_restriction))
-        .routes(routes!(post_objection))
-        .routes(routes!(delete_event))
-        .routes(routes!(get_privacy_notice))
-        .routes(routes!(get_processing_record))
-        .routes(routes!(get_transparency))
-        .routes(routes!(get_gpc_json))
-        .routes(routes!(create_request, list_requests))
-        .routes(routes!(extend_request))
-        .routes(routes!(fulfil_request))
-        .routes(routes!(acknowledge_request))
-        .routes(routes!(get_plan))
-        .routes(routes!(post_analytics_query))
-        .routes(routes!(get_analytics_budget))
-        .routes(routes!(get_receipt_key))
-        .routes(routes!(verify_receipt))
-        .routes(routes!(share_subject))
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::router())
 }
 
 /// The OpenAPI 3 document of the API, generated from the route annotations.
@@ -154,10 +98,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { error::ApiError::no_route() })
         .method_not_allowed_fallback(|| async { error::ApiError::no_method() })
         .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
+            state.metrics(),
             metrics::track,
         ))
-        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes()))
         .layer(
             // Spans name the route template, never the URI: paths hold subject ids.
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

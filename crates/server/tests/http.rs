@@ -1492,6 +1492,100 @@ async fn analytics_queries_are_for_analysts_charged_and_checked() {
     assert_eq!(after["spent_rho"], budget["spent_rho"]);
 }
 
+/// The operations of the OpenAPI document with the roles each declares: `None` for a public
+/// operation (an empty security requirement), else the roles named for the `api_key` scheme.
+fn documented_operations() -> Vec<(String, String, Option<Vec<String>>)> {
+    let doc = serde_json::to_value(candor_server::openapi()).unwrap();
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let security = op["security"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{method} {path} declares no roles"));
+            let public = security
+                .iter()
+                .any(|r| r.as_object().is_some_and(|o| o.is_empty()));
+            let roles: Vec<String> = security
+                .iter()
+                .filter_map(|r| r["api_key"].as_array())
+                .flatten()
+                .map(|r| r.as_str().unwrap().to_owned())
+                .collect();
+            assert!(
+                public || !roles.is_empty(),
+                "{method} {path} names no role and is not public"
+            );
+            for role in &roles {
+                assert!(Role::parse(role).is_some(), "{method} {path}: role {role}");
+            }
+            out.push((
+                method.to_uppercase(),
+                path.clone(),
+                (!public).then_some(roles),
+            ));
+        }
+    }
+    assert!(out.len() >= 39, "only {} operations documented", out.len());
+    out
+}
+
+/// The role tests, generated from the document: every operation declares its roles; without a
+/// key a non-public operation answers 401 before anything is parsed (no body, a body of the
+/// wrong type, no query); each role's key is admitted or refused with 403 `forbidden` exactly
+/// as the document says (`admin` everywhere).
+#[tokio::test]
+async fn roles_follow_the_openapi_document() {
+    let api = api().await;
+    let keys = [
+        ("admin", api.admin.clone()),
+        ("service", api.service.clone()),
+        ("analyst", api.analyst.clone()),
+        ("dpo", api.dpo.clone()),
+    ];
+    for (method, path, roles) in documented_operations() {
+        let concrete = path
+            .replace("{id}", "x1")
+            .replace("{event}", "1")
+            .replace("{recipient}", "partner");
+        if roles.is_some() {
+            for (body, headers) in [
+                (None, vec![]),
+                (
+                    Some("not json".to_string()),
+                    vec![("content-type", "text/plain")],
+                ),
+            ] {
+                let (status, err) = api
+                    .call_with(&method, &concrete, None, body, &headers)
+                    .await;
+                assert_eq!(
+                    (status, code(&err)),
+                    (StatusCode::UNAUTHORIZED, "unauthorized"),
+                    "{method} {path} without a key"
+                );
+            }
+        }
+        for (role, key) in &keys {
+            let (status, body) = api
+                .call_with(&method, &concrete, Some(key), None, &[])
+                .await;
+            let refused = status == StatusCode::FORBIDDEN && code(&body) == "forbidden";
+            let admitted = match &roles {
+                None => true,
+                Some(roles) => *role == "admin" || roles.iter().any(|r| r == role),
+            };
+            assert_eq!(
+                refused, !admitted,
+                "{method} {path} with a {role} key: {status} {body}"
+            );
+            assert_ne!(status, StatusCode::UNAUTHORIZED, "{method} {path} ({role})");
+        }
+    }
+}
+
+/// Invariant 6 at the edge: no operation on a subject's data admits analyst keys; analysts
+/// get only the analytics endpoints (and the catalogue and item similarity, which are not
+/// personal).
 #[tokio::test]
 async fn analyst_keys_cannot_reach_raw_subject_data() {
     let api = api().await;
@@ -1500,36 +1594,30 @@ async fn analyst_keys_cannot_reach_raw_subject_data() {
         json!({"personalize.content.profiling": true, "analytics.reporting": true}),
     )
     .await;
-    let raw: [(&str, &str, Option<Value>); 14] = [
-        ("GET", "/v1/subjects/s1/consent", None),
-        (
-            "PUT",
-            "/v1/subjects/s1/consent",
-            Some(json!({"purposes": {"analytics.reporting": false}})),
-        ),
-        ("GET", "/v1/subjects/s1/consent/history", None),
-        (
-            "POST",
-            "/v1/events",
-            Some(json!({"subject": "s1", "item": "i1", "type": "view"})),
-        ),
-        ("GET", "/v1/subjects/s1/recommendations", None),
-        ("GET", "/v1/subjects/s1/export", None),
-        ("DELETE", "/v1/subjects/s1", None),
-        (
-            "PUT",
-            "/v1/subjects/s1/restriction",
-            Some(json!({"restricted": true})),
-        ),
-        ("POST", "/v1/subjects/s1/objection", None),
-        ("DELETE", "/v1/subjects/s1/events/1", None),
-        ("GET", "/v1/subjects/s1/transparency", None),
-        ("POST", "/v1/subjects/s1/share/partner", None),
-        ("GET", "/v1/requests", None),
-        ("GET", "/v1/audit/verify", None),
-    ];
-    for (method, path, body) in raw {
-        let (status, err) = api.call(method, path, Some(&api.analyst), body).await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {err}");
+    let mut checked = 0;
+    for (method, path, roles) in documented_operations() {
+        let Some(roles) = roles else { continue };
+        let personal = path.starts_with("/v1/subjects/")
+            || path.starts_with("/v1/requests")
+            || path.starts_with("/v1/audit")
+            || path == "/v1/events";
+        if !personal {
+            continue;
+        }
+        assert!(
+            !roles.iter().any(|r| r == "analyst"),
+            "{method} {path} admits analysts"
+        );
+        let concrete = path
+            .replace("{id}", "s1")
+            .replace("{event}", "1")
+            .replace("{recipient}", "partner");
+        let (status, err) = api.call(&method, &concrete, Some(&api.analyst), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {concrete}: {err}");
+        checked += 1;
     }
+    assert!(
+        checked >= 14,
+        "only {checked} per-subject operations checked"
+    );
 }

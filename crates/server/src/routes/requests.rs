@@ -1,0 +1,170 @@
+//! `rights` (requests): data subjects' requests with their legal deadlines; fulfilling one
+//! runs the right.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use candor_domain::{ErrorCode, Timestamp};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{AppState, Authorized, roles};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+
+/// The routes of this resource.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_request, list_requests))
+        .routes(routes!(extend_request))
+        .routes(routes!(fulfil_request))
+        .routes(routes!(acknowledge_request))
+}
+
+/// A new data subject's request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRequestBody {
+    /// `access`, `erasure`, `restriction`, `objection` or `do_not_sell`.
+    pub kind: String,
+    /// The subject's id (stored only as a pseudonym).
+    pub subject: String,
+    /// `gdpr` or `ccpa`.
+    pub jurisdiction: String,
+    /// When the request was received, if not now (RFC 3339).
+    #[serde(default)]
+    pub received_at: Option<String>,
+}
+
+/// Filters of the request list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RequestListParams {
+    /// Only requests past their deadline and not completed.
+    pub overdue: Option<bool>,
+}
+
+/// An extension.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendBody {
+    /// Why the deadline is extended (recorded).
+    pub reason: String,
+}
+
+/// The subject a request is fulfilled for.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FulfilBody {
+    /// The subject's id; it must match the request.
+    pub subject: String,
+}
+
+/// Record a data subject's request; its deadline is computed (GDPR one month, CCPA 45 days
+/// with an acknowledgement within 10 business days).
+#[utoipa::path(post, path = "/v1/requests", tag = "rights",
+    request_body = NewRequestBody,
+    responses((status = 201, body = Object, description = "The request with its deadlines"),
+              (status = 400, body = ErrorBody, description = "Unknown kind or jurisdiction")),
+    security(("api_key" = ["service", "dpo"])))]
+pub async fn create_request(
+    auth: Authorized<{ roles::SERVICE | roles::DPO }>,
+    ApiJson(body): ApiJson<NewRequestBody>,
+) -> Result<Response, ApiError> {
+    let subject = auth.subject(&body.subject)?;
+    let received_at = match body.received_at.as_deref() {
+        None => None,
+        Some(raw) => Some(Timestamp::parse_rfc3339(raw).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidField,
+                "received_at is not an RFC 3339 date-time",
+            )
+        })?),
+    };
+    let view = auth
+        .engine()
+        .create_request(
+            &auth.actor(),
+            &body.kind,
+            &subject,
+            &body.jurisdiction,
+            received_at,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Requests, newest first; `?overdue=true` lists those past their deadline (dpo).
+#[utoipa::path(get, path = "/v1/requests", tag = "rights",
+    params(RequestListParams),
+    responses((status = 200, body = Object, description = "The requests")),
+    security(("api_key" = ["dpo"])))]
+pub async fn list_requests(
+    auth: Authorized<{ roles::DPO }>,
+    ApiQuery(q): ApiQuery<RequestListParams>,
+) -> Result<Response, ApiError> {
+    let requests = auth
+        .engine()
+        .list_requests(q.overdue.unwrap_or(false))
+        .await?;
+    Ok(Json(serde_json::json!({ "requests": requests })).into_response())
+}
+
+/// Extend a request's deadline once, with a recorded reason (dpo).
+#[utoipa::path(post, path = "/v1/requests/{id}/extend", tag = "rights",
+    params(("id" = String, Path, description = "Request id")),
+    request_body = ExtendBody,
+    responses((status = 200, body = Object, description = "The request"),
+              (status = 400, body = ErrorBody, description = "Already extended or completed")),
+    security(("api_key" = ["dpo"])))]
+pub async fn extend_request(
+    auth: Authorized<{ roles::DPO }>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ExtendBody>,
+) -> Result<Response, ApiError> {
+    let view = auth
+        .engine()
+        .extend_request(&auth.actor(), &id, &body.reason)
+        .await?;
+    Ok(Json(view).into_response())
+}
+
+/// Fulfil a request: runs the right (export, erasure, restriction, objection, do-not-sell) and
+/// returns its outcome (dpo).
+#[utoipa::path(post, path = "/v1/requests/{id}/fulfil", tag = "rights",
+    params(("id" = String, Path, description = "Request id")),
+    request_body = FulfilBody,
+    responses((status = 200, body = Object, description = "The completed request and its outcome"),
+              (status = 400, body = ErrorBody, description = "Subject mismatch or already completed")),
+    security(("api_key" = ["dpo"])))]
+pub async fn fulfil_request(
+    auth: Authorized<{ roles::DPO }>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<FulfilBody>,
+) -> Result<Response, ApiError> {
+    let subject = auth.subject(&body.subject)?;
+    let (request, outcome) = auth
+        .engine()
+        .fulfil_request(&auth.actor(), &id, &subject)
+        .await?;
+    Ok(Json(serde_json::json!({ "request": request, "outcome": outcome })).into_response())
+}
+
+/// Acknowledge a request to the subject (CCPA: within 10 business days) (dpo).
+#[utoipa::path(post, path = "/v1/requests/{id}/acknowledge", tag = "rights",
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 200, body = Object, description = "The request"),
+              (status = 400, body = ErrorBody, description = "Already acknowledged or completed")),
+    security(("api_key" = ["dpo"])))]
+pub async fn acknowledge_request(
+    auth: Authorized<{ roles::DPO }>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let view = auth
+        .engine()
+        .acknowledge_request(&auth.actor(), &id)
+        .await?;
+    Ok(Json(view).into_response())
+}
