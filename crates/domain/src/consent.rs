@@ -2,56 +2,26 @@
 //! opt-in (no record means no consent), per purpose and optionally per category, and a grant
 //! lapses after its purpose's renewal period.
 
-use serde::Serialize;
-
 use crate::ids::Pseudonym;
 use crate::timestamp::Timestamp;
 
-/// How a consent change was collected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConsentMethod {
-    /// Through the API on the subject's behalf.
-    Api,
-    /// A consent banner or privacy center.
-    Banner,
-    /// A form (web or paper).
-    Form,
-    /// Imported from an earlier system.
-    Import,
-    /// A Global Privacy Control signal (`Sec-GPC: 1`).
-    Gpc,
-    /// An IAB TCF consent string.
-    Tcf,
-    /// An objection to profiling or direct marketing (GDPR Art. 21).
-    Objection,
-}
-
-impl ConsentMethod {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Api => "api",
-            Self::Banner => "banner",
-            Self::Form => "form",
-            Self::Import => "import",
-            Self::Gpc => "gpc",
-            Self::Tcf => "tcf",
-            Self::Objection => "objection",
-        }
-    }
-    /// Parses a stored or requested name.
-    pub fn parse(raw: &str) -> Option<Self> {
-        Some(match raw {
-            "api" => Self::Api,
-            "banner" => Self::Banner,
-            "form" => Self::Form,
-            "import" => Self::Import,
-            "gpc" => Self::Gpc,
-            "tcf" => Self::Tcf,
-            "objection" => Self::Objection,
-            _ => return None,
-        })
+crate::named_enum! {
+    /// How a consent change was collected.
+    pub enum ConsentMethod {
+        /// Through the API on the subject's behalf.
+        Api = "api",
+        /// A consent banner or privacy center.
+        Banner = "banner",
+        /// A form (web or paper).
+        Form = "form",
+        /// Imported from an earlier system.
+        Import = "import",
+        /// A Global Privacy Control signal (`Sec-GPC: 1`).
+        Gpc = "gpc",
+        /// An IAB TCF consent string.
+        Tcf = "tcf",
+        /// An objection to profiling or direct marketing (GDPR Art. 21).
+        Objection = "objection",
     }
 }
 
@@ -93,29 +63,17 @@ pub struct ConsentRow {
     pub method: ConsentMethod,
 }
 
-/// The state of a consent at a given time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConsentState {
-    /// Granted and not lapsed.
-    Granted,
-    /// Withdrawn.
-    Withdrawn,
-    /// Granted once, but the renewal period has passed.
-    Expired,
-    /// Never given (opt-in: this is no consent).
-    None,
-}
-
-impl ConsentState {
-    /// The wire name: `granted`, `withdrawn`, `expired` or `none`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Granted => "granted",
-            Self::Withdrawn => "withdrawn",
-            Self::Expired => "expired",
-            Self::None => "none",
-        }
+crate::named_enum! {
+    /// The state of a consent at a given time.
+    pub enum ConsentState {
+        /// Granted and not lapsed.
+        Granted = "granted",
+        /// Withdrawn.
+        Withdrawn = "withdrawn",
+        /// Granted once, but the renewal period has passed.
+        Expired = "expired",
+        /// Never given (opt-in: this is no consent).
+        None = "none",
     }
 }
 

@@ -8,7 +8,9 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod item;
+pub mod names;
 pub mod policy;
+pub mod request;
 pub mod tcf;
 pub mod timestamp;
 
@@ -19,4 +21,5 @@ pub use event::{EventInput, EventPayload, RefusalReason};
 pub use ids::{IdError, ItemId, Pseudonym, SubjectId};
 pub use item::Item;
 pub use policy::{Policy, PolicyError, Purpose};
+pub use request::{Jurisdiction, RequestKind, RequestStatus};
 pub use timestamp::Timestamp;

@@ -5,7 +5,9 @@
 //! subject is stored only as a pseudonym: fulfilment needs their id again.
 
 use candor_domain::ErrorCode;
-use candor_domain::{AuditAction, ConsentMethod, SubjectId, Timestamp};
+use candor_domain::{
+    AuditAction, ConsentMethod, Jurisdiction, RequestKind, RequestStatus, SubjectId, Timestamp,
+};
 use candor_store::RightsRequest;
 use serde::Serialize;
 use time::{Duration, OffsetDateTime, Weekday};
@@ -13,26 +15,17 @@ use time::{Duration, OffsetDateTime, Weekday};
 use crate::consent::ConsentUpdate;
 use crate::{Actor, Engine, EngineError, Result};
 
-/// Request kinds.
-pub const KINDS: [&str; 5] = [
-    "access",
-    "erasure",
-    "restriction",
-    "objection",
-    "do_not_sell",
-];
-
 /// A request as shown to the DPO.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RequestView {
     /// Id.
     pub id: String,
-    /// Kind.
-    pub kind: String,
-    /// `gdpr` or `ccpa`.
-    pub jurisdiction: String,
-    /// `received`, `acknowledged` or `completed`.
-    pub status: String,
+    /// What is asked for.
+    pub kind: RequestKind,
+    /// The law whose deadlines apply.
+    pub jurisdiction: Jurisdiction,
+    /// Where it stands.
+    pub status: RequestStatus,
     /// When received.
     pub received_at: String,
     /// The deadline in force (extended if extended).
@@ -85,16 +78,18 @@ fn view(r: &RightsRequest, now: Timestamp) -> RequestView {
     let due = r.extended_until.unwrap_or(r.due_at);
     RequestView {
         id: r.id.clone(),
-        kind: r.kind.clone(),
-        jurisdiction: r.jurisdiction.clone(),
-        status: r.status.clone(),
+        kind: r.kind,
+        jurisdiction: r.jurisdiction,
+        status: r.status,
         received_at: r.received_at.to_rfc3339(),
         due_at: due.to_rfc3339(),
         acknowledge_by: r.ack_due_at.map(Timestamp::to_rfc3339),
         extension_reason: r.extension_reason.clone(),
         completed_at: r.completed_at.map(Timestamp::to_rfc3339),
-        overdue: r.status != "completed"
-            && (now > due || (r.status == "received" && r.ack_due_at.is_some_and(|ack| now > ack))),
+        overdue: r.status != RequestStatus::Completed
+            && (now > due
+                || (r.status == RequestStatus::Received
+                    && r.ack_due_at.is_some_and(|ack| now > ack))),
     }
 }
 
@@ -103,17 +98,11 @@ impl Engine {
     pub async fn create_request(
         &self,
         actor: &Actor,
-        kind: &str,
+        kind: RequestKind,
         subject: &SubjectId,
-        jurisdiction: &str,
+        jurisdiction: Jurisdiction,
         received_at: Option<Timestamp>,
     ) -> Result<RequestView> {
-        if !KINDS.contains(&kind) {
-            return Err(EngineError::refused(
-                ErrorCode::UnknownKind,
-                format!("kind must be one of {}", KINDS.join(", ")),
-            ));
-        }
         let now = Timestamp::now();
         let received = received_at.unwrap_or(now);
         if received > now {
@@ -123,24 +112,18 @@ impl Engine {
             ));
         }
         let (due_at, ack_due_at) = match jurisdiction {
-            "gdpr" => (add_months(received, 1), None),
-            "ccpa" => (
+            Jurisdiction::Gdpr => (add_months(received, 1), None),
+            Jurisdiction::Ccpa => (
                 received.plus_days(45),
                 Some(add_business_days(received, 10)),
             ),
-            _ => {
-                return Err(EngineError::refused(
-                    ErrorCode::UnknownJurisdiction,
-                    "jurisdiction must be gdpr or ccpa",
-                ));
-            }
         };
         let request = RightsRequest {
             id: crate::signing::random_id(12),
-            kind: kind.into(),
+            kind,
             subject: self.pseudonymize(subject),
-            jurisdiction: jurisdiction.into(),
-            status: "received".into(),
+            jurisdiction,
+            status: RequestStatus::Received,
             received_at: received,
             due_at,
             ack_due_at,
@@ -184,13 +167,13 @@ impl Engine {
     /// Acknowledges receipt of a request to the subject (CCPA: within 10 business days).
     pub async fn acknowledge_request(&self, actor: &Actor, id: &str) -> Result<RequestView> {
         let mut r = self.request(id).await?;
-        if r.status != "received" {
+        if r.status != RequestStatus::Received {
             return Err(EngineError::refused(
                 ErrorCode::AlreadyAcknowledged,
                 format!("the request is already {}", r.status),
             ));
         }
-        r.status = "acknowledged".into();
+        r.status = RequestStatus::Acknowledged;
         let draft = self.draft(
             actor,
             AuditAction::RequestUpdate,
@@ -222,15 +205,15 @@ impl Engine {
                 "a deadline may be extended only once",
             ));
         }
-        if r.status == "completed" {
+        if r.status == RequestStatus::Completed {
             return Err(EngineError::refused(
                 ErrorCode::AlreadyCompleted,
                 "the request is already completed",
             ));
         }
-        r.extended_until = Some(match r.jurisdiction.as_str() {
-            "gdpr" => add_months(r.due_at, 2),
-            _ => r.due_at.plus_days(45),
+        r.extended_until = Some(match r.jurisdiction {
+            Jurisdiction::Gdpr => add_months(r.due_at, 2),
+            Jurisdiction::Ccpa => r.due_at.plus_days(45),
         });
         r.extension_reason = Some(reason.trim().to_owned());
         let draft = self.draft(
@@ -260,16 +243,16 @@ impl Engine {
                 "this request is not about that subject",
             ));
         }
-        if r.status == "completed" {
+        if r.status == RequestStatus::Completed {
             return Err(EngineError::refused(
                 ErrorCode::AlreadyCompleted,
                 "the request is already completed",
             ));
         }
         let to_json = |v: &dyn erased::Json| v.json();
-        let outcome = match r.kind.as_str() {
-            "access" => to_json(&self.export(actor, subject).await?),
-            "erasure" => match self.erase(actor, subject).await {
+        let outcome = match r.kind {
+            RequestKind::Access => to_json(&self.export(actor, subject).await?),
+            RequestKind::Erasure => match self.erase(actor, subject).await {
                 Ok(certificate) => to_json(&certificate),
                 Err(EngineError::Refused {
                     code: ErrorCode::NothingHeld,
@@ -277,12 +260,12 @@ impl Engine {
                 }) => serde_json::json!({ "nothing_held": true }),
                 Err(e) => return Err(e),
             },
-            "restriction" => {
+            RequestKind::Restriction => {
                 self.restrict(actor, subject, true).await?;
                 serde_json::json!({ "restricted": true })
             }
-            "objection" => to_json(&self.object(actor, subject).await?),
-            _ => {
+            RequestKind::Objection => to_json(&self.object(actor, subject).await?),
+            RequestKind::DoNotSell => {
                 let purposes: Vec<&str> = self
                     .policy
                     .gpc_purposes()
@@ -300,7 +283,7 @@ impl Engine {
                 )
             }
         };
-        r.status = "completed".into();
+        r.status = RequestStatus::Completed;
         r.completed_at = Some(Timestamp::now());
         let draft = self.draft(
             actor,

@@ -1133,6 +1133,18 @@ async fn requests_over_http() {
         (status, code(&body)),
         (StatusCode::BAD_REQUEST, "unknown_kind")
     );
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/requests",
+            Some(&api.service),
+            Some(json!({"kind": "access", "subject": "q1", "jurisdiction": "mars"})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "unknown_jurisdiction")
+    );
     let long_ago = candor_domain::Timestamp(
         candor_domain::Timestamp::now().0 - 40 * candor_domain::timestamp::DAY_MS,
     )

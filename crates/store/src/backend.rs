@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use candor_domain::{
-    AuditDraft, AuditEntry, AuditSealer, ConsentMethod, ConsentRecord, ConsentRow, Item, Pseudonym,
-    SignedHead, Timestamp,
+    AuditDraft, AuditEntry, AuditSealer, ConsentMethod, ConsentRecord, ConsentRow, Item,
+    Jurisdiction, Pseudonym, RequestKind, RequestStatus, SignedHead, Timestamp,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -216,6 +216,10 @@ fn subject_hint(subject: &Pseudonym) -> i64 {
 
 fn hash32(bytes: Vec<u8>, table: &'static str) -> Result<[u8; 32]> {
     bytes.try_into().map_err(|_| StoreError::Corrupt(table))
+}
+
+fn named<T>(raw: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    parse(raw).ok_or(StoreError::Corrupt("requests"))
 }
 
 fn method(raw: &str) -> Result<ConsentMethod> {
@@ -901,10 +905,10 @@ macro_rules! impl_store {
                      extension_reason = excluded.extension_reason, completed_at = excluded.completed_at",
                 )
                 .bind(r.id.clone())
-                .bind(r.kind.clone())
+                .bind(r.kind.as_str())
                 .bind(r.subject.0.to_vec())
-                .bind(r.jurisdiction.clone())
-                .bind(r.status.clone())
+                .bind(r.jurisdiction.as_str())
+                .bind(r.status.as_str())
                 .bind(r.received_at.0)
                 .bind(r.due_at.0)
                 .bind(r.ack_due_at.map(|t| t.0))
@@ -1038,10 +1042,10 @@ macro_rules! request_from_row {
         };
         Ok::<RightsRequest, StoreError>(RightsRequest {
             id: r.try_get("id")?,
-            kind: r.try_get("kind")?,
+            kind: named(r.try_get("kind")?, RequestKind::parse)?,
             subject: pseudonym(r.try_get("subject")?, "requests")?,
-            jurisdiction: r.try_get("jurisdiction")?,
-            status: r.try_get("status")?,
+            jurisdiction: named(r.try_get("jurisdiction")?, Jurisdiction::parse)?,
+            status: named(r.try_get("status")?, RequestStatus::parse)?,
             received_at: Timestamp(r.try_get("received_at")?),
             due_at: Timestamp(r.try_get("due_at")?),
             ack_due_at: at("ack_due_at")?,

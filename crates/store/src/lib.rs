@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use candor_domain::{
-    AuditDraft, AuditEntry, AuditSealer, ConsentRecord, ConsentRow, Item, Pseudonym, Purpose,
-    SignedHead, Timestamp,
+    AuditDraft, AuditEntry, AuditSealer, ConsentRecord, ConsentRow, Item, Jurisdiction, Pseudonym,
+    Purpose, RequestKind, RequestStatus, SignedHead, Timestamp,
 };
 
 mod backend;
@@ -116,19 +116,19 @@ pub struct ApiKeyRecord {
     pub created_at: Timestamp,
 }
 
-/// A data subject's request as stored (kinds, statuses and deadlines are the engine's).
+/// A data subject's request as stored (deadlines are the engine's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RightsRequest {
     /// Random id.
     pub id: String,
-    /// Kind (`access`, `erasure`, ...).
-    pub kind: String,
+    /// What is asked for.
+    pub kind: RequestKind,
     /// The subject's pseudonym.
     pub subject: Pseudonym,
-    /// `gdpr` or `ccpa`.
-    pub jurisdiction: String,
-    /// `received`, `completed` or `rejected`.
-    pub status: String,
+    /// The law whose deadlines apply.
+    pub jurisdiction: Jurisdiction,
+    /// Where it stands.
+    pub status: RequestStatus,
     /// When received.
     pub received_at: Timestamp,
     /// When due (before any extension).

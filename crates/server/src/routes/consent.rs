@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use candor_domain::{ConsentMethod, ErrorCode};
+use candor_domain::{ConsentMethod, ConsentState, ErrorCode};
 use candor_engine::consent::{ConsentHistoryEntry, ConsentView};
 use candor_engine::{ConsentUpdate, PurposeChoice};
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 use crate::auth::{AppState, Authorized, roles};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, Gpc};
+use crate::schema::names_schema;
 
 /// The routes of this resource.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -76,7 +77,8 @@ pub struct ConsentRequest {
 pub struct CategoryConsentBody {
     /// The data category.
     pub category: String,
-    /// `granted`, `withdrawn`, `expired` or `none`.
+    /// Its state now.
+    #[schema(schema_with = names_schema::<ConsentState>)]
     pub state: String,
     /// When it last changed.
     pub changed_at: Option<String>,
@@ -90,6 +92,7 @@ pub struct CategoryConsentBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PurposeConsentBody {
     /// `granted` if any category is live, else `expired`, `withdrawn` or `none`.
+    #[schema(schema_with = names_schema::<ConsentState>)]
     pub state: String,
     /// Per category.
     pub categories: Vec<CategoryConsentBody>,
@@ -153,7 +156,8 @@ pub struct ConsentRecordBody {
     pub expires_at: Option<String>,
     /// The policy version then in force.
     pub policy_version: String,
-    /// `api`, `banner`, `form`, `import`, `gpc`, `tcf` or `objection`.
+    /// How it was collected.
+    #[schema(schema_with = names_schema::<ConsentMethod>)]
     pub method: String,
 }
 

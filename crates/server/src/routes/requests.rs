@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use candor_domain::{ErrorCode, Timestamp};
+use candor_domain::{ErrorCode, Jurisdiction, RequestKind, Timestamp};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use crate::auth::{AppState, Authorized, roles};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::schema::names_schema;
 
 /// The routes of this resource.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -27,11 +28,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRequestBody {
-    /// `access`, `erasure`, `restriction`, `objection` or `do_not_sell`.
+    /// What the subject asks for.
+    #[schema(schema_with = names_schema::<RequestKind>)]
     pub kind: String,
     /// The subject's id (stored only as a pseudonym).
     pub subject: String,
-    /// `gdpr` or `ccpa`.
+    /// The law whose deadlines apply.
+    #[schema(schema_with = names_schema::<Jurisdiction>)]
     pub jurisdiction: String,
     /// When the request was received, if not now (RFC 3339).
     #[serde(default)]
@@ -74,6 +77,18 @@ pub async fn create_request(
     ApiJson(body): ApiJson<NewRequestBody>,
 ) -> Result<Response, ApiError> {
     let subject = auth.subject(&body.subject)?;
+    let kind = RequestKind::parse(&body.kind).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownKind,
+            format!("kind must be one of {}", RequestKind::names()),
+        )
+    })?;
+    let jurisdiction = Jurisdiction::parse(&body.jurisdiction).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownJurisdiction,
+            format!("jurisdiction must be one of {}", Jurisdiction::names()),
+        )
+    })?;
     let received_at = match body.received_at.as_deref() {
         None => None,
         Some(raw) => Some(Timestamp::parse_rfc3339(raw).ok_or_else(|| {
@@ -85,13 +100,7 @@ pub async fn create_request(
     };
     let view = auth
         .engine()
-        .create_request(
-            &auth.actor(),
-            &body.kind,
-            &subject,
-            &body.jurisdiction,
-            received_at,
-        )
+        .create_request(&auth.actor(), kind, &subject, jurisdiction, received_at)
         .await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
