@@ -291,6 +291,7 @@ impl Settings {
                 refill_ms: (self.analytics.refill_days > 0)
                     .then_some(self.analytics.refill_days as i64 * 86_400_000),
             },
+            clock: std::sync::Arc::new(candor_engine::SystemClock),
         })
     }
 }

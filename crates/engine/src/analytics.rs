@@ -322,7 +322,7 @@ impl Engine {
     /// The analytics budget: spent and remaining.
     pub async fn analytics_budget(&self) -> Result<BudgetStatus> {
         let state = self.store.budget(DATASET).await?;
-        self.budget_status(state, Timestamp::now())
+        self.budget_status(state, self.now())
     }
 
     fn plan(&self, q: &AnalyticsQuery) -> Result<Plan> {
@@ -596,7 +596,7 @@ impl Engine {
                 .map_err(|e| EngineError::Noise(e.to_string()))?;
             noisy.push(value + noise);
         }
-        let now = Timestamp::now();
+        let now = self.now();
         let draft = self.draft(
             actor,
             AuditAction::AnalyticsCharge,
@@ -650,7 +650,7 @@ impl Engine {
             dataset: MODEL_RELEASES,
             rho: release.rho,
             limit_rho,
-            at: Timestamp::now(),
+            at: self.now(),
             refill_ms: privacy.releases_refill_ms,
         };
         let Some(state) = self.store.charge_budget(&charge, &[draft]).await? else {

@@ -4,7 +4,7 @@
 
 use candor_crypto::{ct_eq, generate_api_key, hash_api_secret, split_api_key};
 use candor_domain::ErrorCode;
-use candor_domain::{AuditAction, SubjectId, Timestamp};
+use candor_domain::{AuditAction, SubjectId};
 use candor_store::ApiKeyRecord;
 use zeroize::Zeroizing;
 
@@ -129,7 +129,7 @@ impl Engine {
             role: role.as_str().to_owned(),
             secret_hash: key.secret_hash.to_vec(),
             label: label.to_owned(),
-            created_at: Timestamp::now(),
+            created_at: self.now(),
         };
         let draft = self.draft(
             actor,
@@ -147,12 +147,7 @@ impl Engine {
         let Some((id, secret)) = split_api_key(token) else {
             return Ok(None);
         };
-        let cached = self
-            .api_keys
-            .read()
-            .expect("api key cache lock")
-            .get(id)
-            .cloned();
+        let cached = self.api_keys.read().get(id).cloned();
         let cached = match cached {
             Some(c) => c,
             None => {
@@ -166,10 +161,7 @@ impl Engine {
                     role,
                     secret_hash: record.secret_hash,
                 };
-                self.api_keys
-                    .write()
-                    .expect("api key cache lock")
-                    .insert(id.to_owned(), c.clone());
+                self.api_keys.write().insert(id.to_owned(), c.clone());
                 c
             }
         };

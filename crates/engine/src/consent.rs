@@ -185,7 +185,7 @@ impl Engine {
 
     /// Applies a GPC signal for already-known subjects; returns how many subjects changed.
     pub(crate) async fn apply_gpc(&self, actor: &Actor, subjects: &[Pseudonym]) -> Result<usize> {
-        let now = Timestamp::now();
+        let now = self.now();
         let current = self.store.consent_current(subjects).await?;
         let mut records = Vec::new();
         let mut drafts = Vec::new();
@@ -289,7 +289,7 @@ impl Engine {
                 "name at least one purpose to change",
             ));
         }
-        let real_now = Timestamp::now();
+        let real_now = self.now();
         let now = match update.recorded_at {
             None => real_now,
             Some(at) if update.method == ConsentMethod::Import && at <= real_now => at,
@@ -441,7 +441,7 @@ impl Engine {
             "state".into(),
         );
         self.audit(vec![draft]).await?;
-        Ok(self.view(&rows, Timestamp::now()))
+        Ok(self.view(&rows, self.now()))
     }
 
     /// A subject's whole consent history, oldest first (applying a GPC signal first, if sent).

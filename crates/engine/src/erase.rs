@@ -66,17 +66,14 @@ impl Engine {
             )
         };
         let erased = self.store.erase_subject(&pseudonym, &audit).await?;
-        self.key_cache
-            .lock()
-            .expect("key cache lock")
-            .remove(&pseudonym);
+        self.key_cache.lock().remove(&pseudonym);
         if erased.total() == 0 {
             return Err(EngineError::refused(
                 ErrorCode::NothingHeld,
                 "nothing is held for this subject: it was never known, or it is already erased",
             ));
         }
-        let now = Timestamp::now();
+        let now = self.now();
         // Retraining is cheap at the scales a single server holds: forget them at once. If it
         // cannot run (nothing left to train on), the next scheduled training will.
         let model_in_use = self.model_card().is_ok();

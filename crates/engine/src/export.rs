@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use candor_domain::{AuditAction, EventPayload, SubjectId, Timestamp};
+use candor_domain::{AuditAction, EventPayload, SubjectId};
 use serde::Serialize;
 
 use crate::consent::{ConsentHistoryEntry, ConsentView};
@@ -163,7 +163,7 @@ impl Engine {
         self.audit(vec![draft]).await?;
         Ok(SubjectExport {
             schema: EXPORT_SCHEMA,
-            generated_at: Timestamp::now().to_rfc3339(),
+            generated_at: self.now().to_rfc3339(),
             controller: self.policy.controller.clone(),
             policy_version: self.policy.version.clone(),
             source: format!(

@@ -174,7 +174,7 @@ impl Engine {
         gpc: bool,
     ) -> Result<IngestReport> {
         self.check_batch(drafts.len())?;
-        let now = Timestamp::now();
+        let now = self.now();
         let started = std::time::Instant::now();
         let mut report = IngestReport::default();
         let mut refuse = |index: usize, reason: RefusalReason, message: String| {
@@ -336,7 +336,6 @@ impl Engine {
         );
         let n_subjects = subjects.len();
         let audit = move |n: u64| candor_domain::AuditDraft {
-            at: candor_domain::Timestamp::now(),
             detail: format!("stored={n} subjects={n_subjects}"),
             ..template.clone()
         };

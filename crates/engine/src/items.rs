@@ -1,7 +1,7 @@
 //! The catalogue: plain, non-personal item data, validated here.
 
 use candor_domain::ErrorCode;
-use candor_domain::{Item, ItemId, Timestamp};
+use candor_domain::{Item, ItemId};
 
 use crate::{Engine, EngineError, Result};
 
@@ -62,13 +62,13 @@ impl Engine {
                 other => other,
             })?;
         }
-        self.store.put_items(items, Timestamp::now()).await?;
+        self.store.put_items(items, self.now()).await?;
         self.remember_items(items.iter().map(|i| i.id.as_str()));
         Ok(())
     }
 
     fn remember_items<'a>(&self, ids: impl Iterator<Item = &'a str>) {
-        let mut known = self.known_items.write().expect("item cache lock");
+        let mut known = self.known_items.write();
         if known.len() > ITEM_CACHE_LIMIT {
             known.clear();
         }
@@ -83,7 +83,7 @@ impl Engine {
         ids: &[&str],
     ) -> Result<std::collections::HashSet<String>> {
         let unseen: Vec<&str> = {
-            let known = self.known_items.read().expect("item cache lock");
+            let known = self.known_items.read();
             ids.iter()
                 .copied()
                 .filter(|id| !known.contains(*id))
@@ -116,10 +116,7 @@ impl Engine {
     /// Deletes an item.
     pub async fn delete_item(&self, id: &str) -> Result<()> {
         ItemId::parse(id).map_err(|e| EngineError::refused(ErrorCode::InvalidId, e.to_string()))?;
-        self.known_items
-            .write()
-            .expect("item cache lock")
-            .remove(id);
+        self.known_items.write().remove(id);
         if self.store.delete_item(id).await? {
             Ok(())
         } else {

@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use candor_crypto::{KeyRing, SecretKey};
 use candor_domain::{AuditDraft, ErrorCode, Policy, Pseudonym, SubjectId, Timestamp};
@@ -14,6 +16,7 @@ use candor_store::{Store, StoreError};
 pub mod analytics;
 pub mod audit;
 pub mod auth;
+pub mod clock;
 pub mod consent;
 pub mod erase;
 pub mod export;
@@ -32,6 +35,7 @@ mod writer;
 pub use analytics::{AnalyticsAnswer, AnalyticsBudget, AnalyticsQuery, BudgetStatus};
 pub use audit::AuditReport;
 pub use auth::{Access, Principal, Role};
+pub use clock::{Clock, ShiftedClock, SystemClock};
 pub use consent::{ConsentUpdate, ConsentView, PurposeChoice};
 pub use erase::ErasureCertificate;
 pub use export::SubjectExport;
@@ -128,6 +132,8 @@ pub struct EngineConfig {
     pub model_privacy: Option<ModelPrivacy>,
     /// The DP analytics budget.
     pub analytics: AnalyticsBudget,
+    /// Where the engine reads the time.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The (ε, δ) the shared item model is trained under, and an optional cap on all releases.
@@ -169,6 +175,7 @@ impl EngineConfig {
             tcf_vendor_id: None,
             model_privacy: Some(ModelPrivacy::default()),
             analytics: AnalyticsBudget::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -247,6 +254,11 @@ impl Engine {
         &self.config
     }
 
+    /// The time now, by the engine's clock.
+    pub fn now(&self) -> Timestamp {
+        self.config.clock.now()
+    }
+
     /// The store backend's name, for health output.
     pub fn backend(&self) -> &'static str {
         self.store.backend()
@@ -284,7 +296,7 @@ impl Engine {
         detail: String,
     ) -> AuditDraft {
         AuditDraft {
-            at: Timestamp::now(),
+            at: self.now(),
             actor: actor.0.clone(),
             action,
             subject,
@@ -304,7 +316,7 @@ impl Engine {
         let mut keys = HashMap::with_capacity(subjects.len());
         let mut wanted = Vec::new();
         {
-            let cache = self.key_cache.lock().expect("key cache lock");
+            let cache = self.key_cache.lock();
             for subject in subjects {
                 match cache.get(subject) {
                     Some(key) => {
@@ -326,13 +338,9 @@ impl Engine {
                 .filter(|s| !have.contains(s))
                 .map(|s| (*s, self.keys.wrap(&SecretKey::generate(), &s.0)))
                 .collect();
-            wrapped.extend(
-                self.store
-                    .ensure_subject_keys(&fresh, Timestamp::now())
-                    .await?,
-            );
+            wrapped.extend(self.store.ensure_subject_keys(&fresh, self.now()).await?);
         }
-        let mut cache = self.key_cache.lock().expect("key cache lock");
+        let mut cache = self.key_cache.lock();
         if cache.len() + wrapped.len() > KEY_CACHE_LIMIT {
             cache.clear();
         }
@@ -358,10 +366,7 @@ impl Engine {
                 format!("deleted={n}"),
             )
         };
-        Ok(self
-            .store
-            .delete_expired_events(Timestamp::now(), &audit)
-            .await?)
+        Ok(self.store.delete_expired_events(self.now(), &audit).await?)
     }
 }
 

@@ -58,7 +58,7 @@ impl Engine {
         let read = PurposeRead {
             purpose: purpose_def,
             subject: pseudonym.as_ref(),
-            now: Timestamp::now(),
+            now: self.now(),
             after_id,
             limit,
         };

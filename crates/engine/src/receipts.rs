@@ -111,7 +111,7 @@ impl Engine {
         gpc: bool,
     ) -> Result<(ConsentView, ConsentReceipt)> {
         let view = self.set_consent(actor, subject, update, gpc).await?;
-        let now = candor_domain::Timestamp::now();
+        let now = self.now();
         let purposes = update
             .purposes
             .keys()

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use candor_domain::ErrorCode;
-use candor_domain::{ItemId, SubjectId, Timestamp};
+use candor_domain::{ItemId, SubjectId};
 use candor_models::Interactions;
 use candor_models::dp::{DpConfig, DpItemModel};
 use candor_models::ease::{Ease, EaseConfig, MAX_ITEMS};
@@ -371,7 +371,7 @@ impl Engine {
             version: 0,
             algorithm: algorithm.into(),
             hyperparameters,
-            trained_at: Timestamp::now().to_rfc3339(),
+            trained_at: self.now().to_rfc3339(),
             subjects: subjects.len(),
             events: pairs.len(),
             items: item_ids.len(),
@@ -387,12 +387,12 @@ impl Engine {
         let json = serde_json::to_string(&stored).expect("a model card serializes");
         card.version = self
             .store
-            .put_model(&json, &model.to_bytes(), Timestamp::now())
+            .put_model(&json, &model.to_bytes(), self.now())
             .await?;
         let serving = self
             .serving_from(card.clone(), model, stored.item_ids)
             .await?;
-        *self.serving.write().expect("serving lock") = Some(Arc::new(serving));
+        *self.serving.write() = Some(Arc::new(serving));
         tracing::info!(
             version = card.version,
             events = card.events,
@@ -450,12 +450,7 @@ impl Engine {
     /// Loads the newest stored model if it is newer than the one being served (another
     /// server, or `candor train`, may have trained it); returns whether it changed.
     pub async fn refresh_model(&self) -> Result<bool> {
-        let current = self
-            .serving
-            .read()
-            .expect("serving lock")
-            .as_ref()
-            .map(|s| s.card.version);
+        let current = self.serving.read().as_ref().map(|s| s.card.version);
         let Some(artifact) = self.store.latest_model().await? else {
             return Ok(false);
         };
@@ -482,21 +477,17 @@ impl Engine {
         let mut card = stored.card;
         card.version = artifact.version;
         let serving = self.serving_from(card, model, stored.item_ids).await?;
-        *self.serving.write().expect("serving lock") = Some(Arc::new(serving));
+        *self.serving.write() = Some(Arc::new(serving));
         Ok(())
     }
 
     fn current_model(&self) -> Result<Arc<Serving>> {
-        self.serving
-            .read()
-            .expect("serving lock")
-            .clone()
-            .ok_or_else(|| {
-                EngineError::refused(
-                    ErrorCode::ModelNotTrained,
-                    "no item model has been trained yet; POST /v1/models/train",
-                )
-            })
+        self.serving.read().clone().ok_or_else(|| {
+            EngineError::refused(
+                ErrorCode::ModelNotTrained,
+                "no item model has been trained yet; POST /v1/models/train",
+            )
+        })
     }
 
     /// The card of the model being served.
@@ -554,12 +545,7 @@ impl Engine {
             for category in &purpose.categories {
                 let lacking = self
                     .store
-                    .subjects_without_grant(
-                        &[pseudonym],
-                        category,
-                        &[PERSONALIZATION],
-                        Timestamp::now(),
-                    )
+                    .subjects_without_grant(&[pseudonym], category, &[PERSONALIZATION], self.now())
                     .await?;
                 consented |= lacking.is_empty();
             }

@@ -103,7 +103,7 @@ impl Engine {
         jurisdiction: Jurisdiction,
         received_at: Option<Timestamp>,
     ) -> Result<RequestView> {
-        let now = Timestamp::now();
+        let now = self.now();
         let received = received_at.unwrap_or(now);
         if received > now {
             return Err(EngineError::refused(
@@ -144,7 +144,7 @@ impl Engine {
 
     /// All requests, or only the overdue ones.
     pub async fn list_requests(&self, overdue_only: bool) -> Result<Vec<RequestView>> {
-        let now = Timestamp::now();
+        let now = self.now();
         Ok(self
             .store
             .list_requests()
@@ -182,7 +182,7 @@ impl Engine {
             format!("request={} acknowledged", r.id),
         );
         self.store.put_request(&r, &[draft]).await?;
-        Ok(view(&r, Timestamp::now()))
+        Ok(view(&r, self.now()))
     }
 
     /// Extends a request's deadline once, with a reason: GDPR by two months, CCPA by 45 days.
@@ -224,7 +224,7 @@ impl Engine {
             format!("request={} extended", r.id),
         );
         self.store.put_request(&r, &[draft]).await?;
-        Ok(view(&r, Timestamp::now()))
+        Ok(view(&r, self.now()))
     }
 
     /// Fulfils a request for the subject it names (their id, checked against the stored
@@ -284,7 +284,7 @@ impl Engine {
             }
         };
         r.status = RequestStatus::Completed;
-        r.completed_at = Some(Timestamp::now());
+        r.completed_at = Some(self.now());
         let draft = self.draft(
             actor,
             AuditAction::RequestUpdate,
@@ -293,7 +293,7 @@ impl Engine {
             format!("request={} completed", r.id),
         );
         self.store.put_request(&r, &[draft]).await?;
-        Ok((view(&r, Timestamp::now()), outcome))
+        Ok((view(&r, self.now()), outcome))
     }
 }
 

@@ -7,7 +7,7 @@
 //! only a new grant by the subject turns them on again.
 
 use candor_domain::ErrorCode;
-use candor_domain::{AuditAction, ConsentMethod, SubjectId, Timestamp};
+use candor_domain::{AuditAction, ConsentMethod, SubjectId};
 
 use crate::consent::{ConsentUpdate, ConsentView};
 use crate::{Actor, Engine, EngineError, Result};
@@ -31,7 +31,7 @@ impl Engine {
             detail.into(),
         );
         self.store
-            .set_restriction(&pseudonym, restricted, Timestamp::now(), &[draft])
+            .set_restriction(&pseudonym, restricted, self.now(), &[draft])
             .await?;
         Ok(())
     }

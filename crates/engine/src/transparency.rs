@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use candor_domain::policy::{Controller, LegalBasis, Sensitivity};
-use candor_domain::{AuditAction, SubjectId, Timestamp};
+use candor_domain::{AuditAction, SubjectId};
 use serde::Serialize;
 
 use crate::{Actor, Engine, Result};
@@ -236,7 +236,7 @@ impl Engine {
         ProcessingRecord {
             controller: self.policy.controller.clone(),
             policy_version: self.policy.version.clone(),
-            generated_at: Timestamp::now().to_rfc3339(),
+            generated_at: self.now().to_rfc3339(),
             activities: self
                 .policy
                 .purposes
@@ -318,7 +318,7 @@ impl Engine {
         );
         self.audit(vec![draft]).await?;
         Ok(TransparencyReport {
-            generated_at: Timestamp::now().to_rfc3339(),
+            generated_at: self.now().to_rfc3339(),
             categories,
             restricted,
         })

@@ -8,7 +8,7 @@ use std::sync::{Arc, Once};
 use candor_crypto::KeyRing;
 use candor_domain::{AuditEntry, Item, Policy};
 use candor_engine::audit::Sealer;
-use candor_engine::{Engine, EngineConfig, EngineError};
+use candor_engine::{Engine, EngineConfig, EngineError, ShiftedClock};
 use candor_store::{PostgresStore, SqliteStore, Store};
 use sqlx::Connection;
 
@@ -24,6 +24,8 @@ enum Backend {
 pub struct Harness {
     pub engine: Engine,
     pub store: Arc<dyn Store>,
+    /// The engines' clock: tests advance it instead of sleeping.
+    pub clock: Arc<ShiftedClock>,
     keys: Arc<KeyRing>,
     config: EngineConfig,
     backend: Backend,
@@ -83,12 +85,15 @@ impl Harness {
         // is exact; the DP model's own tests turn privacy on with `reconfigure`.
         let mut config = config;
         config.model_privacy = None;
+        let clock = Arc::new(ShiftedClock::new());
+        config.clock = clock.clone();
         let engine = Engine::with_store(config.clone(), keys.clone(), store.clone())
             .await
             .unwrap();
         Self {
             engine,
             store,
+            clock,
             keys,
             config,
             backend,
