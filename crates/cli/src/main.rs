@@ -345,13 +345,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = load_settings(&common, listen)?;
             init_tracing(&settings);
             if fresh {
-                for suffix in ["", "-wal", "-shm"] {
-                    let path = settings.store.data_dir.join(format!("candor.db{suffix}"));
-                    if path.exists() {
-                        std::fs::remove_file(&path)
-                            .with_context(|| format!("cannot remove {}", path.display()))?;
-                    }
-                }
+                Engine::destroy_store(&settings.engine_config()?).await?;
             }
             let engine = open_engine(&settings).await?;
             let shape = demo::DemoShape {

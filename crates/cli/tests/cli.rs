@@ -116,6 +116,55 @@ fn demo_prints_the_admin_key_once_ready_and_serves() {
     }
 }
 
+/// Runs `candor demo ARGS` (small) until it prints its admin key; returns its stdout lines.
+fn demo_lines(args: &[&str]) -> Vec<String> {
+    let mut child = candor()
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--subjects",
+            "20",
+            "--items",
+            "40",
+        ])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.starts_with("admin key: ");
+        out.push(line);
+        if done || Instant::now() > deadline {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    out
+}
+
+/// `demo --fresh` empties the store the settings name, wherever it is, through the store.
+#[test]
+fn demo_fresh_empties_the_configured_store() {
+    let data = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", elsewhere.path().join("shop.db").display());
+    let data_dir = data.path().to_str().unwrap();
+    let loaded = |lines: &[String]| lines.iter().any(|l| l.starts_with("demo shop: "));
+    let first = demo_lines(&["--data-dir", data_dir, "--store", &url]);
+    assert!(loaded(&first), "{first:?}");
+    assert!(elsewhere.path().join("shop.db").exists());
+    let again = demo_lines(&["--data-dir", data_dir, "--store", &url]);
+    assert!(!loaded(&again), "a second run keeps the shop: {again:?}");
+    let fresh = demo_lines(&["--data-dir", data_dir, "--store", &url, "--fresh"]);
+    assert!(loaded(&fresh), "--fresh regenerates it: {fresh:?}");
+}
+
 #[test]
 fn keys_create_prints_only_the_key_and_audit_verifies() {
     let dir = tempfile::tempdir().unwrap();

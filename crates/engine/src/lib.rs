@@ -244,6 +244,12 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Deletes everything the store at `config.store_url` holds (the demo's `--fresh`), so the
+    /// next [`Engine::open`] starts from an empty database. The key file is kept.
+    pub async fn destroy_store(config: &EngineConfig) -> Result<()> {
+        Ok(candor_store::destroy(&config.store_url).await?)
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
         &self.policy

@@ -11,6 +11,9 @@ use candor_domain::{
     AuditAction, AuditDraft, AuditSealer, ConsentMethod, ConsentRecord, Item, Policy, Pseudonym,
     Timestamp,
 };
+use sqlx::Connection;
+
+use candor_store::prelude::*;
 use candor_store::{
     ApiKeyRecord, EventGroup, NewEvent, PostgresStore, PurposeRead, SqliteStore, Store,
 };
@@ -381,6 +384,33 @@ async fn check_store(store: &dyn Store) {
     );
 }
 
+/// Rows the database itself declines to insert (here a trigger that drops events of one
+/// category; in production a concurrent writer storing the same dedup key first) are reported
+/// as not stored, and the group's audit entry counts only what was stored.
+async fn rows_the_database_skips_are_not_reported_stored(store: &dyn Store) {
+    let audit_before = store.stats().await.unwrap().audit_entries;
+    let events_before = store.stats().await.unwrap().events;
+    let flags = store
+        .insert_event_groups(&[EventGroup {
+            events: vec![
+                event(p(7), "user.behavior.browsing_history", 70, 500),
+                event(p(7), "skipped", 71, 500),
+            ],
+            audit: Box::new(|n: u64| AuditDraft {
+                detail: format!("stored={n}"),
+                ..draft("")
+            }),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(flags, [vec![true, false]]);
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.events, events_before + 1);
+    assert_eq!(stats.audit_entries, audit_before + 1);
+    let last = store.audit_entries(audit_before, 10).await.unwrap();
+    assert_eq!(last[0].detail, "stored=1");
+}
+
 #[tokio::test]
 async fn sqlite_conforms() {
     let dir = tempfile::tempdir().unwrap();
@@ -390,6 +420,18 @@ async fn sqlite_conforms() {
         .unwrap();
     assert_eq!(store.backend(), "sqlite");
     check_store(&store).await;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER skip_marked BEFORE INSERT ON events WHEN NEW.category = 'skipped' \
+         BEGIN SELECT RAISE(IGNORE); END",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    rows_the_database_skips_are_not_reported_stored(&store).await;
     // Reopening migrates nothing twice and keeps the data.
     drop(store);
     let store = candor_store::open(
@@ -399,6 +441,17 @@ async fn sqlite_conforms() {
     .await
     .unwrap();
     assert_eq!(store.stats().await.unwrap().items, 2);
+    // Destroying it leaves nothing: the next open starts from an empty database.
+    drop(store);
+    let url = format!("sqlite://{}", path.display());
+    candor_store::destroy(&url).await.unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        assert!(!dir.path().join(format!("c.db{suffix}")).exists());
+    }
+    let store = candor_store::open(&url, Arc::new(PlainSealer))
+        .await
+        .unwrap();
+    assert_eq!(store.stats().await.unwrap(), Default::default());
 }
 
 #[tokio::test]
@@ -416,6 +469,19 @@ async fn postgres_conforms() {
     assert_eq!(store.backend(), "postgres");
     check_store(&store).await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    for statement in [
+        format!(
+            "CREATE FUNCTION {schema}.skip_marked() RETURNS trigger AS $$ BEGIN \
+             IF NEW.category = 'skipped' THEN RETURN NULL; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+        ),
+        format!(
+            "CREATE TRIGGER skip_marked BEFORE INSERT ON {schema}.events FOR EACH ROW \
+             EXECUTE FUNCTION {schema}.skip_marked()"
+        ),
+    ] {
+        sqlx::query(&statement).execute(&pool).await.unwrap();
+    }
+    rows_the_database_skips_are_not_reported_stored(&store).await;
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&pool)
         .await

@@ -1,0 +1,148 @@
+//! `audit_log` and `audit_head`: the hash chain of audit entries and its signed head. Every
+//! write of personal data or consent appends its entries in its own transaction through
+//! [`SqlStore::append_in_tx`], so the log and the data never disagree.
+
+use async_trait::async_trait;
+use candor_domain::{AuditDraft, AuditEntry, SignedHead, Timestamp};
+
+use crate::dialect::{Dialect, SqlStore};
+use crate::sql::{Get, Sql, Value};
+use crate::{INSERT_CHUNK, Result, StoreError, pseudonym};
+
+/// The audit chain.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends audit entries on their own.
+    async fn append_audit(&self, audit: &[AuditDraft]) -> Result<()>;
+    /// Audit entries in chain order, from position `after_seq + 1`.
+    async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>>;
+    /// The signed head, if any entry exists.
+    async fn audit_head(&self) -> Result<Option<SignedHead>>;
+}
+
+pub(crate) fn hash32(bytes: Vec<u8>, table: &'static str) -> Result<[u8; 32]> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt(table))
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Seals `drafts` onto the chain inside `tx` and re-signs the head.
+    pub(crate) async fn append_in_tx(
+        &self,
+        tx: &mut D::Connection,
+        drafts: &[AuditDraft],
+    ) -> Result<()> {
+        if drafts.is_empty() {
+            return Ok(());
+        }
+        D::lock_audit(tx).await?;
+        let last = D::fetch_all(
+            tx,
+            Sql::new("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"),
+        )
+        .await?;
+        let (mut seq, mut prev) = match last.first() {
+            Some(row) => (
+                row.int("seq")? as u64,
+                hash32(row.blob("hash")?, "audit_log")?,
+            ),
+            None => (0, [0u8; 32]),
+        };
+        let mut entries = Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            seq += 1;
+            let entry = self.sealer.seal(draft, seq, prev);
+            prev = entry.hash;
+            entries.push(entry);
+        }
+        for chunk in entries.chunks(INSERT_CHUNK) {
+            let mut q = Sql::new(
+                "INSERT INTO audit_log (seq, at, actor, action, subject, purpose, detail, \
+                 prev_hash, hash, mac) VALUES ",
+            );
+            q.rows(chunk, |e| {
+                vec![
+                    (e.seq as i64).into(),
+                    e.at.0.into(),
+                    e.actor.as_str().into(),
+                    e.action.as_str().into(),
+                    Value::OptBlob(e.subject.map(|p| p.0.to_vec())),
+                    Value::OptText(e.purpose.clone()),
+                    e.detail.as_str().into(),
+                    e.prev_hash.to_vec().into(),
+                    e.hash.to_vec().into(),
+                    e.mac.to_vec().into(),
+                ]
+            });
+            D::execute(tx, q).await?;
+        }
+        let head = self.sealer.sign_head(seq, prev);
+        let upsert = Sql::new(
+            "INSERT INTO audit_head (id, seq, hash, signature) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, \
+             signature = excluded.signature",
+        )
+        .arg(head.seq as i64)
+        .arg(head.hash.to_vec())
+        .arg(head.signature);
+        D::execute(tx, upsert).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> AuditStore for SqlStore<D> {
+    async fn append_audit(&self, audit: &[AuditDraft]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        self.append_in_tx(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>> {
+        let rows = self
+            .fetch(
+                Sql::new(
+                    "SELECT seq, at, actor, action, subject, purpose, detail, prev_hash, hash, mac \
+                     FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .arg(after_seq as i64)
+                .arg(limit as i64),
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    seq: r.int("seq")? as u64,
+                    at: Timestamp(r.int("at")?),
+                    actor: r.text("actor")?,
+                    action: r.text("action")?,
+                    subject: r
+                        .opt_blob("subject")?
+                        .map(|s| pseudonym(s, "audit_log"))
+                        .transpose()?,
+                    purpose: r.opt_text("purpose")?,
+                    detail: r.text("detail")?,
+                    prev_hash: hash32(r.blob("prev_hash")?, "audit_log")?,
+                    hash: hash32(r.blob("hash")?, "audit_log")?,
+                    mac: hash32(r.blob("mac")?, "audit_log")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn audit_head(&self) -> Result<Option<SignedHead>> {
+        let row = self
+            .fetch_one(Sql::new(
+                "SELECT seq, hash, signature FROM audit_head WHERE id = 1",
+            ))
+            .await?;
+        row.map(|r| {
+            Ok(SignedHead {
+                seq: r.int("seq")? as u64,
+                hash: hash32(r.blob("hash")?, "audit_head")?,
+                signature: r.blob("signature")?,
+            })
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,173 @@
+//! `consent_history` and `consent_current`: every consent change, append-only, and the latest
+//! row per (subject, purpose, category), which purpose-bound reads join on.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use candor_domain::{AuditDraft, ConsentMethod, ConsentRecord, ConsentRow, Pseudonym, Timestamp};
+
+use crate::dialect::{Dialect, SqlStore};
+use crate::sql::{Get, Sql};
+use crate::{IN_CHUNK, INSERT_CHUNK, Result, StoreError, pseudonym};
+
+/// Consent records.
+#[async_trait]
+pub trait ConsentStore: Send + Sync {
+    /// Appends consent records (history) and makes them current, with audit entries.
+    async fn record_consent(&self, records: &[ConsentRecord], audit: &[AuditDraft]) -> Result<()>;
+    /// Current consent rows of the given subjects.
+    async fn consent_current(&self, subjects: &[Pseudonym])
+    -> Result<Vec<(Pseudonym, ConsentRow)>>;
+    /// Those of `subjects` that hold no live grant (granted, not lapsed at `now`) of
+    /// `category` for any of `purposes`. Usually few or none, so little comes back.
+    async fn subjects_without_grant(
+        &self,
+        subjects: &[Pseudonym],
+        category: &str,
+        purposes: &[&str],
+        now: Timestamp,
+    ) -> Result<HashSet<Pseudonym>>;
+    /// A subject's whole consent history, oldest first.
+    async fn consent_history(&self, subject: &Pseudonym) -> Result<Vec<ConsentRecord>>;
+}
+
+fn method(raw: &str) -> Result<ConsentMethod> {
+    ConsentMethod::parse(raw).ok_or(StoreError::Corrupt("consent"))
+}
+
+#[async_trait]
+impl<D: Dialect> ConsentStore for SqlStore<D> {
+    async fn record_consent(&self, records: &[ConsentRecord], audit: &[AuditDraft]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for chunk in records.chunks(INSERT_CHUNK) {
+            let mut q = Sql::new(
+                "INSERT INTO consent_history (subject, purpose, category, granted, at, expires_at, \
+                 policy_version, method) VALUES ",
+            );
+            q.rows(chunk, |r| {
+                vec![
+                    r.subject.0.to_vec().into(),
+                    r.purpose.as_str().into(),
+                    r.category.as_str().into(),
+                    r.granted.into(),
+                    r.at.0.into(),
+                    r.expires_at.0.into(),
+                    r.policy_version.as_str().into(),
+                    r.method.as_str().into(),
+                ]
+            });
+            D::execute(&mut tx, q).await?;
+        }
+        // Rows are locked in key order (a stable sort keeps later records for the same key
+        // later, so the newest still wins), so concurrent writers cannot deadlock.
+        let mut ordered: Vec<&ConsentRecord> = records.iter().collect();
+        ordered.sort_by(|a, b| {
+            (&a.subject, &a.purpose, &a.category).cmp(&(&b.subject, &b.purpose, &b.category))
+        });
+        for r in ordered {
+            let upsert = Sql::new(
+                "INSERT INTO consent_current (subject, purpose, category, granted, at, expires_at, \
+                 method) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (subject, purpose, category) DO UPDATE SET granted = excluded.granted, \
+                 at = excluded.at, expires_at = excluded.expires_at, method = excluded.method",
+            )
+            .arg(r.subject.0.to_vec())
+            .arg(r.purpose.as_str())
+            .arg(r.category.as_str())
+            .arg(r.granted)
+            .arg(r.at.0)
+            .arg(r.expires_at.0)
+            .arg(r.method.as_str());
+            D::execute(&mut tx, upsert).await?;
+        }
+        self.append_in_tx(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn consent_current(
+        &self,
+        subjects: &[Pseudonym],
+    ) -> Result<Vec<(Pseudonym, ConsentRow)>> {
+        let mut out = Vec::new();
+        for chunk in subjects.chunks(IN_CHUNK) {
+            let mut q = Sql::new(
+                "SELECT subject, purpose, category, granted, at, expires_at, method \
+                 FROM consent_current WHERE subject IN (",
+            );
+            q.list(chunk.iter().map(|s| s.0.to_vec())).push(")");
+            for r in self.fetch(q).await? {
+                out.push((
+                    pseudonym(r.blob("subject")?, "consent_current")?,
+                    ConsentRow {
+                        purpose: r.text("purpose")?,
+                        category: r.text("category")?,
+                        granted: r.boolean("granted")?,
+                        at: Timestamp(r.int("at")?),
+                        expires_at: Timestamp(r.int("expires_at")?),
+                        method: method(&r.text("method")?)?,
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn subjects_without_grant(
+        &self,
+        subjects: &[Pseudonym],
+        category: &str,
+        purposes: &[&str],
+        now: Timestamp,
+    ) -> Result<HashSet<Pseudonym>> {
+        if purposes.is_empty() {
+            return Ok(subjects.iter().copied().collect());
+        }
+        let mut out = HashSet::new();
+        for chunk in subjects.chunks(IN_CHUNK) {
+            let mut q = Sql::new("WITH wanted (subject) AS (VALUES ");
+            q.rows(chunk, |s| vec![s.0.to_vec().into()]);
+            // A correlated NOT EXISTS probes the (subject, purpose, category) key per subject
+            // instead of materialising every live grant for every call.
+            q.push(
+                ") SELECT w.subject AS subject FROM wanted w WHERE NOT EXISTS \
+                 (SELECT 1 FROM consent_current c WHERE c.subject = w.subject AND c.granted = ",
+            );
+            q.bind(true).push(" AND c.expires_at > ").bind(now.0);
+            q.push(" AND c.category = ").bind(category);
+            q.push(" AND c.purpose IN (")
+                .list(purposes.iter().copied())
+                .push("))");
+            for row in self.fetch(q).await? {
+                out.insert(pseudonym(row.blob("subject")?, "consent_current")?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn consent_history(&self, subject: &Pseudonym) -> Result<Vec<ConsentRecord>> {
+        let rows = self
+            .fetch(
+                Sql::new(
+                    "SELECT purpose, category, granted, at, expires_at, policy_version, method \
+                     FROM consent_history WHERE subject = $1 ORDER BY id",
+                )
+                .arg(subject.0.to_vec()),
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ConsentRecord {
+                    subject: *subject,
+                    purpose: r.text("purpose")?,
+                    category: r.text("category")?,
+                    granted: r.boolean("granted")?,
+                    at: Timestamp(r.int("at")?),
+                    expires_at: Timestamp(r.int("expires_at")?),
+                    policy_version: r.text("policy_version")?,
+                    method: method(&r.text("method")?)?,
+                })
+            })
+            .collect()
+    }
+}

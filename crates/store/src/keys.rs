@@ -1,0 +1,141 @@
+//! `subject_keys` and `api_keys`: each subject's wrapped data key (destroyed on erasure), and
+//! API keys stored as hashes.
+
+use async_trait::async_trait;
+use candor_domain::{AuditDraft, Pseudonym, Timestamp};
+
+use crate::dialect::{Dialect, SqlStore};
+use crate::sql::{Get, Sql};
+use crate::{IN_CHUNK, INSERT_CHUNK, Result, pseudonym};
+
+/// An API key as stored: the secret only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// Public id.
+    pub id: String,
+    /// Role name.
+    pub role: String,
+    /// SHA-256 of the secret part.
+    pub secret_hash: Vec<u8>,
+    /// A label for people.
+    pub label: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// Subjects' data keys and API keys.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// The wrapped data keys of those of the given subjects that have one.
+    async fn subject_keys(&self, subjects: &[Pseudonym]) -> Result<Vec<(Pseudonym, Vec<u8>)>>;
+    /// Stores each wrapped key unless its subject already has one, in one transaction;
+    /// returns the keys in force for those subjects.
+    async fn ensure_subject_keys(
+        &self,
+        keys: &[(Pseudonym, Vec<u8>)],
+        at: Timestamp,
+    ) -> Result<Vec<(Pseudonym, Vec<u8>)>>;
+    /// Stores an API key, with an audit entry.
+    async fn put_api_key(&self, key: &ApiKeyRecord, audit: &[AuditDraft]) -> Result<()>;
+    /// Looks an API key up by id.
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
+}
+
+/// `SELECT subject, wrapped_key FROM subject_keys WHERE subject IN (...)`.
+fn select_keys(subjects: &[&Pseudonym]) -> Sql {
+    let mut q = Sql::new("SELECT subject, wrapped_key FROM subject_keys WHERE subject IN (");
+    q.list(subjects.iter().map(|s| s.0.to_vec())).push(")");
+    q
+}
+
+fn key_pair(r: &impl Get) -> Result<(Pseudonym, Vec<u8>)> {
+    Ok((
+        pseudonym(r.blob("subject")?, "subject_keys")?,
+        r.blob("wrapped_key")?,
+    ))
+}
+
+#[async_trait]
+impl<D: Dialect> KeyStore for SqlStore<D> {
+    async fn subject_keys(&self, subjects: &[Pseudonym]) -> Result<Vec<(Pseudonym, Vec<u8>)>> {
+        let mut out = Vec::with_capacity(subjects.len());
+        let subjects: Vec<&Pseudonym> = subjects.iter().collect();
+        for chunk in subjects.chunks(IN_CHUNK) {
+            for row in self.fetch(select_keys(chunk)).await? {
+                out.push(key_pair(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ensure_subject_keys(
+        &self,
+        keys: &[(Pseudonym, Vec<u8>)],
+        at: Timestamp,
+    ) -> Result<Vec<(Pseudonym, Vec<u8>)>> {
+        let mut tx = self.begin().await?;
+        // Inserted in key order so concurrent writers lock rows in the same order.
+        let mut ordered: Vec<&(Pseudonym, Vec<u8>)> = keys.iter().collect();
+        ordered.sort_by_key(|(subject, _)| *subject);
+        for chunk in ordered.chunks(INSERT_CHUNK) {
+            let mut q =
+                Sql::new("INSERT INTO subject_keys (subject, wrapped_key, created_at) VALUES ");
+            q.rows(chunk, |(subject, wrapped)| {
+                vec![
+                    subject.0.to_vec().into(),
+                    wrapped.clone().into(),
+                    at.0.into(),
+                ]
+            });
+            q.push(" ON CONFLICT (subject) DO NOTHING");
+            D::execute(&mut tx, q).await?;
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        let subjects: Vec<&Pseudonym> = keys.iter().map(|(s, _)| s).collect();
+        for chunk in subjects.chunks(IN_CHUNK) {
+            for row in D::fetch_all(&mut tx, select_keys(chunk)).await? {
+                out.push(key_pair(&row)?);
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn put_api_key(&self, key: &ApiKeyRecord, audit: &[AuditDraft]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let insert = Sql::new(
+            "INSERT INTO api_keys (id, role, secret_hash, label, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .arg(key.id.as_str())
+        .arg(key.role.as_str())
+        .arg(key.secret_hash.clone())
+        .arg(key.label.as_str())
+        .arg(key.created_at.0);
+        D::execute(&mut tx, insert).await?;
+        self.append_in_tx(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        let row = self
+            .fetch_one(
+                Sql::new(
+                    "SELECT id, role, secret_hash, label, created_at FROM api_keys WHERE id = $1",
+                )
+                .arg(id),
+            )
+            .await?;
+        row.map(|r| {
+            Ok(ApiKeyRecord {
+                id: r.text("id")?,
+                role: r.text("role")?,
+                secret_hash: r.blob("secret_hash")?,
+                label: r.text("label")?,
+                created_at: Timestamp(r.int("created_at")?),
+            })
+        })
+        .transpose()
+    }
+}

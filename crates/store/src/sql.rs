@@ -1,0 +1,219 @@
+//! The thin layer that lets one query text serve both backends: [`Sql`], a statement with `$N`
+//! placeholders (which both SQLite and PostgreSQL read) and the values bound to them, and
+//! [`Get`], typed column reads from either backend's rows. The [`crate::Dialect`] of each
+//! backend turns an `Sql` into a sqlx query; nothing else here knows which backend runs it.
+
+use crate::{Result, StoreError};
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// An integer (`INTEGER`, `BIGINT`).
+    Int(i64),
+    /// A float (`REAL`, `DOUBLE PRECISION`).
+    Real(f64),
+    /// A boolean.
+    Bool(bool),
+    /// Text.
+    Text(String),
+    /// Bytes (`BLOB`, `BYTEA`).
+    Blob(Vec<u8>),
+    /// An integer or NULL.
+    OptInt(Option<i64>),
+    /// Text or NULL.
+    OptText(Option<String>),
+    /// Bytes or NULL.
+    OptBlob(Option<Vec<u8>>),
+}
+
+macro_rules! value_from {
+    ($($t:ty => $variant:ident $(. $conv:ident())?),* $(,)?) => {
+        $(impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::$variant(v $(.$conv())?)
+            }
+        })*
+    };
+}
+
+value_from!(
+    i64 => Int,
+    f64 => Real,
+    bool => Bool,
+    String => Text,
+    &str => Text.to_owned(),
+    Vec<u8> => Blob,
+    &[u8] => Blob.to_vec(),
+    Option<i64> => OptInt,
+    Option<String> => OptText,
+    Option<Vec<u8>> => OptBlob,
+);
+
+/// A statement and its bound values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sql {
+    text: String,
+    values: Vec<Value>,
+}
+
+impl Sql {
+    /// A statement; its `$1`, `$2`, ... are given with [`Sql::arg`].
+    pub fn new(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Binds the next numbered placeholder already written in the text.
+    pub fn arg(mut self, value: impl Into<Value>) -> Self {
+        self.values.push(value.into());
+        self
+    }
+
+    /// Appends text.
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a new placeholder and binds it.
+    pub fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
+        self.values.push(value.into());
+        let n = self.values.len();
+        self.text.push('$');
+        self.text.push_str(&n.to_string());
+        self
+    }
+
+    /// Appends `$a, $b, ...`, one placeholder per value.
+    pub fn list<V: Into<Value>>(&mut self, values: impl IntoIterator<Item = V>) -> &mut Self {
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.bind(value);
+        }
+        self
+    }
+
+    /// Appends `($a, $b), ($c, $d), ...`: one parenthesized row per item.
+    pub fn rows<T>(&mut self, items: &[T], row: impl Fn(&T) -> Vec<Value>) -> &mut Self {
+        for (i, item) in items.iter().enumerate() {
+            self.text.push_str(if i > 0 { ", (" } else { "(" });
+            self.list(row(item));
+            self.text.push(')');
+        }
+        self
+    }
+
+    /// The text and the values, for a dialect to run.
+    pub fn into_parts(self) -> (String, Vec<Value>) {
+        (self.text, self.values)
+    }
+}
+
+/// Typed reads of a row's columns by name, the same on both backends.
+pub trait Get {
+    /// An integer column.
+    fn int(&self, column: &str) -> Result<i64>;
+    /// An integer column that may be NULL.
+    fn opt_int(&self, column: &str) -> Result<Option<i64>>;
+    /// A float column.
+    fn real(&self, column: &str) -> Result<f64>;
+    /// A boolean column.
+    fn boolean(&self, column: &str) -> Result<bool>;
+    /// A text column.
+    fn text(&self, column: &str) -> Result<String>;
+    /// A text column that may be NULL.
+    fn opt_text(&self, column: &str) -> Result<Option<String>>;
+    /// A bytes column.
+    fn blob(&self, column: &str) -> Result<Vec<u8>>;
+    /// A bytes column that may be NULL.
+    fn opt_blob(&self, column: &str) -> Result<Option<Vec<u8>>>;
+}
+
+/// Implements [`Get`] for a sqlx row type through `sqlx::Row::try_get`.
+macro_rules! impl_get {
+    ($row:ty) => {
+        impl Get for $row {
+            fn int(&self, column: &str) -> Result<i64> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn real(&self, column: &str) -> Result<f64> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn boolean(&self, column: &str) -> Result<bool> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn text(&self, column: &str) -> Result<String> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn opt_text(&self, column: &str) -> Result<Option<String>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn blob(&self, column: &str) -> Result<Vec<u8>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn opt_blob(&self, column: &str) -> Result<Option<Vec<u8>>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+        }
+    };
+}
+
+impl_get!(sqlx::sqlite::SqliteRow);
+impl_get!(sqlx::postgres::PgRow);
+
+/// Adds a value to a backend's arguments.
+pub(crate) fn add<'q, A>(args: &mut A, value: Value) -> Result<()>
+where
+    A: sqlx::Arguments<'q>,
+    i64: sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
+    f64: sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
+    bool: sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
+    String: sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
+    Vec<u8>: sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
+    Option<i64>: sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
+    Option<String>: sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
+    Option<Vec<u8>>: sqlx::Encode<'q, A::Database> + sqlx::Type<A::Database>,
+{
+    let added = match value {
+        Value::Int(v) => args.add(v),
+        Value::Real(v) => args.add(v),
+        Value::Bool(v) => args.add(v),
+        Value::Text(v) => args.add(v),
+        Value::Blob(v) => args.add(v),
+        Value::OptInt(v) => args.add(v),
+        Value::OptText(v) => args.add(v),
+        Value::OptBlob(v) => args.add(v),
+    };
+    added.map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        let mut q = Sql::new("SELECT a FROM t WHERE k = $1").arg(7i64);
+        q.push(" AND b IN (")
+            .list(["x", "y"])
+            .push(") AND c = ")
+            .bind(true);
+        q.push("; INSERT INTO u VALUES ")
+            .rows(&[1i64, 2], |n| vec![(*n).into(), Value::OptText(None)]);
+        let (text, values) = q.into_parts();
+        assert_eq!(
+            text,
+            "SELECT a FROM t WHERE k = $1 AND b IN ($2, $3) AND c = $4; \
+             INSERT INTO u VALUES ($5, $6), ($7, $8)"
+        );
+        assert_eq!(values.len(), 8);
+        assert_eq!(values[1], Value::Text("x".into()));
+    }
+}
