@@ -1,5 +1,5 @@
-//! `candor eval`: the offline evaluation protocol of DESIGN §7 on `user<TAB>item` files —
-//! fit on the train file, rank the whole catalogue minus each user's training items, and
+//! The offline evaluation protocol of DESIGN §7 on `user<TAB>item` files (`candor eval` and
+//! `candor bench dp`): fit on the train file, rank the whole catalogue minus each user's training items, and
 //! report NDCG@10, Recall@20, Precision@10, HR@10, Coverage@10, the exposure Gini and fit time,
 //! for one split or the mean over every `seed-*` split of a directory.
 

@@ -1,5 +1,6 @@
-//! `candor bench`: in-process benchmarks that go through the engine exactly as the API does
-//! (consent check, encryption, durable commit). Figures go to `docs/benchmarks.md`.
+//! The benchmarks behind `candor bench`: ingestion through the engine exactly as the API does
+//! it (consent check, encryption, durable commit), model training and serving latency, and
+//! the DP item model on planted data. Figures go to `docs/benchmarks.md`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -225,29 +226,29 @@ pub fn dp(bench: DpBench) -> anyhow::Result<()> {
         data.nnz(),
         rayon::current_num_threads()
     );
-    let split = crate::eval::Split {
+    let split = crate::protocol::Split {
         train,
         test,
         categories: None,
     };
-    let mut params = crate::eval::Params::default();
+    let mut params = crate::protocol::Params::default();
     params.apply(&bench.params)?;
     params.dp.delta = bench.delta;
     let mut rows = Vec::new();
     let mut best = 0f64;
     for model in &bench.reference {
-        let (report, fit) = crate::eval::run(model, &split, &params)?;
+        let (report, fit) = crate::protocol::run(model, &split, &params)?;
         best = best.max(report.ndcg_10);
         rows.push((model.to_string(), report, fit));
     }
     for &epsilon in &bench.epsilons {
         params.dp.epsilon = epsilon;
-        for model in crate::eval::DP_MODELS {
-            let (report, fit) = crate::eval::run(model, &split, &params)?;
+        for model in crate::protocol::DP_MODELS {
+            let (report, fit) = crate::protocol::run(model, &split, &params)?;
             rows.push((format!("{model} ε={epsilon}"), report, fit));
         }
     }
-    crate::eval::print_table(&rows, false);
+    crate::protocol::print_table(&rows, false);
     noise_speed()?;
     println!();
     println!("| model | NDCG@10 / best non-private ({best:.4}) |");

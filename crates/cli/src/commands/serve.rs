@@ -1,0 +1,106 @@
+//! `candor serve`: the HTTP server with its background jobs (training, model refresh,
+//! retention sweep). [`serve`] is shared with `candor demo`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use candor_engine::{Engine, Periodic, spawn_periodic};
+use clap::Args as ClapArgs;
+
+use super::{Common, init_tracing, load_settings, open_engine};
+use crate::settings::Settings;
+
+/// Flags of `candor serve`.
+#[derive(ClapArgs)]
+pub struct Args {
+    #[command(flatten)]
+    common: Common,
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+/// Runs the server until interrupted.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let settings = load_settings(&args.common, args.listen)?;
+    init_tracing(&settings);
+    let engine = open_engine(&settings).await?;
+    serve(&settings, engine, None).await
+}
+
+/// Starts the background jobs and serves the API; with `admin_key` (the demo), prints it and
+/// commands to try once the server listens.
+pub async fn serve(
+    settings: &Settings,
+    engine: Arc<Engine>,
+    admin_key: Option<String>,
+) -> anyhow::Result<()> {
+    let weak = Arc::downgrade(&engine);
+    if settings.models.train_interval_secs > 0 {
+        spawn_periodic(
+            weak.clone(),
+            Periodic::Training,
+            Duration::from_secs(settings.models.train_interval_secs),
+        );
+    }
+    spawn_periodic(
+        weak.clone(),
+        Periodic::ModelRefresh,
+        Duration::from_secs(60),
+    );
+    spawn_periodic(
+        weak,
+        Periodic::RetentionSweep,
+        Duration::from_secs(settings.retention.sweep_interval_secs),
+    );
+    let listener = tokio::net::TcpListener::bind(&settings.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+    let addr = listener.local_addr()?;
+    let state = candor_server::AppState::new(engine.clone(), settings.server.max_body_bytes);
+    let app = candor_server::app(state);
+    println!("listening on http://{addr} (store: {})", engine.backend());
+    if let Some(key) = admin_key {
+        print_demo_commands(&format!("http://{addr}"), &key);
+    }
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("the server stopped with an error")
+}
+
+/// The demo's ready-to-paste commands, then the admin key (the line scripts wait for).
+fn print_demo_commands(base: &str, key: &str) {
+    let auth = "-H \"Authorization: Bearer $KEY\"";
+    let json = "-H 'Content-Type: application/json'";
+    println!("try:");
+    println!("  export KEY={key}");
+    println!("  curl -s {base}/v1/policy");
+    println!("  curl -s {auth} {base}/v1/subjects/user-0001/consent");
+    println!(
+        "  curl -s -X POST {auth} {json} \
+         -d '{{\"subject\":\"user-0001\",\"item\":\"item-00001\",\"type\":\"view\"}}' {base}/v1/events"
+    );
+    println!(
+        "  curl -s -X POST {auth} {json} \
+         -d '{{\"subject\":\"user-0008\",\"item\":\"item-00001\",\"type\":\"view\"}}' {base}/v1/events   # no consent: refused"
+    );
+    println!("  curl -s {auth} '{base}/v1/subjects/user-0001/recommendations?n=5'");
+    println!(
+        "  curl -s {auth} '{base}/v1/subjects/user-0008/recommendations?n=5&context=item-00001'   # no consent: contextual"
+    );
+    println!("  curl -s {base}/v1/models/current");
+    println!("  curl -s {auth} {base}/v1/audit/verify");
+    println!(
+        "  curl -s -X POST {auth} {json} \
+         -d '{{\"kind\":\"top_k\",\"epsilon\":0.5,\"k\":5}}' {base}/v1/analytics/query   # DP, charged to the budget"
+    );
+    println!("  curl -s {auth} {base}/v1/analytics/budget");
+    println!("  curl -s {auth} {base}/metrics | grep candor_events");
+    println!("admin key: {key}");
+}
