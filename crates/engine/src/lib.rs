@@ -32,7 +32,7 @@ pub mod signing;
 pub mod transparency;
 mod writer;
 
-pub use analytics::{AnalyticsAnswer, AnalyticsBudget, AnalyticsQuery, BudgetStatus};
+pub use analytics::{AnalyticsAnswer, AnalyticsBudget, AnalyticsQuery, BudgetStatus, QueryKind};
 pub use audit::AuditReport;
 pub use auth::{Access, Principal, Role};
 pub use clock::{Clock, ShiftedClock, SystemClock};

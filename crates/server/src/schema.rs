@@ -1,4 +1,4 @@
-//! OpenAPI schemas derived from the domain's closed sets of names, so a wire field that takes
+//! OpenAPI schemas derived from the closed sets of names of the domain and the engine, so a wire field that takes
 //! one of them lists exactly the values the code accepts.
 
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
@@ -29,6 +29,13 @@ names!(
     candor_domain::ConsentMethod,
     candor_domain::ConsentState
 );
+
+impl Names for candor_engine::QueryKind {
+    const VALUES: &'static [Self] = &candor_engine::QueryKind::ALL;
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
 
 /// A string schema whose values are the names of `T`.
 pub fn names_schema<T: Names>() -> Object {

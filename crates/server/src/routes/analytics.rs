@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use candor_domain::ErrorCode;
+use candor_engine::{AnalyticsQuery, QueryKind};
 use candor_privacy::PlanRequest;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -12,6 +13,7 @@ use utoipa_axum::routes;
 use crate::auth::{AppState, Authorized, roles};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::schema::names_schema;
 
 /// The routes of this resource.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -45,7 +47,8 @@ pub struct PlanParams {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnalyticsQueryBody {
-    /// `count_by_item`, `count_by_category`, `count_by_day`, `histogram`, `top_k` or `mean`.
+    /// What is asked.
+    #[schema(schema_with = names_schema::<QueryKind>)]
     pub kind: String,
     /// The cost as ε at the budget's δ (give this or `rho`).
     pub epsilon: Option<f64>,
@@ -74,10 +77,22 @@ pub struct AnalyticsQueryBody {
     pub dry_run: bool,
 }
 
-impl From<AnalyticsQueryBody> for candor_engine::AnalyticsQuery {
-    fn from(b: AnalyticsQueryBody) -> Self {
-        Self {
-            kind: b.kind,
+impl TryFrom<AnalyticsQueryBody> for AnalyticsQuery {
+    type Error = ApiError;
+
+    fn try_from(b: AnalyticsQueryBody) -> Result<Self, ApiError> {
+        let kind = QueryKind::parse(&b.kind).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownQueryKind,
+                format!(
+                    "`{}` is not a query kind; use {}",
+                    b.kind,
+                    QueryKind::names()
+                ),
+            )
+        })?;
+        Ok(Self {
+            kind,
             epsilon: b.epsilon,
             rho: b.rho,
             event_type: b.event_type,
@@ -90,7 +105,7 @@ impl From<AnalyticsQueryBody> for candor_engine::AnalyticsQuery {
             upper: b.upper,
             bins: b.bins,
             dry_run: b.dry_run,
-        }
+        })
     }
 }
 
@@ -142,7 +157,7 @@ pub async fn post_analytics_query(
 ) -> Result<Response, ApiError> {
     let answer = auth
         .engine()
-        .analytics_query(&auth.actor(), &body.into())
+        .analytics_query(&auth.actor(), &body.try_into()?)
         .await?;
     Ok(Json(answer).into_response())
 }
