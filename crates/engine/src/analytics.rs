@@ -324,7 +324,7 @@ impl Engine {
     pub(crate) async fn account_model_release(
         &self,
         actor: &Actor,
-        release: &crate::recommend::ModelPrivacyCard,
+        release: &crate::model::ModelPrivacyCard,
     ) -> Result<(f64, f64)> {
         let draft = self.draft(
             actor,

@@ -8,7 +8,8 @@ use candor_domain::{AuditAction, EventPayload, SubjectId};
 use serde::Serialize;
 
 use crate::consent::{ConsentHistoryEntry, ConsentView};
-use crate::recommend::{ModelCard, RecommendRequest, Recommendations};
+use crate::model::ModelCard;
+use crate::recommend::{RecommendRequest, Recommendations};
 use crate::{Actor, Engine, EngineError, Result};
 
 /// The export's schema identifier; bump it when the shape changes.

@@ -23,6 +23,7 @@ pub mod export;
 pub mod ingest;
 pub mod items;
 pub mod keys;
+pub mod model;
 pub mod read;
 pub mod receipts;
 pub mod recommend;
@@ -40,9 +41,10 @@ pub use consent::{ConsentUpdate, ConsentView, PurposeChoice};
 pub use erase::ErasureCertificate;
 pub use export::SubjectExport;
 pub use ingest::{EventDraft, IngestReport, Refusal};
+pub use model::ModelCard;
 pub use read::Event;
 pub use receipts::ConsentReceipt;
-pub use recommend::{ModelCard, RecommendRequest, Recommendations};
+pub use recommend::{RecommendRequest, Recommendations};
 pub use signing::SignedDocument;
 
 /// What went wrong. `Refused` is the caller's mistake, or a rule that refuses the request: it
@@ -193,7 +195,7 @@ pub struct Engine {
     api_keys: RwLock<HashMap<String, auth::CachedKey>>,
     known_items: RwLock<std::collections::HashSet<String>>,
     writer: writer::Writer,
-    serving: RwLock<Option<Arc<recommend::Serving>>>,
+    serving: RwLock<Option<Arc<model::Serving>>>,
 }
 
 impl Engine {
