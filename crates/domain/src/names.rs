@@ -1,7 +1,8 @@
 //! `named_enum!`: closed sets of values whose wire and storage form is a snake-case name
 //! (consent methods and states, rights request kinds, statuses and jurisdictions). Each gets
-//! `ALL`, `as_str`, `parse` and serde as its name, so the enum is the one list of its values
-//! that parsing, storage, documentation and schemas read.
+//! `ALL`, `as_str`, `parse`, serde as its name and (with the `openapi` feature) an OpenAPI
+//! schema listing the names, so the enum is the one list of its values that parsing, storage,
+//! documentation and schemas read.
 
 /// Defines an enum of named values: `Variant = "name"` rows, each with its doc comment.
 #[macro_export]
@@ -46,6 +47,19 @@ macro_rules! named_enum {
                 serializer.serialize_str(self.as_str())
             }
         }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some(Self::ALL.iter().map(|v| v.as_str())))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
 
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -24,6 +24,7 @@ pub struct PolicyError {
 
 /// How sensitive a data category is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Sensitivity {
     /// Low: e.g. page views of public content.
@@ -40,6 +41,7 @@ pub enum Sensitivity {
 /// record before it stores or reads personal data for any purpose; the basis is what the
 /// privacy notice and the record of processing state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LegalBasis {
     /// Art. 6(1)(a).
@@ -58,6 +60,7 @@ pub enum LegalBasis {
 
 /// The controller named in the notice and in consent receipts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Controller {
     /// Legal name.
@@ -71,6 +74,7 @@ pub struct Controller {
 
 /// A data category, such as `user.behavior.browsing_history`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Category {
     /// Dotted fideslang-style name.
     pub name: String,
@@ -82,6 +86,7 @@ pub struct Category {
 
 /// A purpose of processing, such as `personalize.content.profiling`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Purpose {
     /// Dotted fideslang-style name.
     pub name: String,
@@ -113,6 +118,7 @@ impl Purpose {
 
 /// Limits on an event's optional numeric `value`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ValueRule {
     /// Smallest accepted value.
@@ -123,6 +129,7 @@ pub struct ValueRule {
 
 /// An event type, such as `view` or `purchase`, and the category of data it carries.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventType {
     /// The type's name as sent in events.
     pub name: String,
@@ -138,6 +145,7 @@ pub struct EventType {
 
 /// A checked policy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Policy {
     /// Version label; recorded with every consent change.
     pub version: String,

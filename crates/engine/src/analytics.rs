@@ -46,6 +46,7 @@ impl Default for AnalyticsBudget {
 
 /// What a query costs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueryCost {
     /// zCDP ρ.
     pub rho: f64,
@@ -57,6 +58,7 @@ pub struct QueryCost {
 
 /// One row of an answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AnswerRow {
     /// The item, category, day (YYYY-MM-DD), bin (`[low, high)`) or `mean`/`sum`/`count`.
     pub key: String,
@@ -104,6 +106,7 @@ fn exhausted() -> EngineError {
 
 /// A budget's state, for people.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BudgetStatus {
     /// The dataset.
     pub dataset: &'static str,
@@ -127,6 +130,7 @@ pub struct BudgetStatus {
 
 /// An answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AnalyticsAnswer {
     /// The kind.
     pub kind: &'static str,

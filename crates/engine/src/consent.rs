@@ -59,6 +59,7 @@ impl ConsentUpdate {
 
 /// One category's consent within a purpose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CategoryConsent {
     /// The category.
     pub category: String,
@@ -74,6 +75,7 @@ pub struct CategoryConsent {
 
 /// One purpose's consent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PurposeConsent {
     /// Granted if any category is live; else expired, withdrawn or none.
     pub state: ConsentState,
@@ -83,6 +85,7 @@ pub struct PurposeConsent {
 
 /// A subject's consent, by purpose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConsentView {
     /// The policy version in force.
     pub policy_version: String,
@@ -92,6 +95,7 @@ pub struct ConsentView {
 
 /// One consent history record, as shown to the subject.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConsentHistoryEntry {
     /// The purpose.
     pub purpose: String,

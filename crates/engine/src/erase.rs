@@ -12,6 +12,7 @@ use crate::{Actor, Engine, EngineError, Result};
 
 /// A signed record of an erasure. It names no subject: the requester keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErasureCertificate {
     /// Format version.
     pub version: u32,

@@ -17,6 +17,7 @@ pub const EXPORT_SCHEMA: &str = "candor.export/1";
 
 /// One exported event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExportedEvent {
     /// The event's id, for rectification (`DELETE /v1/subjects/{id}/events/{event}`).
     pub id: i64,
@@ -38,6 +39,7 @@ pub struct ExportedEvent {
 
 /// How one held data category is processed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CategoryUse {
     /// Events held in this category.
     pub events: usize,
@@ -49,6 +51,7 @@ pub struct CategoryUse {
 
 /// One purpose that uses a category.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PurposeUse {
     /// The purpose.
     pub purpose: String,
@@ -64,8 +67,10 @@ pub struct PurposeUse {
 
 /// Everything held about a subject.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubjectExport {
     /// Schema identifier.
+    #[cfg_attr(feature = "openapi", schema(example = "candor.export/1"))]
     pub schema: &'static str,
     /// When this export was made.
     pub generated_at: String,

@@ -25,6 +25,7 @@ const KEEP_PER_ITEM: usize = 200;
 
 /// What a model was built from and how, as published at `GET /v1/models/current`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelCard {
     /// Artifact version.
     pub version: i64,
@@ -53,6 +54,7 @@ pub struct ModelCard {
 
 /// What the model's differential privacy promises.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelPrivacyCard {
     /// ε of the release.
     pub epsilon: f64,
@@ -81,6 +83,7 @@ pub struct ModelPrivacyCard {
 
 /// How the model's recipe did on held-out data at training time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelEvaluation {
     /// How the figures were measured.
     pub protocol: String,

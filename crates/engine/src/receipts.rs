@@ -14,6 +14,7 @@ pub const RECEIPT_VERSION: &str = "KI-CR-v1.1.0";
 
 /// The controller block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReceiptController {
     /// Controller name.
@@ -26,6 +27,7 @@ pub struct ReceiptController {
 
 /// One purpose of a service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReceiptPurpose {
     /// The purpose's name.
@@ -50,6 +52,7 @@ pub struct ReceiptPurpose {
 
 /// A service and its purposes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReceiptService {
     /// Service name.
@@ -60,6 +63,7 @@ pub struct ReceiptService {
 
 /// A signed consent receipt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConsentReceipt {
     /// `KI-CR-v1.1.0`.

@@ -41,6 +41,7 @@ pub struct RecommendRequest {
 
 /// Why an item was recommended.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Explanation {
     /// The subject's history items that contributed most, with their weights.
     pub because: Vec<(String, f32)>,
@@ -50,6 +51,7 @@ pub struct Explanation {
 
 /// One recommended item.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Recommended {
     /// Item id.
     pub item: String,
@@ -61,6 +63,7 @@ pub struct Recommended {
 
 /// A response.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Recommendations {
     /// `server` or `contextual`.
     pub tier: &'static str,

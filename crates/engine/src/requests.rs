@@ -17,6 +17,7 @@ use crate::{Actor, Engine, EngineError, Result};
 
 /// A request as shown to the DPO.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestView {
     /// Id.
     pub id: String,

@@ -12,6 +12,7 @@ use crate::{Actor, Engine, Result};
 
 /// A data category as the notice describes it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NoticeCategory {
     /// Name.
     pub name: String,
@@ -23,6 +24,7 @@ pub struct NoticeCategory {
 
 /// A purpose as the notice describes it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NoticePurpose {
     /// Name.
     pub name: String,
@@ -44,6 +46,7 @@ pub struct NoticePurpose {
 
 /// A right and how to exercise it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NoticeRight {
     /// The right.
     pub right: &'static str,
@@ -55,6 +58,7 @@ pub struct NoticeRight {
 
 /// The Art. 13 privacy notice.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrivacyNotice {
     /// Policy version (the notice's version).
     pub version: String,
@@ -72,6 +76,7 @@ pub struct PrivacyNotice {
 
 /// One activity of the Art. 30 record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProcessingActivity {
     /// The purpose.
     pub purpose: String,
@@ -93,6 +98,7 @@ pub struct ProcessingActivity {
 
 /// The GDPR Art. 30 record of processing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProcessingRecord {
     /// The controller.
     pub controller: Controller,
@@ -108,6 +114,7 @@ pub struct ProcessingRecord {
 
 /// A category as held for one subject.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeldCategory {
     /// Events held.
     pub events: usize,
@@ -121,6 +128,7 @@ pub struct HeldCategory {
 
 /// A purpose for one subject.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeldPurpose {
     /// The purpose.
     pub purpose: String,
@@ -134,6 +142,7 @@ pub struct HeldPurpose {
 
 /// A subject's transparency report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TransparencyReport {
     /// When generated.
     pub generated_at: String,

@@ -23,7 +23,6 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 mod routes;
-pub mod schema;
 
 pub use auth::AppState;
 pub use metrics::Metrics;

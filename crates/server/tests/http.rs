@@ -175,6 +175,31 @@ async fn openapi_document_is_in_sync() {
     let (status, served) = api.call("GET", "/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(served, serde_json::from_str::<Value>(&generated).unwrap());
+    // Every JSON response is written out: no body is an object without properties, and the
+    // export's schema (candor.export/1) is in the document.
+    for (path, item) in served["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                for (media, content) in response["content"].as_object().into_iter().flatten() {
+                    let schema = &content["schema"];
+                    assert!(
+                        schema["type"] != "object" || schema["properties"].is_object(),
+                        "{method} {path} {status} {media}: the body is a bare object"
+                    );
+                }
+            }
+        }
+    }
+    let export = &served["components"]["schemas"]["SubjectExport"]["properties"];
+    for field in [
+        "schema",
+        "events",
+        "consent",
+        "consent_history",
+        "processing",
+    ] {
+        assert!(export[field].is_object(), "SubjectExport lacks {field}");
+    }
     for path in [
         "/v1/events",
         "/v1/subjects/{id}/consent",

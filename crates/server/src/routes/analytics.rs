@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use candor_domain::ErrorCode;
 use candor_engine::{AnalyticsQuery, QueryKind};
 use candor_privacy::PlanRequest;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -13,7 +13,14 @@ use utoipa_axum::routes;
 use crate::auth::{AppState, Authorized, roles};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::schema::names_schema;
+
+/// The schema of a query kind: every kind the engine answers.
+fn query_kinds() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(QueryKind::ALL.map(QueryKind::as_str)))
+        .build()
+}
 
 /// The routes of this resource.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -48,7 +55,7 @@ pub struct PlanParams {
 #[serde(deny_unknown_fields)]
 pub struct AnalyticsQueryBody {
     /// What is asked.
-    #[schema(schema_with = names_schema::<QueryKind>)]
+    #[schema(schema_with = query_kinds)]
     pub kind: String,
     /// The cost as ε at the budget's δ (give this or `rho`).
     pub epsilon: Option<f64>,
@@ -109,11 +116,22 @@ impl TryFrom<AnalyticsQueryBody> for AnalyticsQuery {
     }
 }
 
+/// What a plan costs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanResponse {
+    /// ε of the mechanism composed as planned.
+    pub epsilon: f64,
+    /// At this δ.
+    pub delta: f64,
+    /// The Rényi order that gave it (absent for pure DP).
+    pub order: Option<f64>,
+}
+
 /// The privacy budget planner: ε (and the best Rényi order) of a mechanism composed T times,
 /// from the RDP accountant (analyst).
 #[utoipa::path(get, path = "/v1/analytics/plan", tag = "analytics",
     params(PlanParams),
-    responses((status = 200, body = Object, description = "`{\"epsilon\", \"delta\", \"order\"}`"),
+    responses((status = 200, body = PlanResponse, description = "ε of the plan"),
               (status = 400, body = ErrorBody, description = "Bad parameters")),
     security(("api_key" = ["analyst"])))]
 pub async fn get_plan(
@@ -134,11 +152,12 @@ pub async fn get_plan(
     .map_err(bad)?;
     let delta = q.delta.unwrap_or(1e-5);
     let bound = plan.epsilon(delta).map_err(bad)?;
-    let order = bound.order.is_finite().then_some(bound.order);
-    Ok(
-        Json(serde_json::json!({ "epsilon": bound.epsilon, "delta": delta, "order": order }))
-            .into_response(),
-    )
+    Ok(Json(PlanResponse {
+        epsilon: bound.epsilon,
+        delta,
+        order: bound.order.is_finite().then_some(bound.order),
+    })
+    .into_response())
 }
 
 /// Answer a differentially private aggregate question (analyst): counts per item, category or
@@ -147,7 +166,7 @@ pub async fn get_plan(
 /// Every row carries its noise scale and a 95% interval.
 #[utoipa::path(post, path = "/v1/analytics/query", tag = "analytics",
     request_body = AnalyticsQueryBody,
-    responses((status = 200, body = Object, description = "The answer, its cost and the budget left"),
+    responses((status = 200, body = candor_engine::AnalyticsAnswer, description = "The answer, its cost and the budget left"),
               (status = 400, body = ErrorBody, description = "Bad query (unknown kind, bad cost, bounds out of order)"),
               (status = 403, body = ErrorBody, description = "Not an analyst key, or `budget_exhausted`")),
     security(("api_key" = ["analyst"])))]
@@ -164,7 +183,7 @@ pub async fn post_analytics_query(
 
 /// The analytics budget: limit, spent and remaining, in ε and ρ (analyst, dpo).
 #[utoipa::path(get, path = "/v1/analytics/budget", tag = "analytics",
-    responses((status = 200, body = Object, description = "The budget's state")),
+    responses((status = 200, body = candor_engine::BudgetStatus, description = "The budget's state")),
     security(("api_key" = ["analyst", "dpo"])))]
 pub async fn get_analytics_budget(
     auth: Authorized<{ roles::ANALYST | roles::DPO }>,

@@ -14,7 +14,6 @@ use utoipa_axum::routes;
 use crate::auth::{AppState, Authorized, roles};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, Gpc};
-use crate::schema::names_schema;
 
 /// The routes of this resource.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -78,22 +77,20 @@ pub struct CategoryConsentBody {
     /// The data category.
     pub category: String,
     /// Its state now.
-    #[schema(schema_with = names_schema::<ConsentState>)]
-    pub state: String,
+    pub state: ConsentState,
     /// When it last changed.
     pub changed_at: Option<String>,
     /// When a grant lapses.
     pub expires_at: Option<String>,
     /// How the latest change was collected.
-    pub method: Option<String>,
+    pub method: Option<ConsentMethod>,
 }
 
 /// One purpose's consent.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PurposeConsentBody {
     /// `granted` if any category is live, else `expired`, `withdrawn` or `none`.
-    #[schema(schema_with = names_schema::<ConsentState>)]
-    pub state: String,
+    pub state: ConsentState,
     /// Per category.
     pub categories: Vec<CategoryConsentBody>,
 }
@@ -107,8 +104,7 @@ pub struct ConsentResponse {
     pub purposes: BTreeMap<String, PurposeConsentBody>,
     /// After a change: the signed Kantara v1.1 consent receipt.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub receipt: Option<serde_json::Value>,
+    pub receipt: Option<candor_engine::ConsentReceipt>,
 }
 
 impl From<ConsentView> for ConsentResponse {
@@ -121,16 +117,16 @@ impl From<ConsentView> for ConsentResponse {
                 .into_iter()
                 .map(|(purpose, p)| {
                     let body = PurposeConsentBody {
-                        state: p.state.as_str().to_owned(),
+                        state: p.state,
                         categories: p
                             .categories
                             .into_iter()
                             .map(|c| CategoryConsentBody {
                                 category: c.category,
-                                state: c.state.as_str().to_owned(),
+                                state: c.state,
                                 changed_at: c.changed_at,
                                 expires_at: c.expires_at,
-                                method: c.method.map(|m| m.as_str().to_owned()),
+                                method: c.method,
                             })
                             .collect(),
                     };
@@ -157,8 +153,7 @@ pub struct ConsentRecordBody {
     /// The policy version then in force.
     pub policy_version: String,
     /// How it was collected.
-    #[schema(schema_with = names_schema::<ConsentMethod>)]
-    pub method: String,
+    pub method: ConsentMethod,
 }
 
 /// A subject's consent history, oldest first.
@@ -180,7 +175,7 @@ impl From<Vec<ConsentHistoryEntry>> for ConsentHistoryResponse {
                     at: e.at,
                     expires_at: e.expires_at,
                     policy_version: e.policy_version,
-                    method: e.method.as_str().to_owned(),
+                    method: e.method,
                 })
                 .collect(),
         }
@@ -272,7 +267,7 @@ pub async fn put_consent(
         .set_consent_with_receipt(&auth.actor(), &subject, &update, gpc)
         .await?;
     let mut response = ConsentResponse::from(view);
-    response.receipt = serde_json::to_value(&receipt).ok();
+    response.receipt = Some(receipt);
     Ok(Json(response))
 }
 

@@ -14,7 +14,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The policy in force: categories, purposes and event types. Public.
 #[utoipa::path(get, path = "/v1/policy", tag = "policy",
-    responses((status = 200, description = "The policy in force", body = Object)),
+    responses((status = 200, description = "The policy in force", body = candor_domain::Policy)),
     security(()))]
 pub async fn get_policy(public: Public) -> Response {
     Json(public.engine().policy()).into_response()

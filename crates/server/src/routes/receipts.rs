@@ -4,6 +4,8 @@
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use candor_engine::{ConsentReceipt, SignedDocument};
+use serde::Serialize;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -18,22 +20,41 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(verify_receipt))
 }
 
+/// The key that signs receipts and certificates.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptKey {
+    /// `Ed25519`.
+    pub algorithm: String,
+    /// The public key, hex.
+    pub public_key: String,
+}
+
+/// A receipt's verification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Verification {
+    /// Whether the signature is valid and this server made it.
+    pub valid: bool,
+}
+
 /// The public key that signs consent receipts and erasure certificates. Public.
 #[utoipa::path(get, path = "/v1/keys/receipts", tag = "rights",
-    responses((status = 200, body = Object, description = "`{\"algorithm\": \"Ed25519\", \"public_key\": hex}`")),
+    responses((status = 200, body = ReceiptKey, description = "The signing key")),
     security(()))]
 pub async fn get_receipt_key(public: Public) -> Response {
-    let key = candor_engine::signing::hex(&public.engine().verifying_key());
-    Json(serde_json::json!({ "algorithm": "Ed25519", "public_key": key })).into_response()
+    Json(ReceiptKey {
+        algorithm: "Ed25519".into(),
+        public_key: candor_engine::signing::hex(&public.engine().verifying_key()),
+    })
+    .into_response()
 }
 
 /// Verify a consent receipt: its signature, and that this server signed it. Public.
 #[utoipa::path(post, path = "/v1/receipts/verify", tag = "rights",
-    request_body(content = Object, description = "A consent receipt as returned by PUT /v1/subjects/{id}/consent"),
-    responses((status = 200, body = Object, description = "`{\"valid\": bool}`"),
+    request_body(content = ConsentReceipt, description = "A consent receipt as returned by PUT /v1/subjects/{id}/consent"),
+    responses((status = 200, body = Verification, description = "Whether it is valid"),
               (status = 422, body = ErrorBody, description = "Not shaped like a receipt")),
     security(()))]
 pub async fn verify_receipt(public: Public, ApiJson(receipt): ApiJson<ConsentReceipt>) -> Response {
     let valid = receipt.verify(Some(&public.engine().verifying_key()));
-    Json(serde_json::json!({ "valid": valid })).into_response()
+    Json(Verification { valid }).into_response()
 }

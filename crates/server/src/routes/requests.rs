@@ -5,7 +5,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use candor_domain::{ErrorCode, Jurisdiction, RequestKind, Timestamp};
-use serde::Deserialize;
+use candor_engine::requests::RequestView;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -13,7 +14,6 @@ use utoipa_axum::routes;
 use crate::auth::{AppState, Authorized, roles};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::schema::names_schema;
 
 /// The routes of this resource.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -29,12 +29,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewRequestBody {
     /// What the subject asks for.
-    #[schema(schema_with = names_schema::<RequestKind>)]
+    #[schema(value_type = RequestKind)]
     pub kind: String,
     /// The subject's id (stored only as a pseudonym).
     pub subject: String,
     /// The law whose deadlines apply.
-    #[schema(schema_with = names_schema::<Jurisdiction>)]
+    #[schema(value_type = Jurisdiction)]
     pub jurisdiction: String,
     /// When the request was received, if not now (RFC 3339).
     #[serde(default)]
@@ -65,11 +65,29 @@ pub struct FulfilBody {
     pub subject: String,
 }
 
+/// Requests, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequestList {
+    /// The requests.
+    pub requests: Vec<RequestView>,
+}
+
+/// A fulfilled request and what running the right produced.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Fulfilment {
+    /// The request, now completed.
+    pub request: RequestView,
+    /// The export (access), the erasure certificate (or `{"nothing_held": true}`), or the
+    /// consent state after a restriction, objection or opt-out of sale.
+    #[schema(value_type = Object)]
+    pub outcome: serde_json::Value,
+}
+
 /// Record a data subject's request; its deadline is computed (GDPR one month, CCPA 45 days
 /// with an acknowledgement within 10 business days).
 #[utoipa::path(post, path = "/v1/requests", tag = "rights",
     request_body = NewRequestBody,
-    responses((status = 201, body = Object, description = "The request with its deadlines"),
+    responses((status = 201, body = RequestView, description = "The request with its deadlines"),
               (status = 400, body = ErrorBody, description = "Unknown kind or jurisdiction")),
     security(("api_key" = ["service", "dpo"])))]
 pub async fn create_request(
@@ -108,7 +126,7 @@ pub async fn create_request(
 /// Requests, newest first; `?overdue=true` lists those past their deadline (dpo).
 #[utoipa::path(get, path = "/v1/requests", tag = "rights",
     params(RequestListParams),
-    responses((status = 200, body = Object, description = "The requests")),
+    responses((status = 200, body = RequestList, description = "The requests")),
     security(("api_key" = ["dpo"])))]
 pub async fn list_requests(
     auth: Authorized<{ roles::DPO }>,
@@ -118,14 +136,14 @@ pub async fn list_requests(
         .engine()
         .list_requests(q.overdue.unwrap_or(false))
         .await?;
-    Ok(Json(serde_json::json!({ "requests": requests })).into_response())
+    Ok(Json(RequestList { requests }).into_response())
 }
 
 /// Extend a request's deadline once, with a recorded reason (dpo).
 #[utoipa::path(post, path = "/v1/requests/{id}/extend", tag = "rights",
     params(("id" = String, Path, description = "Request id")),
     request_body = ExtendBody,
-    responses((status = 200, body = Object, description = "The request"),
+    responses((status = 200, body = RequestView, description = "The request"),
               (status = 400, body = ErrorBody, description = "Already extended or completed")),
     security(("api_key" = ["dpo"])))]
 pub async fn extend_request(
@@ -145,7 +163,7 @@ pub async fn extend_request(
 #[utoipa::path(post, path = "/v1/requests/{id}/fulfil", tag = "rights",
     params(("id" = String, Path, description = "Request id")),
     request_body = FulfilBody,
-    responses((status = 200, body = Object, description = "The completed request and its outcome"),
+    responses((status = 200, body = Fulfilment, description = "The completed request and its outcome"),
               (status = 400, body = ErrorBody, description = "Subject mismatch or already completed")),
     security(("api_key" = ["dpo"])))]
 pub async fn fulfil_request(
@@ -158,13 +176,13 @@ pub async fn fulfil_request(
         .engine()
         .fulfil_request(&auth.actor(), &id, &subject)
         .await?;
-    Ok(Json(serde_json::json!({ "request": request, "outcome": outcome })).into_response())
+    Ok(Json(Fulfilment { request, outcome }).into_response())
 }
 
 /// Acknowledge a request to the subject (CCPA: within 10 business days) (dpo).
 #[utoipa::path(post, path = "/v1/requests/{id}/acknowledge", tag = "rights",
     params(("id" = String, Path, description = "Request id")),
-    responses((status = 200, body = Object, description = "The request"),
+    responses((status = 200, body = RequestView, description = "The request"),
               (status = 400, body = ErrorBody, description = "Already acknowledged or completed")),
     security(("api_key" = ["dpo"])))]
 pub async fn acknowledge_request(

@@ -6,7 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use candor_domain::ErrorCode;
 use candor_engine::SubjectExport;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -33,7 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// `nothing_held`.
 #[utoipa::path(delete, path = "/v1/subjects/{id}", tag = "rights",
     params(("id" = String, Path, description = "Subject id")),
-    responses((status = 200, body = Object, description = "The signed erasure certificate"),
+    responses((status = 200, body = candor_engine::ErasureCertificate, description = "The signed erasure certificate"),
               (status = 404, body = ErrorBody, description = "Nothing is held (never known, or already erased)")),
     security(("api_key" = ["dpo"])))]
 pub async fn erase_subject(
@@ -86,7 +86,8 @@ fn export_csv(export: &SubjectExport) -> String {
 /// the recommender's model card with the subject's current explanations.
 #[utoipa::path(get, path = "/v1/subjects/{id}/export", tag = "rights",
     params(("id" = String, Path, description = "Subject id"), ExportParams),
-    responses((status = 200, body = Object, description = "The export (JSON), or the events as CSV"),
+    responses((status = 200, description = "The export (JSON, schema `candor.export/1`), or the events as CSV",
+               content((SubjectExport = "application/json"), (String = "text/csv"))),
               (status = 404, body = ErrorBody, description = "Nothing is held for this subject")),
     security(("api_key" = ["service", "dpo"])))]
 pub async fn export_subject(
@@ -116,8 +117,8 @@ pub async fn export_subject(
         .into_response())
 }
 
-/// A restriction change.
-#[derive(Debug, Deserialize, ToSchema)]
+/// A restriction change, or the state after it.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestrictionBody {
     /// `true` restricts processing (Art. 18); `false` lifts the restriction.
@@ -129,7 +130,7 @@ pub struct RestrictionBody {
 #[utoipa::path(put, path = "/v1/subjects/{id}/restriction", tag = "rights",
     params(("id" = String, Path, description = "Subject id")),
     request_body = RestrictionBody,
-    responses((status = 200, body = Object, description = "The new state"),
+    responses((status = 200, body = RestrictionBody, description = "The new state"),
               (status = 404, body = ErrorBody, description = "Unknown subject")),
     security(("api_key" = ["service", "dpo"])))]
 pub async fn put_restriction(
@@ -141,7 +142,7 @@ pub async fn put_restriction(
     auth.engine()
         .restrict(&auth.actor(), &subject, body.restricted)
         .await?;
-    Ok(Json(serde_json::json!({ "restricted": body.restricted })).into_response())
+    Ok(Json(body).into_response())
 }
 
 /// Object to profiling and direct marketing (GDPR Art. 21): every personalization and
@@ -184,11 +185,38 @@ pub async fn delete_event(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// One event as shared with a recipient.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SharedEvent {
+    /// When it happened (RFC 3339).
+    pub timestamp: String,
+    /// Event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Item id.
+    pub item: String,
+    /// Value, if any.
+    pub value: Option<f64>,
+    /// Data category.
+    pub category: String,
+}
+
+/// What was shared.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Shared {
+    /// The recipient, as named in the policy.
+    pub recipient: String,
+    /// The sharing purpose the subject consented to.
+    pub purpose: String,
+    /// The events shared.
+    pub events: Vec<SharedEvent>,
+}
+
 /// Share a subject's data with a recipient the policy names: only with a live consent for a
 /// sharing purpose that lists the recipient; audited. Returns what is shared.
 #[utoipa::path(post, path = "/v1/subjects/{id}/share/{recipient}", tag = "rights",
     params(("id" = String, Path, description = "Subject id"), ("recipient" = String, Path, description = "Recipient, as named in the policy")),
-    responses((status = 200, body = Object, description = "The purpose and the events shared"),
+    responses((status = 200, body = Shared, description = "The purpose and the events shared"),
               (status = 403, body = ErrorBody, description = "No live consent to share with this recipient"),
               (status = 404, body = ErrorBody, description = "Unknown recipient")),
     security(("api_key" = ["service"])))]
@@ -201,12 +229,20 @@ pub async fn share_subject(
         .engine()
         .share(&auth.actor(), &subject, &recipient)
         .await?;
-    let events: Vec<serde_json::Value> = events
+    let events = events
         .into_iter()
-        .map(|e| serde_json::json!({ "timestamp": e.occurred_at.to_rfc3339(), "type": e.payload.event_type, "item": e.payload.item, "value": e.payload.value, "category": e.category }))
+        .map(|e| SharedEvent {
+            timestamp: e.occurred_at.to_rfc3339(),
+            event_type: e.payload.event_type,
+            item: e.payload.item,
+            value: e.payload.value,
+            category: e.category,
+        })
         .collect();
-    Ok(
-        Json(serde_json::json!({ "recipient": recipient, "purpose": purpose, "events": events }))
-            .into_response(),
-    )
+    let shared = Shared {
+        recipient,
+        purpose,
+        events,
+    };
+    Ok(Json(shared).into_response())
 }

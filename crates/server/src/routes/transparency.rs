@@ -3,6 +3,9 @@
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
+use candor_engine::transparency::{PrivacyNotice, ProcessingRecord, TransparencyReport};
+use serde::Serialize;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -21,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The Art. 13 privacy notice, generated from the policy in force. Public.
 #[utoipa::path(get, path = "/v1/privacy/notice", tag = "transparency",
-    responses((status = 200, body = Object, description = "The notice: controller, purposes, legal bases, recipients, retention, rights, profiling logic")),
+    responses((status = 200, body = PrivacyNotice, description = "The notice: controller, purposes, legal bases, recipients, retention, rights, profiling logic")),
     security(()))]
 pub async fn get_privacy_notice(public: Public) -> Response {
     Json(public.engine().privacy_notice()).into_response()
@@ -29,7 +32,7 @@ pub async fn get_privacy_notice(public: Public) -> Response {
 
 /// The GDPR Art. 30 record of processing, generated from the policy (dpo).
 #[utoipa::path(get, path = "/v1/reports/processing-record", tag = "transparency",
-    responses((status = 200, body = Object, description = "The record of processing")),
+    responses((status = 200, body = ProcessingRecord, description = "The record of processing")),
     security(("api_key" = ["dpo"])))]
 pub async fn get_processing_record(auth: Authorized<{ roles::DPO }>) -> Response {
     Json(auth.engine().processing_record()).into_response()
@@ -39,7 +42,7 @@ pub async fn get_processing_record(auth: Authorized<{ roles::DPO }>) -> Response
 /// and consent expiry: for the subject, or a `service` key on their behalf.
 #[utoipa::path(get, path = "/v1/subjects/{id}/transparency", tag = "transparency",
     params(("id" = String, Path, description = "Subject id")),
-    responses((status = 200, body = Object, description = "The transparency report"),
+    responses((status = 200, body = TransparencyReport, description = "The transparency report"),
               (status = 404, body = ErrorBody, description = "Unknown subject")),
     security(("api_key" = ["service", "dpo"])))]
 pub async fn get_transparency(
@@ -51,14 +54,28 @@ pub async fn get_transparency(
     Ok(Json(report).into_response())
 }
 
+/// The GPC support resource, as the GPC specification shapes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GpcSupport {
+    /// Whether the site honours GPC signals.
+    pub gpc: bool,
+    /// When this was last changed (the policy version's date), if known.
+    #[serde(rename = "lastUpdate")]
+    pub last_update: Option<String>,
+}
+
 /// The Global Privacy Control support resource (`/.well-known/gpc.json`). Public.
 #[utoipa::path(get, path = "/.well-known/gpc.json", tag = "transparency",
-    responses((status = 200, body = Object, description = "`{\"gpc\": true, \"lastUpdate\": ...}`")),
+    responses((status = 200, body = GpcSupport, description = "GPC is supported")),
     security(()))]
 pub async fn get_gpc_json(public: Public) -> Response {
     // The policy version is a date in the shipped policy; fall back to no date otherwise.
     let version = &public.engine().policy().version;
     let last_update =
         (version.len() == 10 && version.as_bytes()[4] == b'-').then_some(version.as_str());
-    Json(serde_json::json!({ "gpc": true, "lastUpdate": last_update })).into_response()
+    let support = GpcSupport {
+        gpc: true,
+        last_update: last_update.map(str::to_owned),
+    };
+    Json(support).into_response()
 }
