@@ -539,3 +539,43 @@ fn privacy_epsilon_planner() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// Tidy checks over the workspace's sources: every source file opens with a `//!` line saying
+/// what it is for; a file of more than about 500 lines says near its top why it is that long;
+/// and no test waits on the wall clock (tests advance the engine's clock instead).
+#[test]
+fn sources_are_tidy() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    let mut dirs = vec![root.join("crates")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 50, "found only {} source files", files.len());
+    let sleep = ["sle", "ep("].concat();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let shown = path.strip_prefix(&root).unwrap().display();
+        let in_src = path.components().any(|c| c.as_os_str() == "src");
+        if in_src {
+            assert!(
+                text.starts_with("//!"),
+                "{shown} does not open with a //! line"
+            );
+            let lines = text.lines().count();
+            let top: String = text.lines().take(24).collect::<Vec<_>>().join("\n");
+            assert!(
+                lines <= 520 || top.contains("Over 500 lines because"),
+                "{shown} has {lines} lines and does not say why at its top"
+            );
+        }
+        assert!(!text.contains(&sleep), "{shown} sleeps on the wall clock");
+    }
+}

@@ -1,6 +1,9 @@
 //! Policy as code: the TOML document that declares data categories, purposes and event types,
 //! parsed and checked once. Everything that enforces or explains data use (ingestion, reads,
 //! retention, the privacy notice) is driven by the [`Policy`] value built here.
+//!
+//! Over 500 lines because every check of the format names its line and field, and the tests
+//! of those messages sit with them.
 
 use std::collections::BTreeMap;
 

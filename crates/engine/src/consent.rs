@@ -2,6 +2,9 @@
 //! A grant is stored per purpose and category so that narrowed grants and purpose-bound reads
 //! are a plain lookup; a Global Privacy Control signal withdraws the policy's GPC purposes
 //! even over an earlier opt-in.
+//!
+//! Over 500 lines because the views of consent (per purpose, per category, history) live
+//! beside the one write path they are read back from.
 
 use std::collections::BTreeMap;
 

@@ -13,6 +13,8 @@
 //! releases a clamped, grid-rounded sum and a count, each at half the cost, the rounding
 //! charged to the sum's sensitivity. Each release is Gaussian with σ = Δ/√(2ρ), so the query
 //! is ρ-zCDP. Which rows exist is public, so no partition selection is needed.
+//!
+//! Over 500 lines because the unit tests of every parameter check are kept beside the checks.
 
 use crate::rho_for_epsilon;
 
