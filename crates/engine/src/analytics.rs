@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::{Actor, Engine, EngineError, Result};
 
-pub use candor_privacy::query::{Query as AnalyticsQuery, QueryKind};
+pub use candor_privacy::query::{AnswerRow, Query as AnalyticsQuery, QueryKind};
 
 /// The purpose analytics reads events for.
 pub const ANALYTICS_PURPOSE: &str = "analytics.reporting";
@@ -54,37 +54,6 @@ pub struct QueryCost {
     pub epsilon: f64,
     /// The budget's δ.
     pub delta: f64,
-}
-
-/// One row of an answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct AnswerRow {
-    /// The item, category, day (YYYY-MM-DD), bin (`[low, high)`) or `mean`/`sum`/`count`.
-    pub key: String,
-    /// The noisy value.
-    pub value: f64,
-    /// Lower end of the interval.
-    pub low: f64,
-    /// Upper end of the interval.
-    pub high: f64,
-    /// Standard deviation of the noise in this row, in the value's units.
-    pub noise_scale: f64,
-    /// The interval's coverage (0.95; at least 0.90 for a mean, from two 95% intervals).
-    pub confidence: f64,
-}
-
-impl From<query::AnswerRow> for AnswerRow {
-    fn from(r: query::AnswerRow) -> Self {
-        Self {
-            key: r.key,
-            value: r.value,
-            low: r.low,
-            high: r.high,
-            noise_scale: r.noise_scale,
-            confidence: r.confidence,
-        }
-    }
 }
 
 fn refused(e: QueryError) -> EngineError {
@@ -316,10 +285,7 @@ impl Engine {
         let Some(state) = self.store.charge_budget(&charge, &[draft]).await? else {
             return Err(exhausted());
         };
-        let rows = query::answer_rows(&plan, &partitions, &noisy)
-            .into_iter()
-            .map(AnswerRow::from)
-            .collect();
+        let rows = query::answer_rows(&plan, &partitions, &noisy);
         Ok(answer(rows, self.budget_status(Some(state), now)?))
     }
 

@@ -210,7 +210,8 @@ pub fn add_noise(plan: &Plan, exact: &[i64]) -> Result<Vec<i64>, AccountantError
 }
 
 /// One row of an answer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AnswerRow {
     /// The item, category, day (YYYY-MM-DD), bin (`[low, high)`) or `mean`/`sum`/`count`.
     pub key: String,

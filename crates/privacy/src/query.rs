@@ -39,6 +39,8 @@ const MAX_NOISE_SIGMA: f64 = 1e12;
 
 /// The kinds of question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(rename_all = "snake_case"))]
 pub enum QueryKind {
     /// Events per catalogue item.
     CountByItem,

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPoolOptions}
 use sqlx::{Pool, Postgres, Transaction};
 
 use crate::dialect::{Dialect, SqlStore};
-use crate::sql::{Sql, add};
+use crate::sql::Sql;
 use crate::{Result, StoreError};
 
 /// The PostgreSQL store.
@@ -106,14 +106,6 @@ pub(crate) async fn destroy(url: &str) -> Result<()> {
     Ok(())
 }
 
-fn arguments(values: Vec<crate::sql::Value>) -> Result<PgArguments> {
-    let mut args = PgArguments::default();
-    for value in values {
-        add(&mut args, value)?;
-    }
-    Ok(args)
-}
-
 impl crate::sealed::Sealed for Postgres {}
 
 impl Dialect for Postgres {
@@ -149,18 +141,5 @@ impl Dialect for Postgres {
         }
     }
 
-    async fn execute(conn: &mut PgConnection, sql: Sql) -> Result<u64> {
-        let (text, values) = sql.into_parts();
-        let args = arguments(values)?;
-        Ok(sqlx::query_with(&text, args)
-            .execute(conn)
-            .await?
-            .rows_affected())
-    }
-
-    async fn fetch_all(conn: &mut PgConnection, sql: Sql) -> Result<Vec<Self::Row>> {
-        let (text, values) = sql.into_parts();
-        let args = arguments(values)?;
-        Ok(sqlx::query_with(&text, args).fetch_all(conn).await?)
-    }
+    crate::sql::statement_runners!(PgArguments);
 }

@@ -194,6 +194,33 @@ where
     added.map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))
 }
 
+/// The two statement runners of a [`crate::Dialect`] impl, for a backend whose arguments type
+/// is `$args`: the code is the same for both backends, only the types differ.
+macro_rules! statement_runners {
+    ($args:ty) => {
+        async fn execute(conn: &mut Self::Connection, sql: Sql) -> Result<u64> {
+            let (text, values) = sql.into_parts();
+            let mut args = <$args>::default();
+            for value in values {
+                crate::sql::add(&mut args, value)?;
+            }
+            let done = sqlx::query_with(&text, args).execute(conn).await?;
+            Ok(done.rows_affected())
+        }
+
+        async fn fetch_all(conn: &mut Self::Connection, sql: Sql) -> Result<Vec<Self::Row>> {
+            let (text, values) = sql.into_parts();
+            let mut args = <$args>::default();
+            for value in values {
+                crate::sql::add(&mut args, value)?;
+            }
+            Ok(sqlx::query_with(&text, args).fetch_all(conn).await?)
+        }
+    };
+}
+
+pub(crate) use statement_runners;
+
 #[cfg(test)]
 mod tests {
     use super::*;

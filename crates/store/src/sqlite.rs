@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 use sqlx::{Pool, Sqlite, SqlitePool, Transaction};
 
 use crate::dialect::{Dialect, SqlStore};
-use crate::sql::{Sql, add};
+use crate::sql::Sql;
 use crate::{Result, StoreError};
 
 /// The SQLite store.
@@ -100,14 +100,6 @@ pub(crate) fn destroy(path: &str) -> Result<()> {
     Ok(())
 }
 
-fn arguments(values: Vec<crate::sql::Value>) -> Result<SqliteArguments<'static>> {
-    let mut args = SqliteArguments::default();
-    for value in values {
-        add(&mut args, value)?;
-    }
-    Ok(args)
-}
-
 impl crate::sealed::Sealed for Sqlite {}
 
 impl Dialect for Sqlite {
@@ -138,18 +130,5 @@ impl Dialect for Sqlite {
         }
     }
 
-    async fn execute(conn: &mut SqliteConnection, sql: Sql) -> Result<u64> {
-        let (text, values) = sql.into_parts();
-        let args = arguments(values)?;
-        Ok(sqlx::query_with(&text, args)
-            .execute(conn)
-            .await?
-            .rows_affected())
-    }
-
-    async fn fetch_all(conn: &mut SqliteConnection, sql: Sql) -> Result<Vec<Self::Row>> {
-        let (text, values) = sql.into_parts();
-        let args = arguments(values)?;
-        Ok(sqlx::query_with(&text, args).fetch_all(conn).await?)
-    }
+    crate::sql::statement_runners!(SqliteArguments<'static>);
 }

@@ -14,14 +14,6 @@ use crate::auth::{AppState, Authorized, roles};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 
-/// The schema of a query kind: every kind the engine answers.
-fn query_kinds() -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(QueryKind::ALL.map(QueryKind::as_str)))
-        .build()
-}
-
 /// The routes of this resource.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -55,7 +47,7 @@ pub struct PlanParams {
 #[serde(deny_unknown_fields)]
 pub struct AnalyticsQueryBody {
     /// What is asked.
-    #[schema(schema_with = query_kinds)]
+    #[schema(value_type = QueryKind)]
     pub kind: String,
     /// The cost as ε at the budget's δ (give this or `rho`).
     pub epsilon: Option<f64>,

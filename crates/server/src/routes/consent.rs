@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use candor_domain::{ConsentMethod, ConsentState, ErrorCode};
+use candor_domain::{ConsentMethod, ErrorCode};
 use candor_engine::consent::{ConsentHistoryEntry, ConsentView};
 use candor_engine::{ConsentUpdate, PurposeChoice};
 use serde::{Deserialize, Serialize};
@@ -71,115 +71,31 @@ pub struct ConsentRequest {
     pub method: Option<String>,
 }
 
-/// One category's consent.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CategoryConsentBody {
-    /// The data category.
-    pub category: String,
-    /// Its state now.
-    pub state: ConsentState,
-    /// When it last changed.
-    pub changed_at: Option<String>,
-    /// When a grant lapses.
-    pub expires_at: Option<String>,
-    /// How the latest change was collected.
-    pub method: Option<ConsentMethod>,
-}
-
-/// One purpose's consent.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PurposeConsentBody {
-    /// `granted` if any category is live, else `expired`, `withdrawn` or `none`.
-    pub state: ConsentState,
-    /// Per category.
-    pub categories: Vec<CategoryConsentBody>,
-}
-
-/// A subject's consent.
+/// A subject's consent, and after a change the signed receipt.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsentResponse {
-    /// The policy version in force.
-    pub policy_version: String,
-    /// By purpose.
-    pub purposes: BTreeMap<String, PurposeConsentBody>,
+    /// Consent by purpose and category.
+    #[serde(flatten)]
+    pub consent: ConsentView,
     /// After a change: the signed Kantara v1.1 consent receipt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt: Option<candor_engine::ConsentReceipt>,
 }
 
 impl From<ConsentView> for ConsentResponse {
-    fn from(view: ConsentView) -> Self {
+    fn from(consent: ConsentView) -> Self {
         Self {
+            consent,
             receipt: None,
-            policy_version: view.policy_version,
-            purposes: view
-                .purposes
-                .into_iter()
-                .map(|(purpose, p)| {
-                    let body = PurposeConsentBody {
-                        state: p.state,
-                        categories: p
-                            .categories
-                            .into_iter()
-                            .map(|c| CategoryConsentBody {
-                                category: c.category,
-                                state: c.state,
-                                changed_at: c.changed_at,
-                                expires_at: c.expires_at,
-                                method: c.method,
-                            })
-                            .collect(),
-                    };
-                    (purpose, body)
-                })
-                .collect(),
         }
     }
-}
-
-/// One consent record.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConsentRecordBody {
-    /// The purpose.
-    pub purpose: String,
-    /// The category.
-    pub category: String,
-    /// Granted or withdrawn.
-    pub granted: bool,
-    /// When.
-    pub at: String,
-    /// When a grant lapses.
-    pub expires_at: Option<String>,
-    /// The policy version then in force.
-    pub policy_version: String,
-    /// How it was collected.
-    pub method: ConsentMethod,
 }
 
 /// A subject's consent history, oldest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsentHistoryResponse {
     /// Every record; records are never changed or removed.
-    pub records: Vec<ConsentRecordBody>,
-}
-
-impl From<Vec<ConsentHistoryEntry>> for ConsentHistoryResponse {
-    fn from(entries: Vec<ConsentHistoryEntry>) -> Self {
-        Self {
-            records: entries
-                .into_iter()
-                .map(|e| ConsentRecordBody {
-                    purpose: e.purpose,
-                    category: e.category,
-                    granted: e.granted,
-                    at: e.at,
-                    expires_at: e.expires_at,
-                    policy_version: e.policy_version,
-                    method: e.method,
-                })
-                .collect(),
-        }
-    }
+    pub records: Vec<ConsentHistoryEntry>,
 }
 
 /// A subject's consent per purpose and category.
@@ -290,5 +206,5 @@ pub async fn get_consent_history(
         .engine()
         .consent_history(&auth.actor(), &subject, gpc)
         .await?;
-    Ok(Json(history.into()))
+    Ok(Json(ConsentHistoryResponse { records: history }))
 }
