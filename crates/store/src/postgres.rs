@@ -141,5 +141,5 @@ impl Dialect for Postgres {
         }
     }
 
-    crate::sql::statement_runners!(PgArguments);
+    crate::sql::statement_runners!(PgArguments, into_parts);
 }

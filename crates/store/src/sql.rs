@@ -107,9 +107,45 @@ impl Sql {
         self
     }
 
-    /// The text and the values, for a dialect to run.
-    pub fn into_parts(self) -> (String, Vec<Value>) {
-        (self.text, self.values)
+    /// The text and the values as written (`$N` placeholders), for a dialect to run.
+    pub fn into_parts(self) -> Result<(String, Vec<Value>)> {
+        Ok((self.text, self.values))
+    }
+
+    /// The text with every `$N` turned into an anonymous `?` and the values in the order the
+    /// placeholders appear (repeated where a placeholder is). SQLite looks a numbered or named
+    /// parameter up by a linear scan each time it binds one, so a statement with thousands of
+    /// them (a multi-row insert) costs quadratic time; anonymous ones cost nothing.
+    pub fn into_positional(self) -> Result<(String, Vec<Value>)> {
+        let mut text = String::with_capacity(self.text.len());
+        let mut values = Vec::with_capacity(self.values.len());
+        let mut in_literal = false;
+        let mut chars = self.text.char_indices().peekable();
+        while let Some((_, c)) = chars.next() {
+            if c == '\'' {
+                in_literal = !in_literal;
+            }
+            let numbered =
+                !in_literal && c == '$' && chars.peek().is_some_and(|(_, d)| d.is_ascii_digit());
+            if !numbered {
+                text.push(c);
+                continue;
+            }
+            let mut n = 0usize;
+            while let Some(&(_, d)) = chars.peek().filter(|(_, d)| d.is_ascii_digit()) {
+                n = n * 10 + d.to_digit(10).unwrap_or(0) as usize;
+                chars.next();
+            }
+            let value =
+                n.checked_sub(1)
+                    .and_then(|i| self.values.get(i))
+                    .ok_or(StoreError::Corrupt(
+                        "a statement names a parameter it does not bind",
+                    ))?;
+            values.push(value.clone());
+            text.push('?');
+        }
+        Ok((text, values))
     }
 }
 
@@ -195,11 +231,12 @@ where
 }
 
 /// The two statement runners of a [`crate::Dialect`] impl, for a backend whose arguments type
-/// is `$args`: the code is the same for both backends, only the types differ.
+/// is `$args` and which takes the statement's parts from `Sql::$parts` (PostgreSQL its own
+/// `$N`, SQLite anonymous `?`): the code is the same for both backends, only these differ.
 macro_rules! statement_runners {
-    ($args:ty) => {
+    ($args:ty, $parts:ident) => {
         async fn execute(conn: &mut Self::Connection, sql: Sql) -> Result<u64> {
-            let (text, values) = sql.into_parts();
+            let (text, values) = sql.$parts()?;
             let mut args = <$args>::default();
             for value in values {
                 crate::sql::add(&mut args, value)?;
@@ -209,7 +246,7 @@ macro_rules! statement_runners {
         }
 
         async fn fetch_all(conn: &mut Self::Connection, sql: Sql) -> Result<Vec<Self::Row>> {
-            let (text, values) = sql.into_parts();
+            let (text, values) = sql.$parts()?;
             let mut args = <$args>::default();
             for value in values {
                 crate::sql::add(&mut args, value)?;
@@ -234,7 +271,7 @@ mod tests {
             .bind(true);
         q.push("; INSERT INTO u VALUES ")
             .rows(&[1i64, 2], |n| vec![(*n).into(), Value::OptText(None)]);
-        let (text, values) = q.into_parts();
+        let (text, values) = q.clone().into_parts().unwrap();
         assert_eq!(
             text,
             "SELECT a FROM t WHERE k = $1 AND b IN ($2, $3) AND c = $4; \
@@ -242,5 +279,29 @@ mod tests {
         );
         assert_eq!(values.len(), 8);
         assert_eq!(values[1], Value::Text("x".into()));
+        let (text, positional) = q.into_positional().unwrap();
+        assert!(
+            text.starts_with("SELECT a FROM t WHERE k = ? AND b IN (?, ?)"),
+            "{text}"
+        );
+        assert_eq!(positional, values);
+    }
+
+    #[test]
+    fn positional_form_repeats_and_reorders_values() {
+        let q = Sql::new("UPDATE t SET a = '$9', b = $2 WHERE c = $1 AND d + $3 <= $2")
+            .arg(1i64)
+            .arg(2i64)
+            .arg(3i64);
+        let (text, values) = q.into_positional().unwrap();
+        assert_eq!(
+            text,
+            "UPDATE t SET a = '$9', b = ? WHERE c = ? AND d + ? <= ?"
+        );
+        assert_eq!(
+            values,
+            [Value::Int(2), Value::Int(1), Value::Int(3), Value::Int(2)]
+        );
+        assert!(Sql::new("SELECT $2").arg(1i64).into_positional().is_err());
     }
 }

@@ -130,5 +130,5 @@ impl Dialect for Sqlite {
         }
     }
 
-    crate::sql::statement_runners!(SqliteArguments<'static>);
+    crate::sql::statement_runners!(SqliteArguments<'static>, into_positional);
 }
