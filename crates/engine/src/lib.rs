@@ -38,7 +38,7 @@ pub use audit::AuditReport;
 pub use auth::{Access, Principal, Role};
 pub use clock::{Clock, ShiftedClock, SystemClock};
 pub use consent::{ConsentUpdate, ConsentView, PurposeChoice};
-pub use erase::ErasureCertificate;
+pub use erase::{ErasureCertificate, ModelRetraining};
 pub use export::SubjectExport;
 pub use ingest::{EventDraft, IngestReport, Refusal};
 pub use model::ModelCard;

@@ -380,7 +380,8 @@ impl Engine {
     pub async fn refresh_model(&self) -> Result<bool> {
         let current = self.serving.read().as_ref().map(|s| s.card.version);
         let Some(artifact) = self.store.latest_model().await? else {
-            return Ok(false);
+            // Another server withdrew the model (an erasure left nothing to train on).
+            return Ok(self.serving.write().take().is_some());
         };
         if current == Some(artifact.version) {
             return Ok(false);

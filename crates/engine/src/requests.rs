@@ -232,7 +232,7 @@ impl Engine {
     /// pseudonym) and returns the outcome: the export, the erasure certificate, or the new
     /// consent state.
     pub async fn fulfil_request(
-        &self,
+        self: &std::sync::Arc<Self>,
         actor: &Actor,
         id: &str,
         subject: &SubjectId,

@@ -106,6 +106,7 @@ on_both_backends!(
     analytics_budget_refills_after_its_period,
     model_release_cap_holds_and_erasure_says_when,
     dp_item_model_states_its_guarantee,
+    dp_training_on_small_stores_never_fails_an_erasure,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -1072,11 +1073,20 @@ async fn erasure_is_real(h: Harness) {
     assert!(certificate.consent_records_deleted >= 2);
     assert!(certificate.data_key_destroyed);
     assert!(certificate.verify(Some(&h.engine.verifying_key())));
+    assert_eq!(
+        certificate.model_retraining,
+        candor_engine::ModelRetraining::Retrained
+    );
     let retrained = certificate
         .model_retrained_version
         .expect("retrained at once");
     let after = h.engine.model_card().unwrap();
     assert_eq!(after.version, retrained);
+    assert_eq!(
+        h.store.delete_models_below(retrained).await.unwrap(),
+        0,
+        "no older stored model still holds what it learned from them"
+    );
     assert_eq!(after.subjects, 2, "the model forgot them");
     assert_eq!(after.items, 2, "i3 was only theirs");
     // Any changed byte breaks the certificate.
@@ -2186,9 +2196,62 @@ async fn model_release_cap_holds_and_erasure_says_when(h: Harness) {
     assert_eq!(h.engine.model_card().unwrap().version, first.version);
     let certificate = h.engine.erase(&actor(), &sid("u3")).await.unwrap();
     assert_eq!(certificate.model_retrained_version, None);
-    let forgets_by = Timestamp::parse_rfc3339(&certificate.model_forgets_by).unwrap();
+    assert_eq!(
+        certificate.model_retraining,
+        candor_engine::ModelRetraining::BudgetExhausted
+    );
+    let forgets_by =
+        Timestamp::parse_rfc3339(certificate.model_forgets_by.as_deref().unwrap()).unwrap();
     assert!(
         forgets_by.0 >= Timestamp::now().0 + MONTH_MS - 60_000,
         "{certificate:?}"
     );
+}
+
+/// DP training on a store of 10–20 subjects once panicked in about half of the trainings, and
+/// an erasure that retrained then answered an error after committing, losing its certificate.
+/// Every training of small stores succeeds, every erasure certifies what became of the model,
+/// and erasing the last consenting subject withdraws the model rather than serve what it
+/// learned from them.
+async fn dp_training_on_small_stores_never_fails_an_erasure(h: Harness) {
+    use candor_engine::ModelRetraining;
+    let h = h
+        .reconfigure(|c| c.model_privacy = Some(candor_engine::ModelPrivacy::default()))
+        .await;
+    let items: Vec<String> = (0..12).map(|i| format!("i{i}")).collect();
+    let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+    h.items(&refs).await;
+    let subjects: Vec<String> = (0..16).map(|u| format!("u{u}")).collect();
+    let mut drafts = Vec::new();
+    for (u, s) in subjects.iter().enumerate() {
+        h.engine
+            .set_consent(&actor(), &sid(s), &grant(&[PROFILING]), false)
+            .await
+            .unwrap();
+        // Skewed: everyone holds i0, few hold anything else, so few items clear the noise.
+        for item in items.iter().take(1 + (u % 7 == 0) as usize * 3) {
+            drafts.push(event(s, item, "view"));
+        }
+    }
+    h.engine.ingest(&actor(), &drafts, false).await.unwrap();
+    for _ in 0..12 {
+        h.engine
+            .train(&actor())
+            .await
+            .expect("a small store trains");
+    }
+    for s in &subjects {
+        let certificate = h.engine.erase(&actor(), &sid(s)).await.unwrap();
+        assert!(certificate.verify(Some(&h.engine.verifying_key())));
+        let last = s == subjects.last().unwrap();
+        let expected = if last {
+            ModelRetraining::Withdrawn
+        } else {
+            ModelRetraining::Retrained
+        };
+        assert_eq!(certificate.model_retraining, expected, "{certificate:?}");
+        assert!(certificate.model_forgets_by.is_some());
+    }
+    assert!(h.engine.model_card().is_err(), "the model was withdrawn");
+    assert_eq!(h.store.delete_models_below(i64::MAX).await.unwrap(), 0);
 }

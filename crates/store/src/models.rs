@@ -27,6 +27,9 @@ pub trait ModelStore: Send + Sync {
     async fn put_model(&self, card: &str, weights: &[u8], at: Timestamp) -> Result<i64>;
     /// The newest model artifact.
     async fn latest_model(&self) -> Result<Option<ModelArtifact>>;
+    /// Deletes every artifact older than `version` (all of them with `i64::MAX`): after an
+    /// erasure, no stored model may still hold what it learned from the subject.
+    async fn delete_models_below(&self, version: i64) -> Result<u64>;
 }
 
 #[async_trait]
@@ -45,6 +48,11 @@ impl<D: Dialect> ModelStore for SqlStore<D> {
             .map(|r| r.int("version"))
             .transpose()?
             .ok_or(crate::StoreError::Corrupt("model_artifacts"))
+    }
+
+    async fn delete_models_below(&self, version: i64) -> Result<u64> {
+        self.execute(Sql::new("DELETE FROM model_artifacts WHERE version < $1").arg(version))
+            .await
     }
 
     async fn latest_model(&self) -> Result<Option<ModelArtifact>> {

@@ -22,7 +22,7 @@ enum Backend {
 
 /// An engine over a fresh database.
 pub struct Harness {
-    pub engine: Engine,
+    pub engine: Arc<Engine>,
     pub store: Arc<dyn Store>,
     /// The engines' clock: tests advance it instead of sleeping.
     pub clock: Arc<ShiftedClock>,
@@ -87,9 +87,11 @@ impl Harness {
         config.model_privacy = None;
         let clock = Arc::new(ShiftedClock::new());
         config.clock = clock.clone();
-        let engine = Engine::with_store(config.clone(), keys.clone(), store.clone())
-            .await
-            .unwrap();
+        let engine = Arc::new(
+            Engine::with_store(config.clone(), keys.clone(), store.clone())
+                .await
+                .unwrap(),
+        );
         Self {
             engine,
             store,
@@ -104,10 +106,11 @@ impl Harness {
     /// The same database with the engine's configuration changed by `change`.
     pub async fn reconfigure(mut self, change: impl FnOnce(&mut EngineConfig)) -> Self {
         change(&mut self.config);
-        self.engine =
+        self.engine = Arc::new(
             Engine::with_store(self.config.clone(), self.keys.clone(), self.store.clone())
                 .await
-                .unwrap();
+                .unwrap(),
+        );
         self
     }
 

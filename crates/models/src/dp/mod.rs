@@ -195,6 +195,9 @@ impl DpItemModel {
             position,
             gram,
         } = released;
+        // Every per-covered-item table has one entry per covered item from the start, even
+        // when no co-occurrence was released (one item covered): rank 0, unit scale.
+        let item_scale = vec![1.0; covered.len()];
         let mut model = Self {
             n_items: popularity.len(),
             covered,
@@ -203,7 +206,7 @@ impl DpItemModel {
             rank: 0,
             popularity,
             pop_component: config.popularity_weight,
-            item_scale: Vec::new(),
+            item_scale,
             guarantee,
         };
         let Some(mut gram) = gram else {
@@ -254,7 +257,6 @@ impl DpItemModel {
                 leverage[r] += real * v * v;
             }
         }
-        model.item_scale = vec![1.0; m];
         if config.leverage {
             let norm = model.pop_norm();
             for (q, &i) in model.covered.iter().enumerate() {
