@@ -462,8 +462,17 @@ fn receipts_verify_offline() {
     });
     let good = dir.path().join("receipt.json");
     std::fs::write(&good, serde_json::to_string_pretty(&receipt).unwrap()).unwrap();
+    // Without a trusted key it refuses, unless told to trust the receipt's own, and then
+    // it says loudly what that does not prove.
     let out = candor()
         .args(["receipts", "verify"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a trusted key is required");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--public-key"));
+    let out = candor()
+        .args(["receipts", "verify", "--trust-embedded-key"])
         .arg(&good)
         .output()
         .unwrap();
@@ -472,12 +481,28 @@ fn receipts_verify_offline() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING"));
     let out = candor()
         .args(["receipts", "verify", "--public-key", &receipt.public_key])
         .arg(&good)
         .output()
         .unwrap();
     assert!(out.status.success());
+    // Another spelling of the same signature bytes is not the signed document.
+    let mut shouting = receipt.clone();
+    shouting.signature = shouting.signature.to_uppercase();
+    let upper = dir.path().join("upper.json");
+    std::fs::write(&upper, serde_json::to_string(&shouting).unwrap()).unwrap();
+    let out = candor()
+        .args(["receipts", "verify", "--public-key", &receipt.public_key])
+        .arg(&upper)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "upper-case hex is not canonical"
+    );
     let out = candor()
         .args(["receipts", "verify", "--public-key", &"ab".repeat(32)])
         .arg(&good)
@@ -489,7 +514,7 @@ fn receipts_verify_offline() {
     let bad = dir.path().join("tampered.json");
     std::fs::write(&bad, serde_json::to_string(&tampered).unwrap()).unwrap();
     let out = candor()
-        .args(["receipts", "verify"])
+        .args(["receipts", "verify", "--public-key", &receipt.public_key])
         .arg(&bad)
         .output()
         .unwrap();

@@ -130,6 +130,10 @@ error_codes! {
         "The TC string's TCF policy version is below 4 (TCF v2.2).";
     TcfNotServiceSpecific = "tcf_not_service_specific", BadRequest,
         "The TC string is not service-specific.";
+    TcfVendorRange = "tcf_vendor_range", BadRequest,
+        "A vendor range in the TC string ends before it starts or names vendor 0.";
+    TcfVendorAboveMax = "tcf_vendor_above_max", BadRequest,
+        "A vendor range in the TC string goes above the string's own MaxVendorId.";
     NoPersonalizationPurpose = "no_personalization_purpose", BadRequest,
         "The policy has no personalize.content.profiling purpose to train or personalize for.";
     NoProfilingPurpose = "no_profiling_purpose", BadRequest,

@@ -282,10 +282,20 @@ impl Engine {
             at: now,
             refill_ms: self.config.analytics.refill_ms,
         };
+        // The answer is built before the charge: one without values is never paid for.
+        let rows = query::answer_rows(&plan, &partitions, &noisy);
+        if let Some(bad) = rows
+            .iter()
+            .find(|r| !(r.value.is_finite() && r.low.is_finite() && r.high.is_finite()))
+        {
+            return Err(EngineError::Noise(format!(
+                "the answer's row `{}` is not a finite number",
+                bad.key
+            )));
+        }
         let Some(state) = self.store.charge_budget(&charge, &[draft]).await? else {
             return Err(exhausted());
         };
-        let rows = query::answer_rows(&plan, &partitions, &noisy);
         Ok(answer(rows, self.budget_status(Some(state), now)?))
     }
 

@@ -8,7 +8,7 @@ use candor_domain::{AuditAction, EventPayload, SubjectId};
 use serde::Serialize;
 
 use crate::consent::{ConsentHistoryEntry, ConsentView};
-use crate::model::ModelCard;
+use crate::model::ModelCardView;
 use crate::recommend::{RecommendRequest, Recommendations};
 use crate::{Actor, Engine, EngineError, Result};
 
@@ -88,8 +88,9 @@ pub struct SubjectExport {
     pub consent_history: Vec<ConsentHistoryEntry>,
     /// Per held category: counts, purposes, recipients, retention.
     pub processing: BTreeMap<String, CategoryUse>,
-    /// The recommender's logic: the model card, if a model is trained.
-    pub recommender_model: Option<ModelCard>,
+    /// The recommender's logic: the model card, if a model is trained, without the exact
+    /// training statistics of other people's data.
+    pub recommender_model: Option<ModelCardView>,
     /// The subject's current recommendations and their explanations, if a model is trained.
     pub current_recommendations: Option<Recommendations>,
 }
@@ -180,7 +181,7 @@ impl Engine {
             consent,
             consent_history,
             processing,
-            recommender_model: self.model_card().ok(),
+            recommender_model: self.model_card().ok().map(|card| card.view(false)),
             current_recommendations,
         })
     }

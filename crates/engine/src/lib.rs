@@ -41,7 +41,7 @@ pub use consent::{ConsentUpdate, ConsentView, PurposeChoice};
 pub use erase::{ErasureCertificate, ModelRetraining};
 pub use export::SubjectExport;
 pub use ingest::{EventDraft, IngestReport, Refusal};
-pub use model::ModelCard;
+pub use model::{ModelCard, ModelCardView, ModelEvaluation, ModelPrivacyCard};
 pub use read::Event;
 pub use receipts::ConsentReceipt;
 pub use recommend::{RecommendRequest, Recommendations};

@@ -52,6 +52,56 @@ pub struct ModelCard {
     pub privacy: Option<ModelPrivacyCard>,
 }
 
+/// A model card as it is shown: the exact training counts and held-out figures (statistics of
+/// the training data that are not differentially private) only to admin and dpo callers;
+/// everyone else, and every subject export, gets the card without them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ModelCardView {
+    /// Artifact version.
+    pub version: i64,
+    /// `dp_spectral`, `edlae` or `item_knn`.
+    pub algorithm: String,
+    /// Hyperparameters.
+    pub hyperparameters: BTreeMap<String, f64>,
+    /// When training finished (RFC 3339).
+    pub trained_at: String,
+    /// Subjects whose consented events were used (admin and dpo only).
+    pub subjects: Option<usize>,
+    /// Events used (admin and dpo only).
+    pub events: Option<usize>,
+    /// Items in the model.
+    pub items: usize,
+    /// The purpose the training data was read for.
+    pub purpose: String,
+    /// The data categories used.
+    pub data_categories: Vec<String>,
+    /// Figures of the same recipe on held-out consented history (admin and dpo only).
+    pub evaluation: Option<ModelEvaluation>,
+    /// The differential-privacy guarantee of the release; `None` when trained without noise.
+    pub privacy: Option<ModelPrivacyCard>,
+}
+
+impl ModelCard {
+    /// The card as shown to a caller who may (`statistics`) or may not see the exact
+    /// training statistics.
+    pub fn view(self, statistics: bool) -> ModelCardView {
+        ModelCardView {
+            version: self.version,
+            algorithm: self.algorithm,
+            hyperparameters: self.hyperparameters,
+            trained_at: self.trained_at,
+            subjects: statistics.then_some(self.subjects),
+            events: statistics.then_some(self.events),
+            items: self.items,
+            purpose: self.purpose,
+            data_categories: self.categories,
+            evaluation: statistics.then_some(self.evaluation),
+            privacy: self.privacy,
+        }
+    }
+}
+
 /// What the model's differential privacy promises.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

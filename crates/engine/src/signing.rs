@@ -22,14 +22,17 @@ pub trait SignedDocument: Serialize + Clone {
     /// Checks the signature against the key the document names, and that key against
     /// `expected_key` when given.
     fn verify(&self, expected_key: Option<&[u8; 32]>) -> bool {
-        let Ok(key) = <[u8; 32]>::try_from(hex_decode(self.public_key()).as_slice()) else {
+        let Some(key) = hex_decode(self.public_key()).and_then(|k| <[u8; 32]>::try_from(k).ok())
+        else {
             return false;
         };
         if expected_key.is_some_and(|k| k != &key) {
             return false;
         }
         let mut copy = self.clone();
-        let signature = hex_decode(copy.signature_mut());
+        let Some(signature) = hex_decode(copy.signature_mut()) else {
+            return false;
+        };
         verify_signature(&key, &self.signed_bytes(), &signature)
     }
 }
@@ -52,11 +55,35 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn hex_decode(text: &str) -> Vec<u8> {
-    if !text.len().is_multiple_of(2) {
-        return Vec::new();
+/// The bytes of canonical hex (lower case, even length, nothing else), as [`hex`] writes it:
+/// a signature or key in any other spelling of the same bytes is refused, so each signed
+/// document has exactly one valid encoding.
+pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return None;
     }
-    (0..text.len() / 2)
-        .filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+    bytes
+        .chunks_exact(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_canonical_hex_decodes() {
+        assert_eq!(hex_decode("00ff7a"), Some(vec![0, 255, 0x7a]));
+        assert_eq!(hex(&[0, 255, 0x7a]), "00ff7a");
+        for bad in ["00FF7A", "00fF", "0", "zz", "0x00", " 00", "00 "] {
+            assert_eq!(hex_decode(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -1227,7 +1227,10 @@ async fn export_holds_everything_and_is_audited(h: Harness) {
     assert!(purchases.purposes.iter().any(
         |p| p.purpose == SHARING && p.recipients == vec!["Partner Logistics GmbH".to_string()]
     ));
-    assert!(export.recommender_model.is_some());
+    let card = export.recommender_model.as_ref().expect("the model card");
+    // The export is about this subject: it carries the model's logic, not exact statistics
+    // of everyone else's training data.
+    assert!(card.subjects.is_none() && card.events.is_none() && card.evaluation.is_none());
     assert_eq!(
         export.current_recommendations.as_ref().unwrap().tier,
         "contextual"
@@ -1983,6 +1986,15 @@ async fn failed_analytics_queries_are_not_charged(h: Harness) {
             "bounds_out_of_order",
         ),
         (bad(|q| q.kind = QueryKind::Mean), "invalid_field"),
+        // Finite bounds whose difference overflows once answered `null` and were charged.
+        (
+            bad(|q| {
+                q.kind = QueryKind::Mean;
+                q.lower = Some(-1e308);
+                q.upper = Some(1e308)
+            }),
+            "invalid_field",
+        ),
         (bad(|q| q.lower = Some(1.0)), "invalid_field"),
         (
             bad(|q| {

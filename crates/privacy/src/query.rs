@@ -157,7 +157,11 @@ fn invalid(message: impl Into<String>) -> QueryError {
     QueryError::Invalid(message.into())
 }
 
-/// Finite bounds on values, lower below upper.
+/// The largest magnitude of a value bound: every sum, width, noise scale and interval
+/// computed from bounds this size stays a finite number.
+pub const MAX_BOUND: f64 = 1e12;
+
+/// Finite bounds on values, lower below upper, each at most [`MAX_BOUND`] in magnitude.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bounds {
     pub(crate) lower: f64,
@@ -169,6 +173,11 @@ impl Bounds {
     pub fn new(lower: f64, upper: f64) -> Result<Self, QueryError> {
         if !(lower.is_finite() && upper.is_finite()) {
             return Err(invalid("lower and upper must be finite numbers"));
+        }
+        if lower.abs() > MAX_BOUND || upper.abs() > MAX_BOUND {
+            return Err(invalid(
+                "lower and upper must each be between -1e12 and 1e12, so that sums and widths stay finite",
+            ));
         }
         if lower >= upper {
             return Err(QueryError::BoundsOutOfOrder(
@@ -484,6 +493,20 @@ mod tests {
             }),
             (TopK, |q| q.k = Some(0)),
             (CountByItem, |q| q.rho = Some(1e-300)),
+            // Finite bounds whose difference overflows once answered `null` and charged ε.
+            (Mean, |q| {
+                q.lower = Some(-1e308);
+                q.upper = Some(1e308)
+            }),
+            (Histogram, |q| {
+                q.lower = Some(-1e308);
+                q.upper = Some(1e308);
+                q.bins = Some(4)
+            }),
+            (Mean, |q| {
+                q.lower = Some(0.0);
+                q.upper = Some(1.5e12)
+            }),
         ];
         for (kind, change) in refused {
             assert!(

@@ -1620,6 +1620,79 @@ async fn roles_follow_the_openapi_document() {
     }
 }
 
+/// The role matrix in `docs/roles.md` is generated from the OpenAPI document (which the
+/// test above enforces), so the documented matrix is the enforced one. The decisions it
+/// records: the service role (the business's backend) writes events and consent and reads
+/// what serving needs, but neither a subject's whole export nor their consent history, which
+/// go to the dpo (an access request) and, in time, to the subject's own session.
+#[test]
+fn docs_roles_md_is_in_sync() {
+    let doc = serde_json::to_value(candor_server::openapi()).unwrap();
+    let mut rows = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let security = op["security"].as_array().unwrap();
+            let public = security
+                .iter()
+                .any(|r| r.as_object().is_some_and(|o| o.is_empty()));
+            let roles: Vec<&str> = security
+                .iter()
+                .filter_map(|r| r["api_key"].as_array())
+                .flatten()
+                .filter_map(|r| r.as_str())
+                .collect();
+            let cell = |role: &str| {
+                if role == "admin" || roles.contains(&role) {
+                    "yes"
+                } else if public {
+                    "public"
+                } else {
+                    ""
+                }
+            };
+            rows.push(format!(
+                "| `{} {}` | {} | {} | {} | {} |",
+                method.to_uppercase(),
+                path,
+                cell("admin"),
+                cell("service"),
+                cell("analyst"),
+                cell("dpo")
+            ));
+        }
+    }
+    let generated = format!(
+        "# Roles\n\n\
+         Which key role may call each operation, generated from the OpenAPI document's \
+         security requirements (`cargo test -p candor-server --test http docs_roles`; \
+         `UPDATE_DOCS=1` rewrites it). `yes`: admitted; `public`: anyone, without a key \
+         (`GET /v1/models/current` shows admin and dpo keys the exact training statistics \
+         too); empty: 403 `forbidden`. Without a key every non-public operation answers 401 \
+         before anything else is read.\n\n\
+         The service role is the business's backend: it sends events and consent, runs the \
+         catalogue and asks for recommendations, and may file rights requests and apply a \
+         person's restriction, objection or rectification. It does not read a person's whole \
+         export or consent history: those go to the dpo, who answers access requests.\n\n\
+         | operation | admin | service | analyst | dpo |\n|---|---|---|---|---|\n{}\n",
+        rows.join("\n")
+    );
+    for narrowed in [
+        "`GET /v1/subjects/{id}/export` | yes |  |  | yes |",
+        "`GET /v1/subjects/{id}/consent/history` | yes |  |  | yes |",
+    ] {
+        assert!(generated.contains(narrowed), "{narrowed}");
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/roles.md");
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/roles.md is out of date: run `UPDATE_DOCS=1 cargo test -p candor-server --test http docs`"
+    );
+}
+
 /// Invariant 6 at the edge: no operation on a subject's data admits analyst keys; analysts
 /// get only the analytics endpoints (and the catalogue and item similarity, which are not
 /// personal).

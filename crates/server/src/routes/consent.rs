@@ -195,9 +195,9 @@ pub async fn put_consent(
         (status = 200, body = ConsentHistoryResponse, description = "The history"),
         (status = 404, body = ErrorBody, description = "Unknown subject"),
     ),
-    security(("api_key" = ["service", "dpo"])))]
+    security(("api_key" = ["dpo"])))]
 pub async fn get_consent_history(
-    auth: Authorized<{ roles::SERVICE | roles::DPO }>,
+    auth: Authorized<{ roles::DPO }>,
     Gpc(gpc): Gpc,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ConsentHistoryResponse>, ApiError> {

@@ -1,8 +1,6 @@
 //! `recommendations`: tiered, explained recommendations, similar items, and the item model
 //! (training and its card).
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -171,136 +169,6 @@ pub struct TrainParams {
     pub wait: Option<bool>,
 }
 
-/// The model card.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ModelCardBody {
-    /// Version.
-    pub version: i64,
-    /// `edlae` or `item_knn`.
-    pub algorithm: String,
-    /// Hyperparameters.
-    pub hyperparameters: BTreeMap<String, f64>,
-    /// When trained.
-    pub trained_at: String,
-    /// Subjects whose consented events were used (admin and dpo only: an exact count about
-    /// a group is not released publicly).
-    pub subjects: Option<usize>,
-    /// Events used (admin and dpo only).
-    pub events: Option<usize>,
-    /// Items in the model.
-    pub items: usize,
-    /// The purpose the data was read for.
-    pub purpose: String,
-    /// Data categories used.
-    pub data_categories: Vec<String>,
-    /// The recipe's figures on held-out consented history at training time (admin and dpo
-    /// only: they are exact statistics of the training data).
-    pub evaluation: Option<EvaluationBody>,
-    /// The differential-privacy guarantee of the released model; null when it was trained
-    /// without noise.
-    pub privacy: Option<ModelPrivacyBody>,
-}
-
-/// What the model's differential privacy promises.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ModelPrivacyBody {
-    /// ε of the release.
-    pub epsilon: f64,
-    /// δ.
-    pub delta: f64,
-    /// zCDP ρ.
-    pub rho: f64,
-    /// What neighbouring datasets differ in.
-    pub unit: String,
-    /// What is released and how.
-    pub mechanism: String,
-    /// Items kept per subject.
-    pub max_items_per_user: usize,
-    /// Noise σ on popularity.
-    pub popularity_sigma: f64,
-    /// Noise σ on each co-occurrence entry.
-    pub cooccurrence_sigma: f64,
-    /// zCDP ρ of every DP model release so far, composed.
-    pub releases_rho: f64,
-    /// ε at δ of every DP model release so far, composed (each training is a new release).
-    pub releases_epsilon: f64,
-}
-
-impl ModelCardBody {
-    /// The card for callers who are not admin or dpo: no exact group statistics.
-    pub fn public(mut self) -> Self {
-        self.subjects = None;
-        self.events = None;
-        self.evaluation = None;
-        self
-    }
-}
-
-/// Held-out evaluation figures.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EvaluationBody {
-    /// How they were measured.
-    pub protocol: String,
-    /// Subjects evaluated.
-    pub users: usize,
-    /// NDCG@10.
-    pub ndcg_10: f64,
-    /// Recall@20.
-    pub recall_20: f64,
-    /// Precision@10.
-    pub precision_10: f64,
-    /// HR@10.
-    pub hr_10: f64,
-    /// Coverage@10.
-    pub coverage_10: f64,
-    /// Gini coefficient of exposure in the top 10.
-    pub exposure_gini_10: f64,
-    /// Mean training popularity of the top-10 items.
-    pub mean_popularity_10: f64,
-    /// Share of pairs in a top-10 list from different catalogue categories.
-    pub intra_list_diversity_10: f64,
-}
-
-impl From<candor_engine::ModelCard> for ModelCardBody {
-    fn from(c: candor_engine::ModelCard) -> Self {
-        Self {
-            version: c.version,
-            algorithm: c.algorithm,
-            hyperparameters: c.hyperparameters,
-            trained_at: c.trained_at,
-            subjects: Some(c.subjects),
-            events: Some(c.events),
-            items: c.items,
-            purpose: c.purpose,
-            data_categories: c.categories,
-            privacy: c.privacy.map(|p| ModelPrivacyBody {
-                epsilon: p.epsilon,
-                delta: p.delta,
-                rho: p.rho,
-                unit: p.unit,
-                mechanism: p.mechanism,
-                max_items_per_user: p.max_items_per_user,
-                popularity_sigma: p.popularity_sigma,
-                cooccurrence_sigma: p.cooccurrence_sigma,
-                releases_rho: p.releases_rho,
-                releases_epsilon: p.releases_epsilon,
-            }),
-            evaluation: Some(EvaluationBody {
-                protocol: c.evaluation.protocol,
-                users: c.evaluation.users,
-                ndcg_10: c.evaluation.ndcg_10,
-                recall_20: c.evaluation.recall_20,
-                precision_10: c.evaluation.precision_10,
-                hr_10: c.evaluation.hr_10,
-                coverage_10: c.evaluation.coverage_10,
-                exposure_gini_10: c.evaluation.exposure_gini_10,
-                mean_popularity_10: c.evaluation.mean_popularity_10,
-                intra_list_diversity_10: c.evaluation.intra_list_diversity_10,
-            }),
-        }
-    }
-}
-
 /// Training started in the background.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TrainStarted {
@@ -400,7 +268,7 @@ pub async fn get_similar(
 /// Train the item model on events consented for personalization (admin).
 #[utoipa::path(post, path = "/v1/models/train", tag = "recommendations",
     params(TrainParams),
-    responses((status = 200, body = ModelCardBody, description = "Trained (with wait=true)"),
+    responses((status = 200, body = candor_engine::ModelCardView, description = "Trained (with wait=true)"),
               (status = 202, body = TrainStarted, description = "Training started"),
               (status = 409, body = ErrorBody, description = "Nothing to train on")),
     security(("api_key" = ["admin"])))]
@@ -410,7 +278,7 @@ pub async fn post_train(
 ) -> Result<Response, ApiError> {
     if q.wait.unwrap_or(false) {
         let card = auth.engine().train(&auth.actor()).await?;
-        return Ok(Json(ModelCardBody::from(card)).into_response());
+        return Ok(Json(card.view(true)).into_response());
     }
     let (engine, actor) = (auth.engine().clone(), auth.actor());
     tokio::spawn(async move {
@@ -428,16 +296,12 @@ pub async fn post_train(
 /// differential-privacy guarantee. Public; exact counts and held-out figures (statistics of
 /// the training data that are not differentially private) only for admin and dpo keys.
 #[utoipa::path(get, path = "/v1/models/current", tag = "recommendations",
-    responses((status = 200, body = ModelCardBody, description = "The model card"),
+    responses((status = 200, body = candor_engine::ModelCardView, description = "The model card"),
               (status = 409, body = ErrorBody, description = "No model trained yet")),
     security((), ("api_key" = ["dpo"])))]
 pub async fn get_model_card(
     caller: MaybeAuthorized<{ roles::DPO }>,
-) -> Result<Json<ModelCardBody>, ApiError> {
-    let card: ModelCardBody = caller.engine().model_card()?.into();
-    Ok(Json(if caller.admitted() {
-        card
-    } else {
-        card.public()
-    }))
+) -> Result<Json<candor_engine::ModelCardView>, ApiError> {
+    let card = caller.engine().model_card()?;
+    Ok(Json(card.view(caller.admitted())))
 }

@@ -89,9 +89,9 @@ fn export_csv(export: &SubjectExport) -> String {
     responses((status = 200, description = "The export (JSON, schema `candor.export/1`), or the events as CSV",
                content((SubjectExport = "application/json"), (String = "text/csv"))),
               (status = 404, body = ErrorBody, description = "Nothing is held for this subject")),
-    security(("api_key" = ["service", "dpo"])))]
+    security(("api_key" = ["dpo"])))]
 pub async fn export_subject(
-    auth: Authorized<{ roles::SERVICE | roles::DPO }>,
+    auth: Authorized<{ roles::DPO }>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ExportParams>,
 ) -> Result<Response, ApiError> {
