@@ -170,7 +170,22 @@ impl Engine {
         }
         let mut scores = vec![0f32; serving.model.n_items()];
         serving.model.score(&history, &mut scores);
-        let picked = self.select(&serving, &scores, request, &history)?;
+        // Only items the history actually points to, with a positive score, are personalized:
+        // an item the model links to none of the history has nothing behind it.
+        let mut supported = vec![false; scores.len()];
+        for &h in &history {
+            for &(j, _) in serving.model.neighbours(h) {
+                supported[j as usize] = scores[j as usize] > 0.0;
+            }
+        }
+        let picked = self.select(&serving, &scores, request, &history, Some(&supported))?;
+        if picked.is_empty() {
+            return self.contextual_with(
+                &serving,
+                request,
+                "the item model links the subject's history to nothing they have not seen yet, so nothing is personalized",
+            );
+        }
         let items = picked
             .into_iter()
             .map(|(i, score)| {
@@ -236,7 +251,7 @@ impl Engine {
         for (s, p) in scores.iter_mut().zip(popularity) {
             *s = *s / max_ctx + 0.1 * p / max_pop;
         }
-        let picked = self.select(serving, &scores, request, &context)?;
+        let picked = self.select(serving, &scores, request, &context, None)?;
         Ok(Recommendations {
             tier: "contextual",
             reason: reason.into(),
@@ -252,14 +267,15 @@ impl Engine {
         })
     }
 
-    /// Filters (history, exclusions, category) and picks the top n, with MMR-style
-    /// category diversity when asked.
+    /// Filters (history, exclusions, category, and items outside `allowed` when given) and
+    /// picks the top n, with MMR-style category diversity when asked.
     fn select(
         &self,
         serving: &Serving,
         scores: &[f32],
         request: &RecommendRequest,
         seen: &[u32],
+        allowed: Option<&[bool]>,
     ) -> Result<Vec<(u32, f32)>> {
         let excluded: HashSet<u32> = request
             .exclude
@@ -267,7 +283,8 @@ impl Engine {
             .filter_map(|id| serving.index.get(id).copied())
             .collect();
         let skip = |i: u32| {
-            seen.binary_search(&i).is_ok()
+            allowed.is_some_and(|a| !a[i as usize])
+                || seen.binary_search(&i).is_ok()
                 || excluded.contains(&i)
                 || request
                     .category

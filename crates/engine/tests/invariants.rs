@@ -107,6 +107,7 @@ on_both_backends!(
     model_release_cap_holds_and_erasure_says_when,
     dp_item_model_states_its_guarantee,
     dp_training_on_small_stores_never_fails_an_erasure,
+    history_the_model_cannot_use_falls_back_visibly,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -877,8 +878,19 @@ async fn recommendations_are_tiered_explained_and_consent_bound(h: Harness) {
         vec!["user.behavior.browsing_history".to_string()]
     );
 
-    // Fairness re-ranking lifts less popular items over the popular i3; diversity keeps the
-    // list valid.
+    // New events count at once, without retraining.
+    assert_eq!(ingest("alice", &["i4"]).await, 1);
+    let recs = h
+        .engine
+        .recommend(&actor(), &sid("alice"), &request(2), false)
+        .await
+        .unwrap();
+    assert!(recs.items.iter().any(|r| r.item == "i5"), "{recs:?}");
+    let i5 = recs.items.iter().find(|r| r.item == "i5").unwrap();
+    assert_eq!(i5.explanation.as_ref().unwrap().because[0].0, "i4");
+
+    // Fairness re-ranking lifts the less popular i5 over the popular i3, among the items
+    // her history supports; diversity keeps the list to them.
     let fair = h
         .engine
         .recommend(
@@ -909,18 +921,16 @@ async fn recommendations_are_tiered_explained_and_consent_bound(h: Harness) {
         )
         .await
         .unwrap();
-    assert_eq!(diverse.items.len(), 3);
-
-    // New events count at once, without retraining.
-    assert_eq!(ingest("alice", &["i4"]).await, 1);
-    let recs = h
-        .engine
-        .recommend(&actor(), &sid("alice"), &request(2), false)
-        .await
-        .unwrap();
-    assert!(recs.items.iter().any(|r| r.item == "i5"), "{recs:?}");
-    let i5 = recs.items.iter().find(|r| r.item == "i5").unwrap();
-    assert_eq!(i5.explanation.as_ref().unwrap().because[0].0, "i4");
+    assert_eq!(
+        diverse.items.len(),
+        2,
+        "only i3 and i5 have history behind them"
+    );
+    assert!(diverse.items.iter().all(|r| {
+        r.explanation
+            .as_ref()
+            .is_some_and(|e| !e.because.is_empty())
+    }));
 
     // No consent: contextual, from the request's context only.
     let stranger = h
@@ -1376,7 +1386,13 @@ async fn restriction_and_objection_stop_processing(h: Harness) {
         )
         .await
         .unwrap();
-    assert_eq!(recs.tier, "server");
+    // Her history is read again: the model links it only to what she has seen (i1 and i2
+    // are the whole model), which is said, not the restriction.
+    assert!(
+        recs.reason
+            .contains("links the subject's history to nothing"),
+        "{recs:?}"
+    );
     assert!(h.engine.verify_audit().await.unwrap().ok);
 }
 
@@ -2266,4 +2282,64 @@ async fn dp_training_on_small_stores_never_fails_an_erasure(h: Harness) {
     }
     assert!(h.engine.model_card().is_err(), "the model was withdrawn");
     assert_eq!(h.store.delete_models_below(i64::MAX).await.unwrap(), 0);
+}
+
+/// A consenting subject whose history the model links to nothing once got a `server`-tier
+/// list of arbitrary items with score 0 and empty explanations. Every server-tier item now
+/// has history behind it, and a history the model cannot use falls back to the contextual
+/// ranking with the reason said.
+async fn history_the_model_cannot_use_falls_back_visibly(h: Harness) {
+    use candor_engine::RecommendRequest;
+    h.items(&["i1", "i2", "i3", "i4", "lonely"]).await;
+    let mut drafts = Vec::new();
+    for s in ["c1", "c2", "c3", "c4", "hermit", "alice"] {
+        h.engine
+            .set_consent(&actor(), &sid(s), &grant(&[PROFILING]), false)
+            .await
+            .unwrap();
+    }
+    for s in ["c1", "c2", "c3", "c4"] {
+        for i in ["i1", "i2", "i3", "i4"] {
+            drafts.push(event(s, i, "view"));
+        }
+    }
+    // Only the hermit holds `lonely`, and nothing else: the model learns no link from it.
+    drafts.push(event("hermit", "lonely", "view"));
+    drafts.push(event("alice", "i1", "view"));
+    h.engine.ingest(&actor(), &drafts, false).await.unwrap();
+    h.engine.train(&actor()).await.unwrap();
+    let request = RecommendRequest {
+        n: 10,
+        ..Default::default()
+    };
+    let hermit = h
+        .engine
+        .recommend(&actor(), &sid("hermit"), &request, false)
+        .await
+        .unwrap();
+    assert_eq!(hermit.tier, "contextual", "{hermit:?}");
+    assert!(
+        hermit
+            .reason
+            .contains("links the subject's history to nothing"),
+        "{}",
+        hermit.reason
+    );
+    assert!(hermit.items.iter().all(|r| r.explanation.is_none()));
+    assert!(
+        !hermit.items.is_empty(),
+        "the contextual ranking still answers"
+    );
+    let alice = h
+        .engine
+        .recommend(&actor(), &sid("alice"), &request, false)
+        .await
+        .unwrap();
+    assert_eq!(alice.tier, "server");
+    assert!(!alice.items.is_empty());
+    for item in &alice.items {
+        let explanation = item.explanation.as_ref().unwrap();
+        assert!(item.score > 0.0, "{item:?}");
+        assert_eq!(explanation.because[0].0, "i1", "{item:?}");
+    }
 }

@@ -1731,3 +1731,57 @@ async fn analyst_keys_cannot_reach_raw_subject_data() {
         "only {checked} per-subject operations checked"
     );
 }
+
+/// A request body that counts the bytes anyone reads from it.
+struct CountingBody {
+    remaining: usize,
+    read: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl axum::body::HttpBody for CountingBody {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        const CHUNK: usize = 1 << 20;
+        if self.remaining == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.remaining.min(CHUNK);
+        self.remaining -= n;
+        self.read.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+        let chunk = axum::body::Bytes::from(vec![b' '; n]);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(chunk))))
+    }
+}
+
+/// Without a key, a 14 MiB body is answered 401 before a byte of it is read or parsed (it
+/// was read and parsed first, and refused 413 or 415 ahead of the 401).
+#[tokio::test]
+async fn authentication_comes_before_the_body_is_read() {
+    let api = api().await;
+    for content_type in [None, Some("application/json"), Some("text/plain")] {
+        let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let body = CountingBody {
+            remaining: 14 << 20,
+            read: read.clone(),
+        };
+        let mut req = Request::builder().method("POST").uri("/v1/events");
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let req = req.body(Body::new(body)).unwrap();
+        let resp = api.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{content_type:?}");
+        assert_eq!(
+            read.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "no byte of the body is read before the key is checked"
+        );
+    }
+    let (status, _) = api.call("GET", "/v1/analytics/plan", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no query, no key: 401");
+}
