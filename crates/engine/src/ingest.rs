@@ -231,7 +231,9 @@ impl Engine {
                 .or_default()
                 .insert(c.subject);
         }
-        let mut unconsented: HashSet<(Pseudonym, String)> = HashSet::new();
+        // An event is kept as long as the longest retention among the purposes it is stored
+        // under: those the subject holds a live grant for, not every purpose of its category.
+        let mut retention: HashMap<(Pseudonym, String), u32> = HashMap::new();
         for (category, subjects) in &subjects_by_category {
             let purposes: Vec<&str> = self
                 .policy
@@ -239,12 +241,19 @@ impl Engine {
                 .map(|p| p.name.as_str())
                 .collect();
             let subjects: Vec<Pseudonym> = subjects.iter().copied().collect();
-            for subject in self
+            for (subject, granted) in self
                 .store
-                .subjects_without_grant(&subjects, category, &purposes, now)
+                .granted_purposes(&subjects, category, &purposes, now)
                 .await?
             {
-                unconsented.insert((subject, category.clone()));
+                let days = granted
+                    .iter()
+                    .filter_map(|p| self.policy.purposes.get(p.as_str()))
+                    .map(|p| p.retention_days)
+                    .max();
+                if let Some(days) = days {
+                    retention.insert((subject, category.clone()), days);
+                }
             }
         }
         let restricted = self.store.restricted(&subjects).await?;
@@ -267,13 +276,23 @@ impl Engine {
                 );
                 continue;
             }
-            if unconsented.contains(&(c.subject, c.category.clone())) {
+            let Some(&days) = retention.get(&(c.subject, c.category.clone())) else {
                 refuse(
                     c.index,
                     RefusalReason::ConsentRequired,
                     format!(
                         "the subject holds no live consent for a purpose that uses `{}`",
                         c.category
+                    ),
+                );
+                continue;
+            };
+            if c.event.timestamp.plus_days(days) <= now {
+                refuse(
+                    c.index,
+                    RefusalReason::TimestampTooOld,
+                    format!(
+                        "timestamp is older than the {days}-day retention of the purposes the subject consented to"
                     ),
                 );
                 continue;
@@ -287,17 +306,17 @@ impl Engine {
                 );
                 continue;
             }
-            kept.push((c, dedup));
+            kept.push((c, dedup, days));
         }
 
         let t_consent = started.elapsed();
         // 5. Encrypt under each subject's data key.
         let kept_subjects: Vec<Pseudonym> = {
-            let set: HashSet<Pseudonym> = kept.iter().map(|(c, _)| c.subject).collect();
+            let set: HashSet<Pseudonym> = kept.iter().map(|(c, _, _)| c.subject).collect();
             set.into_iter().collect()
         };
         let keys = self.data_keys(&kept_subjects, true).await?;
-        let seal = |(c, dedup): &(Candidate, [u8; 16])| -> Result<NewEvent> {
+        let seal = |(c, dedup, retention): &(Candidate, [u8; 16], u32)| -> Result<NewEvent> {
             let key = keys.get(&c.subject).ok_or(EngineError::Crypto)?;
             let payload = EventPayload {
                 item: c.event.item.as_str().to_owned(),
@@ -307,12 +326,11 @@ impl Engine {
             };
             let plaintext =
                 serde_json::to_vec(&payload).expect("an event payload always serializes");
-            let retention = self.policy.retention_days(&c.category);
             Ok(NewEvent {
                 subject: c.subject,
                 category: c.category.clone(),
                 occurred_at: c.event.timestamp,
-                expires_at: c.event.timestamp.plus_days(retention),
+                expires_at: c.event.timestamp.plus_days(*retention),
                 dedup: *dedup,
                 payload: key.seal(&plaintext, &c.subject.0),
             })
@@ -350,7 +368,7 @@ impl Engine {
                 .await
                 .map_err(EngineError::GroupStore)?
         };
-        for ((c, _), stored) in kept.iter().zip(inserted) {
+        for ((c, _, _), stored) in kept.iter().zip(inserted) {
             if stored {
                 report.accepted += 1;
             } else {

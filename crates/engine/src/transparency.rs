@@ -309,7 +309,7 @@ impl Engine {
                     oldest_deleted_by: None,
                 });
             entry.events += 1;
-            let deleted_by = row.occurred_at.plus_days(retention).to_rfc3339();
+            let deleted_by = row.expires_at.to_rfc3339();
             if entry
                 .oldest_deleted_by
                 .as_ref()

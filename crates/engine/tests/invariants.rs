@@ -108,6 +108,7 @@ on_both_backends!(
     dp_item_model_states_its_guarantee,
     dp_training_on_small_stores_never_fails_an_erasure,
     history_the_model_cannot_use_falls_back_visibly,
+    retention_follows_the_purposes_consented_to,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -2342,4 +2343,78 @@ async fn history_the_model_cannot_use_falls_back_visibly(h: Harness) {
         assert!(item.score > 0.0, "{item:?}");
         assert_eq!(explanation.because[0].0, "i1", "{item:?}");
     }
+}
+
+/// An event stored for a subject who consented only to a 180-day purpose was kept 365 days,
+/// the longest retention of any purpose of its category. Retention now follows the purposes
+/// the event is stored under: an event older than that is refused at ingestion, and a
+/// younger one is swept when that retention runs out.
+async fn retention_follows_the_purposes_consented_to(h: Harness) {
+    use candor_domain::timestamp::DAY_MS;
+    const ANALYTICS: &str = "analytics.reporting";
+    h.items(&["i1"]).await;
+    for (s, purposes) in [
+        ("short", &[ANALYTICS][..]),
+        ("long", &[ANALYTICS, PROFILING][..]),
+    ] {
+        h.engine
+            .set_consent(&actor(), &sid(s), &grant(purposes), false)
+            .await
+            .unwrap();
+    }
+    let aged = |s: &str, item_type: &str, days: i64| {
+        let mut e = event(s, "i1", item_type);
+        e.timestamp = Some(Timestamp(h.engine.now().0 - days * DAY_MS).to_rfc3339());
+        e
+    };
+    // 200 days old: past analytics' 180 days, within personalization's 365.
+    let report = h
+        .engine
+        .ingest(
+            &actor(),
+            &[aged("short", "view", 200), aged("long", "view", 200)],
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.accepted, 1);
+    assert_eq!(reasons(&report), vec![RefusalReason::TimestampTooOld]);
+    assert_eq!(
+        report.refused[0].index, 0,
+        "the analytics-only subject's event"
+    );
+    assert!(report.refused[0].message.contains("180-day"));
+    // 100 days old: stored for both, the analytics-only one for 80 more days.
+    let report = h
+        .engine
+        .ingest(
+            &actor(),
+            &[aged("short", "click", 100), aged("long", "click", 100)],
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.accepted, 2);
+    // The transparency report gives the date the event is really deleted.
+    let report = h
+        .engine
+        .transparency(&actor(), &sid("short"))
+        .await
+        .unwrap();
+    let held = &report.categories["user.behavior.browsing_history"];
+    let deleted_by = Timestamp::parse_rfc3339(held.oldest_deleted_by.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (deleted_by.0 - h.engine.now().0 + DAY_MS / 2) / DAY_MS,
+        80,
+        "{held:?}"
+    );
+    h.clock.advance(81 * DAY_MS);
+    assert_eq!(h.engine.sweep_retention(&actor()).await.unwrap(), 1);
+    let left = h
+        .engine
+        .read_events(&actor(), ANALYTICS, None, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 2, "the long-consent subject keeps both events");
+    assert!(h.engine.verify_audit().await.unwrap().ok);
 }

@@ -1,7 +1,7 @@
 //! `consent_history` and `consent_current`: every consent change, append-only, and the latest
 //! row per (subject, purpose, category), which purpose-bound reads join on.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use candor_domain::{AuditDraft, ConsentMethod, ConsentRecord, ConsentRow, Pseudonym, Timestamp};
@@ -27,6 +27,15 @@ pub trait ConsentStore: Send + Sync {
         purposes: &[&str],
         now: Timestamp,
     ) -> Result<HashSet<Pseudonym>>;
+    /// For each of `subjects` holding a live grant of `category` for some of `purposes`,
+    /// those purposes: what an event of theirs may be stored under (and kept for).
+    async fn granted_purposes(
+        &self,
+        subjects: &[Pseudonym],
+        category: &str,
+        purposes: &[&str],
+        now: Timestamp,
+    ) -> Result<HashMap<Pseudonym, Vec<String>>>;
     /// A subject's whole consent history, oldest first.
     async fn consent_history(&self, subject: &Pseudonym) -> Result<Vec<ConsentRecord>>;
 }
@@ -140,6 +149,35 @@ impl<D: Dialect> ConsentStore for SqlStore<D> {
                 .push("))");
             for row in self.fetch(q).await? {
                 out.insert(pseudonym(row.blob("subject")?, "consent_current")?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn granted_purposes(
+        &self,
+        subjects: &[Pseudonym],
+        category: &str,
+        purposes: &[&str],
+        now: Timestamp,
+    ) -> Result<HashMap<Pseudonym, Vec<String>>> {
+        let mut out: HashMap<Pseudonym, Vec<String>> = HashMap::new();
+        if purposes.is_empty() {
+            return Ok(out);
+        }
+        for chunk in subjects.chunks(IN_CHUNK) {
+            let mut q = Sql::new("SELECT subject, purpose FROM consent_current WHERE subject IN (");
+            q.list(chunk.iter().map(|s| s.0.to_vec())).push(")");
+            q.push(" AND granted = ").bind(true);
+            q.push(" AND expires_at > ").bind(now.0);
+            q.push(" AND category = ").bind(category);
+            q.push(" AND purpose IN (")
+                .list(purposes.iter().copied())
+                .push(")");
+            for row in self.fetch(q).await? {
+                out.entry(pseudonym(row.blob("subject")?, "consent_current")?)
+                    .or_default()
+                    .push(row.text("purpose")?);
             }
         }
         Ok(out)

@@ -55,6 +55,9 @@ pub struct StoredEvent {
     pub category: String,
     /// When it happened.
     pub occurred_at: Timestamp,
+    /// When the retention sweeper deletes it (the retention of the purposes it was stored
+    /// under).
+    pub expires_at: Timestamp,
     /// The encrypted payload.
     pub payload: Vec<u8>,
 }
@@ -108,6 +111,7 @@ fn stored_event(r: &impl Get) -> Result<StoredEvent> {
         subject: pseudonym(r.blob("subject")?, "events")?,
         category: r.text("category")?,
         occurred_at: Timestamp(r.int("occurred_at")?),
+        expires_at: Timestamp(r.int("expires_at")?),
         payload: r.blob("payload")?,
     })
 }
@@ -245,7 +249,8 @@ impl<D: Dialect> EventStore for SqlStore<D> {
     async fn read_events(&self, read: &PurposeRead<'_>) -> Result<Vec<StoredEvent>> {
         let mut q = Sql::new(
             "SELECT e.id AS id, e.subject AS subject, e.category AS category, \
-             e.occurred_at AS occurred_at, e.payload AS payload FROM events e \
+             e.occurred_at AS occurred_at, e.expires_at AS expires_at, e.payload AS payload \
+             FROM events e \
              JOIN consent_current c ON c.subject = e.subject AND c.category = e.category \
              WHERE c.purpose = ",
         );
@@ -272,7 +277,7 @@ impl<D: Dialect> EventStore for SqlStore<D> {
 
     async fn subject_events(&self, subject: &Pseudonym) -> Result<Vec<StoredEvent>> {
         let q = Sql::new(
-            "SELECT id, subject, category, occurred_at, payload FROM events \
+            "SELECT id, subject, category, occurred_at, expires_at, payload FROM events \
              WHERE subject_hint = $1 AND subject = $2 ORDER BY id",
         )
         .arg(subject_hint(subject))
