@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 pub mod auth;
+pub mod contract;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -72,12 +73,15 @@ fn api_router() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3 document of the API, generated from the route annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    let mut api = api_router().split_for_parts().1;
+    contract::complete(&mut api);
+    api
 }
 
 /// The application router.
 pub fn app(state: AppState) -> Router {
-    let (router, api) = api_router().split_for_parts();
+    let (router, mut api) = api_router().split_for_parts();
+    contract::complete(&mut api);
     let api_json = Arc::new(
         api.to_pretty_json()
             .expect("the OpenAPI document serializes"),

@@ -214,6 +214,52 @@ async fn openapi_document_is_in_sync() {
     }
 }
 
+/// The document is usable by generated clients: query parameters are declared in the query,
+/// every operation that needs a key documents 401 and 403, and every subject or item id in a
+/// path carries its pattern and length.
+#[test]
+fn openapi_document_serves_generated_clients() {
+    let doc = serde_json::to_value(candor_server::openapi()).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for param in op["parameters"].as_array().into_iter().flatten() {
+                let name = param["name"].as_str().unwrap();
+                if param["in"] == "path" {
+                    assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: `{name}` is declared in the path but is not in it"
+                    );
+                }
+                if param["in"] == "path" && name == "id" {
+                    assert_eq!(param["schema"]["maxLength"], 128, "{method} {path}");
+                    assert!(param["schema"]["pattern"].is_string(), "{method} {path}");
+                }
+            }
+            let secured = op["security"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r.as_object().is_some_and(|o| !o.is_empty()));
+            if secured {
+                for status in ["401", "403"] {
+                    assert!(
+                        op["responses"][status].is_object(),
+                        "{method} {path} does not document {status}"
+                    );
+                }
+            }
+            if op["requestBody"].is_object() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(
+                        op["responses"][status].is_object(),
+                        "{method} {path} does not document {status}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn docs_errors_md_is_in_sync() {
     let generated = candor_server::error::errors_markdown();

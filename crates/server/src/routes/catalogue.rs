@@ -110,6 +110,7 @@ pub struct ItemsPage {
 
 /// Paging parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageParams {
     /// Return items with ids after this one.

@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Query of a recommendation request.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RecommendParams {
     /// How many items, 1 to 1,000 (default 10).
@@ -148,6 +149,7 @@ impl From<candor_engine::Recommendations> for RecommendationsResponse {
 
 /// Paging-free `n` parameter.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CountParams {
     /// How many, 1 to 1,000 (default 10).
@@ -163,6 +165,7 @@ pub struct SimilarResponse {
 
 /// Training options.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TrainParams {
     /// Wait for training to finish and return the model card (default: run in background).

@@ -43,6 +43,7 @@ pub struct NewRequestBody {
 
 /// Filters of the request list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RequestListParams {
     /// Only requests past their deadline and not completed.

@@ -47,6 +47,7 @@ pub async fn erase_subject(
 
 /// Export parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportParams {
     /// `json` (default: everything, schema `candor.export/1`) or `csv` (the events).
