@@ -81,6 +81,10 @@ pub struct ServerSettings {
     pub listen: String,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
+    /// Origins (`https://shop.example`) whose pages may call the API from a browser; none by
+    /// default.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 /// `[store]`
@@ -135,6 +139,7 @@ impl Default for Settings {
             server: ServerSettings {
                 listen: "127.0.0.1:8080".into(),
                 max_body_bytes: 16 * 1024 * 1024,
+                allowed_origins: Vec::new(),
             },
             store: StoreSettings {
                 data_dir: PathBuf::from("candor-data"),
@@ -230,7 +235,27 @@ impl Settings {
             self.server.max_body_bytes >= 1024,
             "server.max_body_bytes must be at least 1024"
         );
+        self.allowed_origins()?;
         Ok(())
+    }
+
+    /// The configured CORS origins, each `http(s)://host[:port]` with nothing after it.
+    pub fn allowed_origins(&self) -> anyhow::Result<Vec<axum::http::HeaderValue>> {
+        self.server
+            .allowed_origins
+            .iter()
+            .map(|origin| {
+                let rest = origin
+                    .strip_prefix("https://")
+                    .or_else(|| origin.strip_prefix("http://"));
+                anyhow::ensure!(
+                    rest.is_some_and(|r| !r.is_empty() && !r.contains(['/', '?', '#', ' ', '*'])),
+                    "server.allowed_origins: `{origin}` is not an origin such as https://shop.example"
+                );
+                axum::http::HeaderValue::from_str(origin)
+                    .map_err(|_| anyhow::anyhow!("server.allowed_origins: `{origin}` is not a valid header value"))
+            })
+            .collect()
     }
 
     /// The store URL in force.

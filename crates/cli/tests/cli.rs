@@ -108,11 +108,14 @@ fn demo_prints_the_admin_key_once_ready_and_serves() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("keys.toml"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+        for file in ["keys.toml", "candor.db", "candor.db-wal", "candor.db-shm"] {
+            let path = dir.path().join(file);
+            if file.ends_with("-shm") && !path.exists() {
+                continue;
+            }
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{file} is private");
+        }
     }
 }
 

@@ -23,6 +23,8 @@ pub enum AuditAction {
     RetentionSweep,
     /// An API key was created.
     KeyCreate,
+    /// An API key was revoked.
+    KeyRevoke,
     /// A subject was erased (crypto-shredding and deletion).
     SubjectErase,
     /// A subject's data was exported to them (right of access and portability).
@@ -50,6 +52,7 @@ impl AuditAction {
             Self::EventsRead => "events.read",
             Self::RetentionSweep => "retention.sweep",
             Self::KeyCreate => "key.create",
+            Self::KeyRevoke => "key.revoke",
             Self::SubjectErase => "subject.erase",
             Self::SubjectExport => "subject.export",
             Self::SubjectRestrict => "subject.restrict",

@@ -154,6 +154,8 @@ error_codes! {
         "No data or consent is held for this subject.";
     UnknownRequest = "unknown_request", NotFound,
         "There is no rights request with this id.";
+    UnknownKey = "unknown_key", NotFound,
+        "There is no live API key with this id (never created, or already revoked).";
     UnknownRecipient = "unknown_recipient", NotFound,
         "The policy names no such recipient.";
     UnknownEvent = "unknown_event", NotFound,

@@ -4,8 +4,9 @@
 
 use candor_crypto::{ct_eq, generate_api_key, hash_api_secret, split_api_key};
 use candor_domain::ErrorCode;
-use candor_domain::{AuditAction, SubjectId};
+use candor_domain::{AuditAction, SubjectId, Timestamp};
 use candor_store::ApiKeyRecord;
+use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::{Actor, Engine, EngineError, Result};
@@ -107,20 +108,61 @@ impl Principal {
 pub(crate) struct CachedKey {
     role: Role,
     secret_hash: Vec<u8>,
+    expires_at: Option<Timestamp>,
+    revoked: bool,
+    /// When the store was last asked about this key (engine clock).
+    checked: Timestamp,
+}
+
+/// How long a node trusts what it read about a key, in milliseconds: a key revoked on any
+/// node stops admitting anything on every node within this.
+pub const KEY_RECHECK_MS: i64 = 500;
+
+/// The public id of a bearer token shaped like an API key (safe to log), if it is one.
+pub fn key_id_of(token: &str) -> Option<&str> {
+    split_api_key(token).map(|(id, _)| id)
+}
+
+/// An API key as listed: never its secret or its hash.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiKeyView {
+    /// Public id (the part of the token before the dot).
+    pub id: String,
+    /// Role.
+    pub role: String,
+    /// A label for people.
+    pub label: String,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// When it expires (RFC 3339), if it does.
+    pub expires_at: Option<String>,
+    /// When it was revoked (RFC 3339), if it was.
+    pub revoked_at: Option<String>,
+    /// Whether it admits anything now: not revoked, not expired.
+    pub live: bool,
 }
 
 impl Engine {
-    /// Mints an API key with a role; returns the token, which is shown once and never stored.
+    /// Mints an API key with a role, expiring at `expires_at` if given; returns the token,
+    /// which is shown once and never stored.
     pub async fn create_api_key(
         &self,
         actor: &Actor,
         role: Role,
         label: &str,
+        expires_at: Option<Timestamp>,
     ) -> Result<Zeroizing<String>> {
         if label.len() > 128 {
             return Err(EngineError::refused(
                 ErrorCode::InvalidField,
                 "the key label is longer than 128 bytes",
+            ));
+        }
+        if expires_at.is_some_and(|t| t.0 <= self.now().0) {
+            return Err(EngineError::refused(
+                ErrorCode::InvalidField,
+                "the key's expiry must be in the future",
             ));
         }
         let key = generate_api_key();
@@ -130,6 +172,8 @@ impl Engine {
             secret_hash: key.secret_hash.to_vec(),
             label: label.to_owned(),
             created_at: self.now(),
+            expires_at,
+            revoked_at: None,
         };
         let draft = self.draft(
             actor,
@@ -142,32 +186,88 @@ impl Engine {
         Ok(key.token)
     }
 
-    /// Checks a presented bearer token. `None` for anything that is not a live key.
+    /// Every API key, live or not, oldest first.
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyView>> {
+        let now = self.now();
+        Ok(self
+            .store
+            .list_api_keys()
+            .await?
+            .into_iter()
+            .map(|k| ApiKeyView {
+                live: k.revoked_at.is_none() && k.expires_at.is_none_or(|t| t.0 > now.0),
+                id: k.id,
+                role: k.role,
+                label: k.label,
+                created_at: k.created_at.to_rfc3339(),
+                expires_at: k.expires_at.map(|t| t.to_rfc3339()),
+                revoked_at: k.revoked_at.map(|t| t.to_rfc3339()),
+            })
+            .collect())
+    }
+
+    /// Revokes a key (audited). This node stops admitting it at once, every other node
+    /// within [`KEY_RECHECK_MS`]. Refused with `unknown_key` when there is no live key of
+    /// that id.
+    pub async fn revoke_api_key(&self, actor: &Actor, id: &str) -> Result<()> {
+        let draft = self.draft(
+            actor,
+            AuditAction::KeyRevoke,
+            None,
+            None,
+            format!("key={}", id.chars().take(64).collect::<String>()),
+        );
+        let revoked = self.store.revoke_api_key(id, self.now(), &[draft]).await?;
+        self.api_keys.write().remove(id);
+        if !revoked {
+            return Err(EngineError::refused(
+                ErrorCode::UnknownKey,
+                "there is no live API key with this id",
+            ));
+        }
+        Ok(())
+    }
+
+    /// What the store says about a key now, cached for [`KEY_RECHECK_MS`].
+    async fn key_state(&self, id: &str) -> Result<Option<CachedKey>> {
+        let cached = self.api_keys.read().get(id).cloned();
+        let now = self.now();
+        if let Some(c) = cached.filter(|c| (0..KEY_RECHECK_MS).contains(&(now.0 - c.checked.0))) {
+            return Ok(Some(c));
+        }
+        let Some(record) = self.store.get_api_key(id).await? else {
+            self.api_keys.write().remove(id);
+            return Ok(None);
+        };
+        let Some(role) = Role::parse(&record.role) else {
+            return Ok(None);
+        };
+        let c = CachedKey {
+            role,
+            secret_hash: record.secret_hash,
+            expires_at: record.expires_at,
+            revoked: record.revoked_at.is_some(),
+            checked: now,
+        };
+        self.api_keys.write().insert(id.to_owned(), c.clone());
+        Ok(Some(c))
+    }
+
+    /// Checks a presented bearer token. `None` for anything that is not a live key: unknown,
+    /// wrong secret, revoked or expired.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>> {
         let Some((id, secret)) = split_api_key(token) else {
             return Ok(None);
         };
-        let cached = self.api_keys.read().get(id).cloned();
-        let cached = match cached {
-            Some(c) => c,
-            None => {
-                let Some(record) = self.store.get_api_key(id).await? else {
-                    return Ok(None);
-                };
-                let Some(role) = Role::parse(&record.role) else {
-                    return Ok(None);
-                };
-                let c = CachedKey {
-                    role,
-                    secret_hash: record.secret_hash,
-                };
-                self.api_keys.write().insert(id.to_owned(), c.clone());
-                c
-            }
+        let Some(key) = self.key_state(id).await? else {
+            return Ok(None);
         };
-        if !ct_eq(&hash_api_secret(secret), &cached.secret_hash) {
+        if !ct_eq(&hash_api_secret(secret), &key.secret_hash) {
             return Ok(None);
         }
-        Ok(Some(Principal::api_key(id, cached.role)))
+        if key.revoked || key.expires_at.is_some_and(|t| t.0 <= self.now().0) {
+            return Ok(None);
+        }
+        Ok(Some(Principal::api_key(id, key.role)))
     }
 }

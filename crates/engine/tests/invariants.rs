@@ -109,6 +109,7 @@ on_both_backends!(
     dp_training_on_small_stores_never_fails_an_erasure,
     history_the_model_cannot_use_falls_back_visibly,
     retention_follows_the_purposes_consented_to,
+    keys_expire_and_revocation_reaches_every_node,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -2417,4 +2418,73 @@ async fn retention_follows_the_purposes_consented_to(h: Harness) {
         .unwrap();
     assert_eq!(left.len(), 2, "the long-consent subject keeps both events");
     assert!(h.engine.verify_audit().await.unwrap().ok);
+}
+
+/// API keys can be listed, expire, and be revoked; a revocation on one node is refused at
+/// once there and within `KEY_RECHECK_MS` on another node over the same database.
+async fn keys_expire_and_revocation_reaches_every_node(h: Harness) {
+    use candor_engine::{KEY_RECHECK_MS, Role};
+    let a = &h.engine;
+    let b = h.second_engine().await;
+    let token = a
+        .create_api_key(&actor(), Role::Service, "shop backend", None)
+        .await
+        .unwrap();
+    let id = candor_engine::key_id_of(&token).unwrap().to_owned();
+    assert!(a.authenticate(&token).await.unwrap().is_some());
+    assert!(
+        b.authenticate(&token).await.unwrap().is_some(),
+        "B caches it"
+    );
+    a.revoke_api_key(&actor(), &id).await.unwrap();
+    assert!(
+        a.authenticate(&token).await.unwrap().is_none(),
+        "at once on A"
+    );
+    h.clock.advance(KEY_RECHECK_MS);
+    assert!(
+        b.authenticate(&token).await.unwrap().is_none(),
+        "within the recheck on B"
+    );
+    // Revoking again, or an unknown key, is refused with a code and writes nothing.
+    let entries = h.audit_entries().await.len();
+    for unknown in [id.as_str(), "nosuchkey"] {
+        assert!(matches!(
+            a.revoke_api_key(&actor(), unknown).await,
+            Err(EngineError::Refused {
+                code: ErrorCode::UnknownKey,
+                ..
+            })
+        ));
+    }
+    assert_eq!(h.audit_entries().await.len(), entries);
+    // An expiring key admits until its expiry and not after.
+    let in_a_day = Timestamp(a.now().0 + candor_domain::timestamp::DAY_MS);
+    let expiring = a
+        .create_api_key(&actor(), Role::Analyst, "temp", Some(in_a_day))
+        .await
+        .unwrap();
+    assert!(a.authenticate(&expiring).await.unwrap().is_some());
+    h.clock.advance(candor_domain::timestamp::DAY_MS);
+    assert!(a.authenticate(&expiring).await.unwrap().is_none());
+    assert!(
+        a.create_api_key(&actor(), Role::Analyst, "past", Some(in_a_day))
+            .await
+            .is_err()
+    );
+    let listed = a.list_api_keys().await.unwrap();
+    let view = |id: &str| listed.iter().find(|k| k.id == id).unwrap();
+    assert!(!view(&id).live && view(&id).revoked_at.is_some());
+    let expiring_id = candor_engine::key_id_of(&expiring).unwrap();
+    assert!(!view(expiring_id).live && view(expiring_id).expires_at.is_some());
+    let json = serde_json::to_string(&listed).unwrap();
+    assert!(!json.contains(token.as_str()) && !json.contains("hash"));
+    let actions: Vec<String> = h
+        .audit_entries()
+        .await
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(actions.contains(&"key.revoke".to_string()));
+    assert!(a.verify_audit().await.unwrap().ok);
 }

@@ -29,6 +29,7 @@ pub struct AppState {
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
     max_body_bytes: usize,
+    allowed_origins: Vec<axum::http::HeaderValue>,
 }
 
 impl AppState {
@@ -38,7 +39,20 @@ impl AppState {
             engine,
             metrics: Arc::new(Metrics::default()),
             max_body_bytes,
+            allowed_origins: Vec::new(),
         }
+    }
+
+    /// Lets browsers on these origins (`https://shop.example`) call the API cross-origin;
+    /// none by default, so no cross-origin page can read a response.
+    pub fn allow_origins(mut self, origins: Vec<axum::http::HeaderValue>) -> Self {
+        self.allowed_origins = origins;
+        self
+    }
+
+    /// The origins admitted cross-origin.
+    pub fn allowed_origins(&self) -> &[axum::http::HeaderValue] {
+        &self.allowed_origins
     }
 
     /// The largest accepted request body, in bytes.
@@ -95,13 +109,28 @@ fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 /// Resolves the caller: 401 unless a live key was sent.
+/// Failures are counted in the metrics and logged with the key's public id only (the part
+/// before the dot, never the secret), so a brute force is visible.
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
-    let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
-    state
-        .engine
-        .authenticate(token)
-        .await?
-        .ok_or_else(ApiError::unauthorized)
+    let Some(token) = bearer(parts) else {
+        state.metrics.record_auth_failure("missing");
+        return Err(ApiError::unauthorized());
+    };
+    match state.engine.authenticate(token).await? {
+        Some(principal) => Ok(principal),
+        None => {
+            state.metrics.record_auth_failure("invalid");
+            // Only a well-formed id is logged, so nothing a caller sends can forge log lines.
+            let key_id = candor_engine::key_id_of(token)
+                .filter(|id| id.bytes().all(|b| b.is_ascii_alphanumeric()))
+                .unwrap_or("malformed");
+            tracing::warn!(
+                key_id,
+                "refused a request with an unknown, revoked or expired key"
+            );
+            Err(ApiError::unauthorized())
+        }
+    }
 }
 
 /// A caller admitted to an operation open to the roles in `ROLES`.

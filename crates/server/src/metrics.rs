@@ -27,6 +27,12 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthLabels {
+    /// `missing` (no bearer token) or `invalid` (unknown, wrong, revoked or expired key).
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
     outcome: String,
     reason: String,
@@ -40,6 +46,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
     events: Family<EventLabels, Counter>,
+    auth_failures: Family<AuthLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -64,6 +71,17 @@ impl Default for Metrics {
             "Events accepted or refused, by reason",
             events.clone(),
         );
+        let auth_failures = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Requests refused 401, by why: brute force shows here",
+            auth_failures.clone(),
+        );
+        for reason in ["missing", "invalid"] {
+            let _ = auth_failures.get_or_create(&AuthLabels {
+                reason: reason.into(),
+            });
+        }
         for reason in RefusalReason::ALL {
             let _ = events.get_or_create(&EventLabels {
                 outcome: "refused".into(),
@@ -75,6 +93,7 @@ impl Default for Metrics {
             requests,
             latency,
             events,
+            auth_failures,
         }
     }
 }
@@ -96,6 +115,15 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Counts a refused authentication: `missing` or `invalid`.
+    pub fn record_auth_failure(&self, reason: &str) {
+        self.auth_failures
+            .get_or_create(&AuthLabels {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -36,7 +36,7 @@ async fn api() -> Api {
         let engine = engine.clone();
         async move {
             engine
-                .create_api_key(&Actor::cli(), role, "test")
+                .create_api_key(&Actor::cli(), role, "test", None)
                 .await
                 .unwrap()
                 .to_string()
@@ -1830,4 +1830,109 @@ async fn authentication_comes_before_the_body_is_read() {
     }
     let (status, _) = api.call("GET", "/v1/analytics/plan", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "no query, no key: 401");
+}
+
+/// Every response says `no-store` and `nosniff`; cross-origin pages can read nothing unless
+/// their origin is configured, and then only that origin.
+#[tokio::test]
+async fn responses_are_not_cached_sniffed_or_shared_cross_origin() {
+    let api = api().await;
+    let request = |method: &str, path: &str, origin: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("authorization", format!("Bearer {}", api.dpo))
+            .body(Body::empty())
+            .unwrap()
+    };
+    for path in ["/v1/policy", "/v1/subjects/s1/consent", "/nowhere"] {
+        let resp = api
+            .app
+            .clone()
+            .oneshot(request("GET", path, "https://evil.example"))
+            .await
+            .unwrap();
+        let headers = resp.headers();
+        assert_eq!(headers["cache-control"], "no-store", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert!(
+            !headers.contains_key("access-control-allow-origin"),
+            "{path}: no origin is allowed by default"
+        );
+    }
+    let shop = axum::http::HeaderValue::from_static("https://shop.example");
+    let allowed = app(AppState::new(api.engine.clone(), MAX_BODY).allow_origins(vec![shop]));
+    let preflight = allowed
+        .clone()
+        .oneshot(request("OPTIONS", "/v1/policy", "https://shop.example"))
+        .await
+        .unwrap();
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    let other = allowed
+        .oneshot(request("GET", "/v1/policy", "https://evil.example"))
+        .await
+        .unwrap();
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+}
+
+/// Keys over HTTP: created with an expiry, listed without secrets, revoked (then 401), and
+/// every refused authentication is counted in the metrics.
+#[tokio::test]
+async fn keys_are_listed_revoked_and_failures_counted() {
+    let api = api().await;
+    let (status, created) = api
+        .call(
+            "POST",
+            "/v1/keys",
+            Some(&api.admin),
+            Some(json!({"role": "service", "label": "temp", "expires_in_days": 30})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(created["expires_at"].is_string());
+    let (status, _) = api.call("GET", "/v1/items", Some(&key), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, list) = api.call("GET", "/v1/keys", Some(&api.admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list["keys"].as_array().unwrap().len() >= 5);
+    assert!(!list.to_string().contains(&key), "no secret is listed");
+    let (status, _) = api
+        .call("DELETE", &format!("/v1/keys/{id}"), Some(&api.admin), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = api.call("GET", "/v1/items", Some(&key), None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    let (status, body) = api
+        .call("DELETE", &format!("/v1/keys/{id}"), Some(&api.admin), None)
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "unknown_key")
+    );
+    let (status, _) = api
+        .call(
+            "POST",
+            "/v1/keys",
+            Some(&api.admin),
+            Some(json!({"role": "service", "expires_in_days": 0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, metrics) = api.call("GET", "/metrics", Some(&api.admin), None).await;
+    let metrics = metrics.as_str().unwrap();
+    let invalid = metrics
+        .lines()
+        .find(|l| l.starts_with("candor_auth_failures_total{reason=\"invalid\"}"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(!invalid.ends_with(" 0"), "{invalid}");
 }

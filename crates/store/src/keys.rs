@@ -21,7 +21,25 @@ pub struct ApiKeyRecord {
     pub label: String,
     /// When it was created.
     pub created_at: Timestamp,
+    /// When it stops admitting anything, if it expires.
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
 }
+
+fn api_key(r: &impl Get) -> Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: r.text("id")?,
+        role: r.text("role")?,
+        secret_hash: r.blob("secret_hash")?,
+        label: r.text("label")?,
+        created_at: Timestamp(r.int("created_at")?),
+        expires_at: r.opt_int("expires_at")?.map(Timestamp),
+        revoked_at: r.opt_int("revoked_at")?.map(Timestamp),
+    })
+}
+
+const API_KEY_COLUMNS: &str = "id, role, secret_hash, label, created_at, expires_at, revoked_at";
 
 /// Subjects' data keys and API keys.
 #[async_trait]
@@ -39,6 +57,11 @@ pub trait KeyStore: Send + Sync {
     async fn put_api_key(&self, key: &ApiKeyRecord, audit: &[AuditDraft]) -> Result<()>;
     /// Looks an API key up by id.
     async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
+    /// Every API key, oldest first.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
+    /// Revokes a key at `at`, with an audit entry; `false` if there is no such key or it was
+    /// already revoked (then nothing is written).
+    async fn revoke_api_key(&self, id: &str, at: Timestamp, audit: &[AuditDraft]) -> Result<bool>;
 }
 
 /// `SELECT subject, wrapped_key FROM subject_keys WHERE subject IN (...)`.
@@ -104,14 +127,15 @@ impl<D: Dialect> KeyStore for SqlStore<D> {
     async fn put_api_key(&self, key: &ApiKeyRecord, audit: &[AuditDraft]) -> Result<()> {
         let mut tx = self.begin().await?;
         let insert = Sql::new(
-            "INSERT INTO api_keys (id, role, secret_hash, label, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO api_keys (id, role, secret_hash, label, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .arg(key.id.as_str())
         .arg(key.role.as_str())
         .arg(key.secret_hash.clone())
         .arg(key.label.as_str())
-        .arg(key.created_at.0);
+        .arg(key.created_at.0)
+        .arg(key.expires_at.map(|t| t.0));
         D::execute(&mut tx, insert).await?;
         self.append_in_tx(&mut tx, audit).await?;
         tx.commit().await?;
@@ -119,23 +143,31 @@ impl<D: Dialect> KeyStore for SqlStore<D> {
     }
 
     async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
-        let row = self
-            .fetch_one(
-                Sql::new(
-                    "SELECT id, role, secret_hash, label, created_at FROM api_keys WHERE id = $1",
-                )
-                .arg(id),
-            )
-            .await?;
-        row.map(|r| {
-            Ok(ApiKeyRecord {
-                id: r.text("id")?,
-                role: r.text("role")?,
-                secret_hash: r.blob("secret_hash")?,
-                label: r.text("label")?,
-                created_at: Timestamp(r.int("created_at")?),
-            })
-        })
-        .transpose()
+        let q = Sql::new(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"
+        ))
+        .arg(id);
+        self.fetch_one(q).await?.as_ref().map(api_key).transpose()
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        let q = Sql::new(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+        ));
+        self.fetch(q).await?.iter().map(api_key).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: Timestamp, audit: &[AuditDraft]) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let revoke =
+            Sql::new("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .arg(at.0)
+                .arg(id);
+        if D::execute(&mut tx, revoke).await? == 0 {
+            return Ok(false);
+        }
+        self.append_in_tx(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

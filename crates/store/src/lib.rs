@@ -72,8 +72,8 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("corrupt stored value in {0}")]
     Corrupt(&'static str),
-    /// A database file could not be removed.
-    #[error("cannot remove a database file: {0}")]
+    /// A database file could not be created, narrowed to its owner, or removed.
+    #[error("database file: {0}")]
     Io(String),
 }
 

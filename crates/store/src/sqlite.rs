@@ -44,9 +44,46 @@ fn spawn_checkpointer(pool: SqlitePool, alive: std::sync::Weak<()>) {
     });
 }
 
+/// Creates the database file readable and writable by its owner only (0600) before SQLite
+/// opens it, and narrows an existing one and its WAL files to that: the rows are ciphertext,
+/// but pseudonyms, timestamps and the audit log are not for other local users. SQLite gives
+/// the files it creates beside the database (`-wal`, `-shm`) the database file's mode.
+fn private_file(path: &str) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if path.is_empty() || path == ":memory:" || path.starts_with("file:") {
+            return Ok(());
+        }
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match created {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                for file in [
+                    path.to_string(),
+                    format!("{path}-wal"),
+                    format!("{path}-shm"),
+                ] {
+                    if std::path::Path::new(&file).exists() {
+                        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                            .map_err(|e| StoreError::Io(format!("{file}: {e}")))?;
+                    }
+                }
+            }
+            Err(e) => return Err(StoreError::Io(format!("{path}: {e}"))),
+        }
+    }
+    Ok(())
+}
+
 impl SqlStore<Sqlite> {
     /// Opens or creates the database file at `path` and migrates it.
     pub async fn open(path: &str, sealer: Arc<dyn AuditSealer>) -> Result<Self> {
+        private_file(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

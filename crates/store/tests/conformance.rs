@@ -342,6 +342,8 @@ async fn check_store(store: &dyn Store) {
         secret_hash: vec![9; 32],
         label: "l".into(),
         created_at: Timestamp(3),
+        expires_at: Some(Timestamp(1_000)),
+        revoked_at: None,
     };
     store.put_api_key(&key, &[]).await.unwrap();
     assert_eq!(store.get_api_key("kid").await.unwrap(), Some(key.clone()));
@@ -350,6 +352,31 @@ async fn check_store(store: &dyn Store) {
         "key ids are unique"
     );
     assert_eq!(store.get_api_key("other").await.unwrap(), None);
+    assert!(
+        store
+            .revoke_api_key("kid", Timestamp(7), &[])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_api_key("kid", Timestamp(8), &[])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_api_key("other", Timestamp(8), &[])
+            .await
+            .unwrap()
+    );
+    let listed = store.list_api_keys().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].revoked_at,
+        Some(Timestamp(7)),
+        "the first revocation stands"
+    );
 
     // Model artifacts: the newest version wins.
     assert_eq!(store.latest_model().await.unwrap(), None);

@@ -73,7 +73,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let key = engine
-        .create_api_key(&Actor::cli(), Role::Admin, "demo admin")
+        .create_api_key(&Actor::cli(), Role::Admin, "demo admin", None)
         .await?;
     super::serve::serve(&settings, engine, Some(key.to_string())).await
 }

@@ -58,7 +58,8 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
     let addr = listener.local_addr()?;
-    let state = candor_server::AppState::new(engine.clone(), settings.server.max_body_bytes);
+    let state = candor_server::AppState::new(engine.clone(), settings.server.max_body_bytes)
+        .allow_origins(settings.allowed_origins()?);
     let app = candor_server::app(state);
     println!("listening on http://{addr} (store: {})", engine.backend());
     if let Some(key) = admin_key {
