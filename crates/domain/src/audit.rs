@@ -15,6 +15,10 @@ pub enum AuditAction {
     ConsentGpc,
     /// A subject's consent state or history was read.
     ConsentRead,
+    /// Consent-history rows were committed to the chain (`consent_rows=N root=HEX`).
+    ConsentRecorded,
+    /// Consent-history rows were deleted by an erasure (`consent_rows=N`).
+    ConsentErased,
     /// A batch of events was ingested.
     EventsIngest,
     /// Personal events were read for a purpose.
@@ -48,6 +52,8 @@ impl AuditAction {
             Self::ConsentUpdate => "consent.update",
             Self::ConsentGpc => "consent.gpc",
             Self::ConsentRead => "consent.read",
+            Self::ConsentRecorded => "consent.recorded",
+            Self::ConsentErased => "consent.erased",
             Self::EventsIngest => "events.ingest",
             Self::EventsRead => "events.read",
             Self::RetentionSweep => "retention.sweep",
@@ -190,4 +196,37 @@ pub trait AuditSealer: Send + Sync {
             signature: self.sign(&SignedHead::message(seq, &hash)),
         }
     }
+}
+
+/// The detail of a [`AuditAction::ConsentRecorded`] entry: how many consent-history leaves it
+/// commits and the SHA-256 over them in id order.
+pub fn consent_recorded_detail(rows: usize, root: &[u8; 32]) -> String {
+    let hex: String = root.iter().map(|b| format!("{b:02x}")).collect();
+    format!("consent_rows={rows} root={hex}")
+}
+
+/// The detail of a [`AuditAction::ConsentErased`] entry.
+pub fn consent_erased_detail(rows: usize) -> String {
+    format!("consent_rows={rows}")
+}
+
+/// Reads `consent_rows=N` and, if present, `root=HEX` back from such a detail.
+pub fn parse_consent_detail(detail: &str) -> Option<(usize, Option<[u8; 32]>)> {
+    let mut rows = None;
+    let mut root = None;
+    for part in detail.split(' ') {
+        if let Some(n) = part.strip_prefix("consent_rows=") {
+            rows = n.parse().ok();
+        } else if let Some(hex) = part.strip_prefix("root=") {
+            if hex.len() != 64 {
+                return None;
+            }
+            let mut out = [0u8; 32];
+            for (i, byte) in out.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+            }
+            root = Some(out);
+        }
+    }
+    Some((rows?, root))
 }

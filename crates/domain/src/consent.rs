@@ -46,6 +46,29 @@ pub struct ConsentRecord {
     pub method: ConsentMethod,
 }
 
+impl ConsentRecord {
+    /// The bytes a consent-history row's leaf covers: its id and every field,
+    /// length-prefixed so that no two rows share an encoding.
+    pub fn canonical_bytes(&self, id: i64) -> Vec<u8> {
+        let mut out = b"candor-consent-v1".to_vec();
+        out.extend_from_slice(&id.to_be_bytes());
+        for field in [
+            &self.subject.0[..],
+            self.purpose.as_bytes(),
+            self.category.as_bytes(),
+            self.policy_version.as_bytes(),
+            self.method.as_str().as_bytes(),
+        ] {
+            out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+            out.extend_from_slice(field);
+        }
+        out.push(self.granted as u8);
+        out.extend_from_slice(&self.at.0.to_be_bytes());
+        out.extend_from_slice(&self.expires_at.0.to_be_bytes());
+        out
+    }
+}
+
 /// The current consent of one subject for one purpose and category (the latest record).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentRow {

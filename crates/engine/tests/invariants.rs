@@ -110,6 +110,7 @@ on_both_backends!(
     history_the_model_cannot_use_falls_back_visibly,
     retention_follows_the_purposes_consented_to,
     keys_expire_and_revocation_reaches_every_node,
+    consent_history_tampering_is_detected,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -470,7 +471,11 @@ async fn every_consent_change_and_read_is_audited(h: Harness) {
         .await
         .unwrap();
     let n1 = h.engine.stats().await.unwrap().audit_entries;
-    assert_eq!(n1 - n0, 2, "one entry per purpose changed");
+    assert_eq!(
+        n1 - n0,
+        3,
+        "one entry per purpose changed, and one committing the history rows"
+    );
     h.engine.consent(&actor(), &s, false).await.unwrap();
     h.engine
         .ingest(&actor(), &[event(subject, "i1", "view")], false)
@@ -2487,4 +2492,62 @@ async fn keys_expire_and_revocation_reaches_every_node(h: Harness) {
         .collect();
     assert!(actions.contains(&"key.revoke".to_string()));
     assert!(a.verify_audit().await.unwrap().ok);
+}
+
+/// Consent records are the legal proof of consent, so the audit chain covers them: an
+/// edited, inserted or deleted consent-history row, or a forged erasure mark, fails
+/// verification, while a real erasure does not.
+async fn consent_history_tampering_is_detected(h: Harness) {
+    let problem = |h: &Harness| {
+        let engine = h.engine.clone();
+        async move {
+            let report = engine.verify_audit().await.unwrap();
+            assert!(!report.ok, "tampering went unnoticed");
+            assert!(report.first_bad_position.is_some());
+            report.problem.unwrap()
+        }
+    };
+    tamper_setup(&h).await;
+    // A real erasure keeps the chain and the history consistent.
+    h.engine.erase(&actor(), &sid("tamper-5")).await.unwrap();
+    assert!(h.engine.verify_audit().await.unwrap().ok);
+    // The next change after erasing the newest rows takes fresh ids, never an erased one's.
+    h.engine
+        .set_consent(&actor(), &sid("tamper-6"), &grant(&[PROFILING]), false)
+        .await
+        .unwrap();
+    assert!(h.engine.verify_audit().await.unwrap().ok);
+
+    h.sql(&["UPDATE consent_history SET granted = NOT granted WHERE id = (SELECT MIN(id) FROM consent_history)"])
+        .await;
+    assert!(problem(&h).await.contains("altered"), "an edited row");
+    h.sql(&["UPDATE consent_history SET granted = NOT granted WHERE id = (SELECT MIN(id) FROM consent_history)"])
+        .await;
+    assert!(h.engine.verify_audit().await.unwrap().ok, "undone");
+
+    h.sql(&["INSERT INTO consent_history (subject, purpose, category, granted, at, expires_at, policy_version, method) \
+             SELECT subject, purpose, category, granted, at + 1, expires_at, policy_version, method \
+             FROM consent_history WHERE id = (SELECT MAX(id) FROM consent_history)"])
+        .await;
+    assert!(problem(&h).await.contains("outside"), "an inserted row");
+    h.sql(&["DELETE FROM consent_history WHERE id = (SELECT MAX(id) FROM consent_history)"])
+        .await;
+    assert!(h.engine.verify_audit().await.unwrap().ok, "undone");
+
+    h.sql(&["DELETE FROM consent_history WHERE id = (SELECT MIN(id) FROM consent_history)"])
+        .await;
+    assert!(
+        problem(&h).await.contains("not by an erasure"),
+        "a deleted row"
+    );
+    // Passing the deletion off as an erasure miscounts that erasure.
+    h.sql(&[
+        "UPDATE consent_leaves SET erased_seq = (SELECT MAX(erased_seq) FROM consent_leaves) \
+             WHERE id = (SELECT MIN(id) FROM consent_leaves)",
+    ])
+    .await;
+    assert!(
+        problem(&h).await.contains("accounts for"),
+        "a forged erasure mark"
+    );
 }

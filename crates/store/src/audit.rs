@@ -25,14 +25,15 @@ pub(crate) fn hash32(bytes: Vec<u8>, table: &'static str) -> Result<[u8; 32]> {
 }
 
 impl<D: Dialect> SqlStore<D> {
-    /// Seals `drafts` onto the chain inside `tx` and re-signs the head.
+    /// Seals `drafts` onto the chain inside `tx` and re-signs the head; returns the position
+    /// of the last entry appended (0 when there was nothing to append).
     pub(crate) async fn append_in_tx(
         &self,
         tx: &mut D::Connection,
         drafts: &[AuditDraft],
-    ) -> Result<()> {
+    ) -> Result<u64> {
         if drafts.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         D::lock_audit(tx).await?;
         let last = D::fetch_all(
@@ -85,7 +86,7 @@ impl<D: Dialect> SqlStore<D> {
         .arg(head.hash.to_vec())
         .arg(head.signature);
         D::execute(tx, upsert).await?;
-        Ok(())
+        Ok(seq)
     }
 }
 

@@ -4,7 +4,10 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use candor_domain::{AuditDraft, ConsentMethod, ConsentRecord, ConsentRow, Pseudonym, Timestamp};
+use candor_domain::audit::consent_recorded_detail;
+use candor_domain::{
+    AuditAction, AuditDraft, ConsentMethod, ConsentRecord, ConsentRow, Pseudonym, Timestamp,
+};
 
 use crate::dialect::{Dialect, SqlStore};
 use crate::sql::{Get, Sql};
@@ -38,6 +41,48 @@ pub trait ConsentStore: Send + Sync {
     ) -> Result<HashMap<Pseudonym, Vec<String>>>;
     /// A subject's whole consent history, oldest first.
     async fn consent_history(&self, subject: &Pseudonym) -> Result<Vec<ConsentRecord>>;
+    /// A page of the consent-history leaves from id `after_id + 1`, with the row each
+    /// covers if it is still held: what verification checks against the audit chain.
+    async fn consent_leaves(&self, after_id: i64, limit: u32) -> Result<Vec<ConsentLeaf>>;
+    /// How many consent-history rows have no leaf (each one was written outside Candor).
+    async fn unsealed_consent_rows(&self) -> Result<u64>;
+}
+
+/// A consent-history row's leaf, as verification reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentLeaf {
+    /// The row id.
+    pub id: i64,
+    /// MAC of the row's canonical bytes when it was written.
+    pub leaf: [u8; 32],
+    /// The audit entry that committed it.
+    pub recorded_seq: u64,
+    /// The erasure's audit entry, if an erasure deleted the row.
+    pub erased_seq: Option<u64>,
+    /// The row, if it is still held.
+    pub row: Option<ConsentRecord>,
+}
+
+/// The leaf of a consent-history row: a keyed MAC of its canonical bytes.
+pub(crate) fn consent_leaf(
+    sealer: &dyn candor_domain::AuditSealer,
+    id: i64,
+    record: &ConsentRecord,
+) -> [u8; 32] {
+    sealer.mac(&sealer.digest(&record.canonical_bytes(id)))
+}
+
+fn consent_record(r: &impl Get) -> Result<ConsentRecord> {
+    Ok(ConsentRecord {
+        subject: pseudonym(r.blob("subject")?, "consent_history")?,
+        purpose: r.text("purpose")?,
+        category: r.text("category")?,
+        granted: r.boolean("granted")?,
+        at: Timestamp(r.int("at")?),
+        expires_at: Timestamp(r.int("expires_at")?),
+        policy_version: r.text("policy_version")?,
+        method: method(&r.text("method")?)?,
+    })
 }
 
 fn method(raw: &str) -> Result<ConsentMethod> {
@@ -48,6 +93,9 @@ fn method(raw: &str) -> Result<ConsentMethod> {
 impl<D: Dialect> ConsentStore for SqlStore<D> {
     async fn record_consent(&self, records: &[ConsentRecord], audit: &[AuditDraft]) -> Result<()> {
         let mut tx = self.begin().await?;
+        // Each row's leaf is computed from the row as stored (RETURNING), so it covers
+        // exactly what the database holds.
+        let mut leaves: Vec<(i64, [u8; 32])> = Vec::with_capacity(records.len());
         for chunk in records.chunks(INSERT_CHUNK) {
             let mut q = Sql::new(
                 "INSERT INTO consent_history (subject, purpose, category, granted, at, expires_at, \
@@ -65,8 +113,16 @@ impl<D: Dialect> ConsentStore for SqlStore<D> {
                     r.method.as_str().into(),
                 ]
             });
-            D::execute(&mut tx, q).await?;
+            q.push(
+                " RETURNING id, subject, purpose, category, granted, at, expires_at, \
+                 policy_version, method",
+            );
+            for row in D::fetch_all(&mut tx, q).await? {
+                let id = row.int("id")?;
+                leaves.push((id, consent_leaf(&*self.sealer, id, &consent_record(&row)?)));
+            }
         }
+        leaves.sort_unstable_by_key(|l| l.0);
         // Rows are locked in key order (a stable sort keeps later records for the same key
         // later, so the newest still wins), so concurrent writers cannot deadlock.
         let mut ordered: Vec<&ConsentRecord> = records.iter().collect();
@@ -89,7 +145,32 @@ impl<D: Dialect> ConsentStore for SqlStore<D> {
             .arg(r.method.as_str());
             D::execute(&mut tx, upsert).await?;
         }
-        self.append_in_tx(&mut tx, audit).await?;
+        // The change's own entries, then one that commits the rows' leaves to the chain.
+        let mut drafts = audit.to_vec();
+        if !leaves.is_empty() {
+            let mut concatenated = Vec::with_capacity(leaves.len() * 32);
+            leaves
+                .iter()
+                .for_each(|(_, l)| concatenated.extend_from_slice(l));
+            drafts.push(AuditDraft {
+                at: records[0].at,
+                actor: audit
+                    .first()
+                    .map_or_else(|| "system".into(), |d| d.actor.clone()),
+                action: AuditAction::ConsentRecorded,
+                subject: None,
+                purpose: None,
+                detail: consent_recorded_detail(leaves.len(), &self.sealer.digest(&concatenated)),
+            });
+        }
+        let seq = self.append_in_tx(&mut tx, &drafts).await?;
+        for chunk in leaves.chunks(INSERT_CHUNK) {
+            let mut q = Sql::new("INSERT INTO consent_leaves (id, leaf, recorded_seq) VALUES ");
+            q.rows(chunk, |(id, leaf)| {
+                vec![(*id).into(), leaf.to_vec().into(), (seq as i64).into()]
+            });
+            D::execute(&mut tx, q).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -187,25 +268,50 @@ impl<D: Dialect> ConsentStore for SqlStore<D> {
         let rows = self
             .fetch(
                 Sql::new(
-                    "SELECT purpose, category, granted, at, expires_at, policy_version, method \
-                     FROM consent_history WHERE subject = $1 ORDER BY id",
+                    "SELECT subject, purpose, category, granted, at, expires_at, policy_version, \
+                     method FROM consent_history WHERE subject = $1 ORDER BY id",
                 )
                 .arg(subject.0.to_vec()),
             )
             .await?;
-        rows.iter()
+        rows.iter().map(consent_record).collect()
+    }
+
+    async fn consent_leaves(&self, after_id: i64, limit: u32) -> Result<Vec<ConsentLeaf>> {
+        let q = Sql::new(
+            "SELECT l.id AS id, l.leaf AS leaf, l.recorded_seq AS recorded_seq, \
+             l.erased_seq AS erased_seq, h.id AS row_id, h.subject AS subject, \
+             h.purpose AS purpose, h.category AS category, h.granted AS granted, h.at AS at, \
+             h.expires_at AS expires_at, h.policy_version AS policy_version, h.method AS method \
+             FROM consent_leaves l LEFT JOIN consent_history h ON h.id = l.id \
+             WHERE l.id > $1 ORDER BY l.id LIMIT $2",
+        )
+        .arg(after_id)
+        .arg(limit as i64);
+        self.fetch(q)
+            .await?
+            .iter()
             .map(|r| {
-                Ok(ConsentRecord {
-                    subject: *subject,
-                    purpose: r.text("purpose")?,
-                    category: r.text("category")?,
-                    granted: r.boolean("granted")?,
-                    at: Timestamp(r.int("at")?),
-                    expires_at: Timestamp(r.int("expires_at")?),
-                    policy_version: r.text("policy_version")?,
-                    method: method(&r.text("method")?)?,
+                Ok(ConsentLeaf {
+                    id: r.int("id")?,
+                    leaf: crate::audit::hash32(r.blob("leaf")?, "consent_leaves")?,
+                    recorded_seq: r.int("recorded_seq")? as u64,
+                    erased_seq: r.opt_int("erased_seq")?.map(|s| s as u64),
+                    row: match r.opt_int("row_id")? {
+                        Some(_) => Some(consent_record(r)?),
+                        None => None,
+                    },
                 })
             })
             .collect()
+    }
+
+    async fn unsealed_consent_rows(&self) -> Result<u64> {
+        let q = Sql::new(
+            "SELECT COUNT(*) AS n FROM consent_history h \
+             WHERE NOT EXISTS (SELECT 1 FROM consent_leaves l WHERE l.id = h.id)",
+        );
+        let row = self.fetch_one(q).await?;
+        Ok(row.map(|r| r.int("n")).transpose()?.unwrap_or(0) as u64)
     }
 }

@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use candor_domain::{AuditDraft, Pseudonym, Timestamp};
+use candor_domain::audit::consent_erased_detail;
+use candor_domain::{AuditAction, AuditDraft, Pseudonym, Timestamp};
 
 use crate::dialect::{Dialect, SqlStore};
 use crate::sql::{Get, Sql};
@@ -66,11 +67,17 @@ impl<D: Dialect> SubjectStore for SqlStore<D> {
                 .arg(bytes.clone()),
         )
         .await?;
-        let mut consent_records = 0;
-        for table in ["consent_history", "consent_current"] {
-            let delete = Sql::new(&format!("DELETE FROM {table} WHERE subject = $1"));
-            consent_records += D::execute(&mut tx, delete.arg(bytes.clone())).await?;
-        }
+        // The consent-history rows go, their leaves stay, marked by an entry of their own
+        // that says how many the erasure deleted.
+        let history = Sql::new("DELETE FROM consent_history WHERE subject = $1 RETURNING id");
+        let history_ids: Vec<i64> = D::fetch_all(&mut tx, history.arg(bytes.clone()))
+            .await?
+            .iter()
+            .map(|r| r.int("id"))
+            .collect::<Result<_>>()?;
+        let current = Sql::new("DELETE FROM consent_current WHERE subject = $1");
+        let consent_records =
+            history_ids.len() as u64 + D::execute(&mut tx, current.arg(bytes.clone())).await?;
         let restriction = Sql::new("DELETE FROM restrictions WHERE subject = $1");
         D::execute(&mut tx, restriction.arg(bytes.clone())).await?;
         let key = Sql::new("DELETE FROM subject_keys WHERE subject = $1");
@@ -81,7 +88,24 @@ impl<D: Dialect> SubjectStore for SqlStore<D> {
             keys,
         };
         if erased.total() > 0 {
-            self.append_in_tx(&mut tx, &[audit(erased.total())]).await?;
+            let entry = audit(erased.total());
+            let mut drafts = vec![entry.clone()];
+            if !history_ids.is_empty() {
+                drafts.push(AuditDraft {
+                    action: AuditAction::ConsentErased,
+                    subject: None,
+                    purpose: None,
+                    detail: consent_erased_detail(history_ids.len()),
+                    ..entry
+                });
+            }
+            let seq = self.append_in_tx(&mut tx, &drafts).await?;
+            for chunk in history_ids.chunks(IN_CHUNK) {
+                let mut mark = Sql::new("UPDATE consent_leaves SET erased_seq = ");
+                mark.bind(seq as i64).push(" WHERE id IN (");
+                mark.list(chunk.iter().copied()).push(")");
+                D::execute(&mut tx, mark).await?;
+            }
         }
         tx.commit().await?;
         D::purge_deleted_bytes(&self.write).await?;

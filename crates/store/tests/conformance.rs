@@ -312,9 +312,20 @@ async fn check_store(store: &dyn Store) {
         assert_eq!(pair[1].prev_hash, pair[0].hash);
     }
     assert_eq!(entries[0].prev_hash, [0; 32]);
+    // Every consent write commits its history rows with an entry of its own.
+    let commitments: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.action == "consent.recorded")
+        .map(|e| e.detail.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        commitments,
+        ["consent_rows=2", "consent_rows=1", "consent_rows=1"]
+    );
     assert_eq!(
         entries
             .iter()
+            .filter(|e| e.action != "consent.recorded")
             .map(|e| e.detail.as_str())
             .collect::<Vec<_>>(),
         [
@@ -407,7 +418,8 @@ async fn check_store(store: &dyn Store) {
             stats.items,
             stats.audit_entries
         ),
-        (2, 4, 2, 8)
+        (2, 4, 2, 11),
+        "eight entries written, and three consent commitments"
     );
 }
 
