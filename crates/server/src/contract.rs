@@ -1,8 +1,8 @@
 //! The uniform parts of the OpenAPI document, added once for every operation rather than
 //! remembered in each annotation: the error responses the extractors can give (401 and 403
-//! where a key is required, 400 for a malformed path or query, 413, 415 and 422 for a body)
-//! and the schema of every subject or item id in a path, so generated clients and schemathesis see the
-//! contract the server keeps.
+//! where a key is required, 400 for a malformed path or query, 404 for an id in the path,
+//! 413, 415 and 422 for a body) and the schema of every subject or item id in a path, so
+//! generated clients and schemathesis see the contract the server keeps.
 
 use candor_domain::ids::MAX_ID_LEN;
 use utoipa::openapi::path::{Operation, ParameterIn};
@@ -61,6 +61,14 @@ fn complete_operation(op: &mut Operation) {
     let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
     if has_params {
         add("400", "A malformed id or query parameter");
+    }
+    let in_path = op
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| p.parameter_in == ParameterIn::Path);
+    if in_path {
+        add("404", "Nothing is held under this id");
     }
     if op.request_body.is_some() {
         add("400", "The body is not valid JSON");
