@@ -123,3 +123,63 @@ impl RefusalReason {
         }
     }
 }
+
+/// One event as a client sends it (`POST /v1/events`), before any validation.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WireEvent {
+    /// Subject id (1-128 of `A-Z a-z 0-9 _ . : @ -`). Never stored: only its keyed hash is.
+    pub subject: String,
+    /// Item id; the item must be in the catalogue.
+    pub item: String,
+    /// Event type declared in the policy, e.g. `view` or `purchase`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Numeric value where the event type declares one (quantity, rating).
+    #[serde(default)]
+    pub value: Option<f64>,
+    /// RFC 3339 time of the event; defaults to now.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// Context values whose keys the policy declares for the event type.
+    #[serde(default)]
+    pub context: Option<BTreeMap<String, String>>,
+}
+
+/// A request body split into its events: each read on its own, so one malformed event is
+/// refused alone.
+#[derive(Debug)]
+pub struct WireBatch {
+    /// Each event, or why it could not be read (a sentence without the event's data).
+    pub events: Vec<Result<WireEvent, String>>,
+    /// Whether the body was one event object rather than an array.
+    pub single: bool,
+}
+
+/// Splits a JSON body into events without building a tree: an object is one event, an
+/// array a batch. `None` when the body is neither (or not JSON).
+pub fn split_batch(text: &str) -> Option<WireBatch> {
+    use serde_json::value::RawValue;
+    let read = |raw: &RawValue| {
+        serde_json::from_str::<WireEvent>(raw.get())
+            .map_err(|e| format!("the event does not have the expected fields: {e}"))
+    };
+    match text.trim_start().as_bytes().first() {
+        Some(b'[') => {
+            let values: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+            Some(WireBatch {
+                events: values.into_iter().map(read).collect(),
+                single: false,
+            })
+        }
+        Some(b'{') => {
+            let value: &RawValue = serde_json::from_str(text).ok()?;
+            Some(WireBatch {
+                events: vec![read(value)],
+                single: true,
+            })
+        }
+        _ => None,
+    }
+}

@@ -1,13 +1,11 @@
 //! `events`: consent-gated ingestion, one event or a batch.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use candor_domain::{ErrorCode, RefusalReason};
 use candor_engine::{EventDraft, IngestReport, Refusal};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -22,38 +20,17 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(post_events))
 }
 
-/// One event.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EventBody {
-    /// Subject id (1-128 of `A-Z a-z 0-9 _ . : @ -`). Never stored: only its keyed hash is.
-    pub subject: String,
-    /// Item id; the item must be in the catalogue.
-    pub item: String,
-    /// Event type declared in the policy, e.g. `view` or `purchase`.
-    #[serde(rename = "type")]
-    pub event_type: String,
-    /// Numeric value where the event type declares one (quantity, rating).
-    #[serde(default)]
-    pub value: Option<f64>,
-    /// RFC 3339 time of the event; defaults to now.
-    #[serde(default)]
-    pub timestamp: Option<String>,
-    /// Context values whose keys the policy declares for the event type.
-    #[serde(default)]
-    pub context: Option<BTreeMap<String, String>>,
-}
+/// One event on the wire: the domain's own type, so the parser the fuzzer runs is this one.
+pub use candor_domain::event::WireEvent as EventBody;
 
-impl From<EventBody> for EventDraft {
-    fn from(body: EventBody) -> Self {
-        Self {
-            subject: body.subject,
-            item: body.item,
-            event_type: body.event_type,
-            value: body.value,
-            timestamp: body.timestamp,
-            context: body.context.unwrap_or_default(),
-        }
+fn draft(body: EventBody) -> EventDraft {
+    EventDraft {
+        subject: body.subject,
+        item: body.item,
+        event_type: body.event_type,
+        value: body.value,
+        timestamp: body.timestamp,
+        context: body.context.unwrap_or_default(),
     }
 }
 
@@ -121,26 +98,22 @@ pub async fn post_events(
 ) -> Result<Response, ApiError> {
     // The body is already known to be JSON; split it into events without building a tree,
     // then read each event on its own so that one bad event is refused alone.
-    let text = body.get();
-    let (values, single): (Vec<&RawValue>, bool) = match text.trim_start().as_bytes().first() {
-        Some(b'[') => (serde_json::from_str(text).map_err(|_| not_events())?, false),
-        Some(b'{') => (vec![&*body], true),
-        _ => return Err(not_events()),
-    };
-    auth.engine().check_batch(values.len())?;
+    let batch = candor_domain::event::split_batch(body.get()).ok_or_else(not_events)?;
+    let single = batch.single;
+    auth.engine().check_batch(batch.events.len())?;
     let mut refused = Vec::new();
-    let mut positions = Vec::with_capacity(values.len());
-    let mut drafts: Vec<EventDraft> = Vec::with_capacity(values.len());
-    for (index, value) in values.into_iter().enumerate() {
-        match serde_json::from_str::<EventBody>(value.get()) {
+    let mut positions = Vec::with_capacity(batch.events.len());
+    let mut drafts: Vec<EventDraft> = Vec::with_capacity(batch.events.len());
+    for (index, event) in batch.events.into_iter().enumerate() {
+        match event {
             Ok(body) => {
                 positions.push(index);
-                drafts.push(body.into());
+                drafts.push(draft(body));
             }
-            Err(e) => refused.push(Refusal {
+            Err(message) => refused.push(Refusal {
                 index,
                 reason: RefusalReason::InvalidField,
-                message: format!("the event does not have the expected fields: {e}"),
+                message,
             }),
         }
     }
