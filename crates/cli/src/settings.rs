@@ -95,6 +95,11 @@ pub struct StoreSettings {
     pub data_dir: PathBuf,
     /// `sqlite://PATH` or `postgres://...`; empty means `sqlite://DATA_DIR/candor.db`.
     pub url: String,
+    /// Where subjects' data keys live, apart from the data (`sqlite://PATH` or
+    /// `postgres://...`); empty means `sqlite://DATA_DIR/keys.db` beside a SQLite store, and
+    /// the store itself for PostgreSQL (set it there).
+    #[serde(default)]
+    pub key_store_url: String,
 }
 
 /// `[policy]`
@@ -144,6 +149,7 @@ impl Default for Settings {
             store: StoreSettings {
                 data_dir: PathBuf::from("candor-data"),
                 url: String::new(),
+                key_store_url: String::new(),
             },
             policy: PolicySettings {
                 file: String::new(),
@@ -297,6 +303,7 @@ impl Settings {
         };
         Ok(candor_engine::EngineConfig {
             store_url: self.store_url(),
+            key_store_url: self.store.key_store_url.clone(),
             data_dir: self.store.data_dir.clone(),
             policy,
             max_batch: self.ingest.max_batch,

@@ -607,3 +607,44 @@ fn sources_are_tidy() {
         assert!(!text.contains(&sleep), "{shown} sleeps on the wall clock");
     }
 }
+
+#[test]
+fn keys_rotate_master_replaces_the_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = candor()
+        .args(["keys", "create", "--role", "admin", "--data-dir", data])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let before = std::fs::read_to_string(dir.path().join("keys.toml")).unwrap();
+    let out = candor()
+        .args(["keys", "rotate-master", "--data-dir", data])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("re-wrapped"));
+    let after = std::fs::read_to_string(dir.path().join("keys.toml")).unwrap();
+    let master = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("master_key"))
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(master(&before), master(&after));
+    assert!(!after.contains("previous_master_key"));
+    // The store still opens with the new key file (the audit verifies).
+    let out = candor()
+        .args(["audit", "verify", "--data-dir", data])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

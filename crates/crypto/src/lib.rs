@@ -93,6 +93,9 @@ impl fmt::Debug for SecretKey {
 /// secret for pseudonyms, and the Ed25519 key that signs audit heads (and later receipts).
 pub struct KeyRing {
     master: SecretKey,
+    /// The master key before a rotation that has not finished re-wrapping: unwrapping tries
+    /// it after `master`, so a rotation interrupted at any point loses nothing.
+    previous_master: Option<SecretKey>,
     hmac_secret: SecretKey,
     signing: SigningKey,
 }
@@ -124,9 +127,38 @@ impl KeyRing {
     pub fn generate() -> Self {
         Self {
             master: SecretKey::generate(),
+            previous_master: None,
             hmac_secret: SecretKey::generate(),
             signing: SigningKey::generate(&mut OsRng),
         }
+    }
+
+    /// The same ring with a fresh master key, the current one kept as the previous: the
+    /// first step of a rotation (the pseudonym secret and signing key stay, so pseudonyms,
+    /// receipts and the audit chain are unaffected).
+    pub fn rotated(&self) -> Self {
+        Self {
+            master: SecretKey::generate(),
+            previous_master: Some(SecretKey(self.master.0.clone())),
+            hmac_secret: SecretKey(self.hmac_secret.0.clone()),
+            signing: self.signing.clone(),
+        }
+    }
+
+    /// The same ring without its previous master key: the last step of a rotation, once
+    /// every data key is wrapped under the current one.
+    pub fn without_previous(&self) -> Self {
+        Self {
+            master: SecretKey(self.master.0.clone()),
+            previous_master: None,
+            hmac_secret: SecretKey(self.hmac_secret.0.clone()),
+            signing: self.signing.clone(),
+        }
+    }
+
+    /// Whether a previous master key is still held (a rotation has not finished).
+    pub fn has_previous(&self) -> bool {
+        self.previous_master.is_some()
     }
 
     /// Builds a key ring from three base64 strings (32 bytes each).
@@ -138,6 +170,7 @@ impl KeyRing {
         let signing = decode_key(signing)?;
         Ok(Self {
             master: decode_key(master)?,
+            previous_master: None,
             hmac_secret: decode_key(hmac_secret)?,
             signing: SigningKey::from_bytes(&signing.0),
         })
@@ -145,9 +178,15 @@ impl KeyRing {
 
     /// The key file's text: three `name = "base64"` lines. Write it with mode 0600.
     pub fn to_key_file(&self) -> Zeroizing<String> {
+        let previous = self.previous_master.as_ref().map_or(String::new(), |k| {
+            format!(
+                "previous_master_key = \"{}\"\n",
+                STANDARD.encode(k.0.as_ref())
+            )
+        });
         Zeroizing::new(format!(
             "# Candor key file. Keep it secret (mode 0600) and backed up: without it the data is unreadable.\n\
-             master_key = \"{}\"\nhmac_secret = \"{}\"\nsigning_key = \"{}\"\n",
+             master_key = \"{}\"\n{previous}hmac_secret = \"{}\"\nsigning_key = \"{}\"\n",
             STANDARD.encode(self.master.0.as_ref()),
             STANDARD.encode(self.hmac_secret.0.as_ref()),
             STANDARD.encode(self.signing.to_bytes()),
@@ -156,7 +195,7 @@ impl KeyRing {
 
     /// Parses the text written by [`KeyRing::to_key_file`].
     pub fn from_key_file(text: &str) -> Result<Self, CryptoError> {
-        let mut fields: [Option<&str>; 3] = [None; 3];
+        let mut fields: [Option<&str>; 4] = [None; 4];
         for line in text
             .lines()
             .map(str::trim)
@@ -170,12 +209,17 @@ impl KeyRing {
                 "master_key" => 0,
                 "hmac_secret" => 1,
                 "signing_key" => 2,
+                "previous_master_key" => 3,
                 _ => return Err(CryptoError::BadKey("the key file has an unknown entry")),
             };
             fields[slot] = Some(value);
         }
         match fields {
-            [Some(m), Some(h), Some(s)] => Self::from_base64(m, h, s),
+            [Some(m), Some(h), Some(s), previous] => {
+                let mut ring = Self::from_base64(m, h, s)?;
+                ring.previous_master = previous.map(decode_key).transpose()?;
+                Ok(ring)
+            }
             _ => Err(CryptoError::BadKey(
                 "the key file needs master_key, hmac_secret and signing_key",
             )),
@@ -206,9 +250,16 @@ impl KeyRing {
     }
 
     /// Unwraps a data key wrapped by [`KeyRing::wrap`] for the same pseudonym.
+    /// During a rotation, a key still wrapped under the previous master key opens too.
     pub fn unwrap(&self, wrapped: &[u8], pseudonym: &[u8]) -> Result<SecretKey, CryptoError> {
-        let bytes = Zeroizing::new(self.master.open(wrapped, pseudonym)?);
-        SecretKey::from_slice(&bytes)
+        let opened = match self.master.open(wrapped, pseudonym) {
+            Ok(bytes) => bytes,
+            Err(e) => match &self.previous_master {
+                Some(previous) => previous.open(wrapped, pseudonym)?,
+                None => return Err(e),
+            },
+        };
+        SecretKey::from_slice(&Zeroizing::new(opened))
     }
 
     /// Signs a message with the server's Ed25519 key.

@@ -415,7 +415,7 @@ impl Engine {
         let rows = self.current_rows(subject).await?;
         if rows.is_empty()
             && self
-                .store
+                .vault
                 .subject_keys(std::slice::from_ref(subject))
                 .await?
                 .is_empty()

@@ -155,8 +155,16 @@ impl Engine {
                 format!("certificate={certificate_id} rows={n}"),
             )
         };
-        let erased = self.store.erase_subject(&pseudonym, &audit).await?;
+        // The key goes first: once it is gone the data is unreadable, wherever it is.
+        let vault_keys = if Arc::ptr_eq(&self.vault, &self.store) {
+            0
+        } else {
+            self.vault.delete_subject_key(&pseudonym).await?
+        };
         self.key_cache.lock().remove(&pseudonym);
+        let audit = |n: u64| audit(n + vault_keys);
+        let mut erased = self.store.erase_subject(&pseudonym, &audit).await?;
+        erased.keys += vault_keys;
         if erased.total() == 0 {
             return Err(EngineError::refused(
                 ErrorCode::NothingHeld,

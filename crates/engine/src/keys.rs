@@ -53,6 +53,83 @@ pub fn load_or_create(data_dir: &Path) -> Result<KeyRing> {
     }
 }
 
+/// Rotates the master key of the key file in `data_dir` over an engine opened with
+/// `open`: (1) the key file gets a fresh master key and keeps the old one as previous,
+/// (2) every data key is re-wrapped under the new one (the data itself is not touched),
+/// (3) the previous key is dropped from the file. Each file write is atomic and unwrapping
+/// tries both keys, so an interruption at any step loses nothing; running it again
+/// finishes an interrupted rotation. Returns how many data keys were re-wrapped.
+pub async fn rotate_master<F, Fut>(data_dir: &Path, open: F) -> Result<usize>
+where
+    F: FnOnce(std::sync::Arc<KeyRing>) -> Fut,
+    Fut: std::future::Future<Output = Result<crate::Engine>>,
+{
+    if std::env::var_os(ENV_MASTER_KEY).is_some() {
+        return Err(EngineError::Setup(format!(
+            "the keys come from {ENV_MASTER_KEY}: rotate the master key in your secrets manager"
+        )));
+    }
+    let path = data_dir.join(KEY_FILE);
+    let text = fs::read_to_string(&path)
+        .map_err(|e| EngineError::Setup(format!("cannot read key file {}: {e}", path.display())))?;
+    let ring = KeyRing::from_key_file(&text)
+        .map_err(|e| EngineError::Setup(format!("key file {}: {e}", path.display())))?;
+    // An interrupted rotation already holds its new key: finish it rather than start over.
+    let rotated = if ring.has_previous() {
+        ring
+    } else {
+        ring.rotated()
+    };
+    replace_key_file(&path, &rotated)?;
+    let rotated = std::sync::Arc::new(rotated);
+    let engine = open(rotated.clone()).await?;
+    let rewrapped = engine.rewrap_data_keys().await?;
+    replace_key_file(&path, &rotated.without_previous())?;
+    Ok(rewrapped)
+}
+
+/// Replaces the key file atomically (a private temporary file, synced, then renamed).
+fn replace_key_file(path: &Path, ring: &KeyRing) -> Result<()> {
+    let temp = path.with_extension("toml.new");
+    let _ = fs::remove_file(&temp);
+    let written = write_private(&temp, ring.to_key_file().as_bytes())
+        .and_then(|()| fs::rename(&temp, path))
+        .and_then(|()| match path.parent() {
+            Some(dir) => fs::File::open(dir)?.sync_all(),
+            None => Ok(()),
+        });
+    written
+        .map_err(|e| EngineError::Setup(format!("cannot write key file {}: {e}", path.display())))
+}
+
+impl crate::Engine {
+    /// Re-wraps every data key in the key store under the key ring's current master key, a
+    /// page per transaction; returns how many.
+    pub async fn rewrap_data_keys(&self) -> Result<usize> {
+        let mut after = None;
+        let mut count = 0;
+        loop {
+            let page = self.vault.subject_key_page(after.as_ref(), 10_000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.0);
+            let rewrapped: Vec<_> = page
+                .iter()
+                .map(|(subject, wrapped)| {
+                    let key = self
+                        .keys
+                        .unwrap(wrapped, &subject.0)
+                        .map_err(|_| EngineError::Crypto)?;
+                    Ok((*subject, self.keys.wrap(&key, &subject.0)))
+                })
+                .collect::<Result<_>>()?;
+            self.vault.rewrap_subject_keys(&rewrapped).await?;
+            count += rewrapped.len();
+        }
+        self.key_cache.lock().clear();
+        Ok(count)
+    }
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -117,6 +117,11 @@ impl Actor {
 pub struct EngineConfig {
     /// `sqlite://PATH` or `postgres://...`.
     pub store_url: String,
+    /// Where subjects' wrapped data keys live, apart from the data so that a restored data
+    /// backup cannot bring an erased subject's key back: `sqlite://PATH` or `postgres://...`.
+    /// Empty: `sqlite://DATA_DIR/keys.db` beside a SQLite store; the store itself (with a
+    /// warning) for PostgreSQL.
+    pub key_store_url: String,
     /// Where the key file lives (and the SQLite database by default).
     pub data_dir: PathBuf,
     /// The policy in force.
@@ -164,11 +169,22 @@ impl Default for ModelPrivacy {
 }
 
 impl EngineConfig {
+    /// The key store in force; `None` when the data keys stay in the data store.
+    pub fn resolved_key_store_url(&self) -> Option<String> {
+        if !self.key_store_url.is_empty() {
+            return (self.key_store_url != self.store_url).then(|| self.key_store_url.clone());
+        }
+        self.store_url
+            .starts_with("sqlite://")
+            .then(|| format!("sqlite://{}", self.data_dir.join("keys.db").display()))
+    }
+
     /// Defaults for a data directory: SQLite inside it, the shipped policy.
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         let data_dir = data_dir.into();
         Self {
             store_url: format!("sqlite://{}", data_dir.join("candor.db").display()),
+            key_store_url: String::new(),
             data_dir,
             policy: Policy::default_policy(),
             max_batch: 10_000,
@@ -188,6 +204,8 @@ const KEY_CACHE_LIMIT: usize = 200_000;
 /// The engine. Cheap to share behind an `Arc`.
 pub struct Engine {
     store: Arc<dyn Store>,
+    /// Where the wrapped data keys live: a store of their own, or `store` itself.
+    vault: Arc<dyn Store>,
     keys: Arc<KeyRing>,
     policy: Arc<Policy>,
     config: EngineConfig,
@@ -231,7 +249,9 @@ impl Engine {
             Some(_) => {}
             None => store.put_meta("keyring_fingerprint", &fingerprint).await?,
         }
+        let vault = Self::open_vault(&config, &keys, &store).await?;
         let engine = Self {
+            vault,
             keys,
             policy: Arc::new(config.policy.clone()),
             config,
@@ -246,10 +266,49 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Deletes everything the store at `config.store_url` holds (the demo's `--fresh`), so the
-    /// next [`Engine::open`] starts from an empty database. The key file is kept.
+    /// Deletes everything the store at `config.store_url` and its key store hold (the demo's
+    /// `--fresh`), so the next [`Engine::open`] starts from an empty database. The key file
+    /// is kept.
     pub async fn destroy_store(config: &EngineConfig) -> Result<()> {
+        if let Some(vault) = config.resolved_key_store_url() {
+            candor_store::destroy(&vault).await?;
+        }
         Ok(candor_store::destroy(&config.store_url).await?)
+    }
+
+    /// Opens the key store (or shares the data store when there is none of its own) and
+    /// moves any data keys the data store still holds into it.
+    async fn open_vault(
+        config: &EngineConfig,
+        keys: &Arc<KeyRing>,
+        store: &Arc<dyn Store>,
+    ) -> Result<Arc<dyn Store>> {
+        let Some(url) = config.resolved_key_store_url() else {
+            if config.store_url.starts_with("postgres") {
+                tracing::warn!(
+                    "subject data keys are kept in the data store: a restored backup of it would \
+                     bring erased subjects' keys back; set [store] key_store_url"
+                );
+            }
+            return Ok(store.clone());
+        };
+        let vault = candor_store::open(&url, Arc::new(audit::Sealer::new(keys.clone()))).await?;
+        let mut moved = 0;
+        loop {
+            let page = store.subject_key_page(None, 10_000).await?;
+            if page.is_empty() {
+                break;
+            }
+            vault.ensure_subject_keys(&page, Timestamp::now()).await?;
+            moved += page.len();
+            for (subject, _) in &page {
+                store.delete_subject_key(subject).await?;
+            }
+        }
+        if moved > 0 {
+            tracing::info!(moved, "moved subject data keys into the key store");
+        }
+        Ok(vault)
     }
 
     /// The policy in force.
@@ -274,7 +333,12 @@ impl Engine {
 
     /// Row counts (no personal data).
     pub async fn stats(&self) -> Result<candor_store::StoreStats> {
-        Ok(self.store.stats().await?)
+        let mut stats = self.store.stats().await?;
+        if !Arc::ptr_eq(&self.vault, &self.store) {
+            // Subjects are counted by their data keys, which live in the key store.
+            stats.subjects = self.vault.stats().await?.subjects;
+        }
+        Ok(stats)
     }
 
     /// The public half of the server's signing key.
@@ -337,7 +401,7 @@ impl Engine {
         if wanted.is_empty() {
             return Ok(keys);
         }
-        let mut wrapped = self.store.subject_keys(&wanted).await?;
+        let mut wrapped = self.vault.subject_keys(&wanted).await?;
         if create && wrapped.len() < wanted.len() {
             let have: std::collections::HashSet<Pseudonym> =
                 wrapped.iter().map(|(s, _)| *s).collect();
@@ -346,7 +410,7 @@ impl Engine {
                 .filter(|s| !have.contains(s))
                 .map(|s| (*s, self.keys.wrap(&SecretKey::generate(), &s.0)))
                 .collect();
-            wrapped.extend(self.store.ensure_subject_keys(&fresh, self.now()).await?);
+            wrapped.extend(self.vault.ensure_subject_keys(&fresh, self.now()).await?);
         }
         let mut cache = self.key_cache.lock();
         if cache.len() + wrapped.len() > KEY_CACHE_LIMIT {

@@ -55,35 +55,58 @@ impl Engine {
             ));
         };
         let pseudonym = subject.map(|s| self.pseudonymize(s));
-        let read = PurposeRead {
-            purpose: purpose_def,
-            subject: pseudonym.as_ref(),
-            now: self.now(),
-            after_id,
-            limit,
-        };
-        let rows = self.store.read_events(&read).await?;
-        let subjects: Vec<Pseudonym> = {
-            let set: std::collections::HashSet<Pseudonym> =
-                rows.iter().map(|r| r.subject).collect();
-            set.into_iter().collect()
-        };
-        let keys = self.data_keys(&subjects, false).await?;
-        let mut events = Vec::with_capacity(rows.len());
-        for row in rows {
-            let key = keys.get(&row.subject).ok_or(EngineError::Crypto)?;
-            let plaintext = key
-                .open(&row.payload, &row.subject.0)
-                .map_err(|_| EngineError::Crypto)?;
-            let payload: EventPayload =
-                serde_json::from_slice(&plaintext).map_err(|_| EngineError::Crypto)?;
-            events.push(Event {
-                id: row.id,
-                subject: row.subject,
-                category: row.category,
-                occurred_at: row.occurred_at,
-                payload,
-            });
+        let mut events = Vec::new();
+        let mut shredded = 0usize;
+        let mut after_row = after_id;
+        // A row whose subject has no key any more was crypto-shredded (its key erased, the
+        // row come back with a restored backup): it is skipped, not an error. Pages of
+        // nothing but such rows are read past, so an empty answer still means the end.
+        loop {
+            let read = PurposeRead {
+                purpose: purpose_def,
+                subject: pseudonym.as_ref(),
+                now: self.now(),
+                after_id: after_row,
+                limit,
+            };
+            let rows = self.store.read_events(&read).await?;
+            let full = rows.len() as u32 == limit;
+            let subjects: Vec<Pseudonym> = {
+                let set: std::collections::HashSet<Pseudonym> =
+                    rows.iter().map(|r| r.subject).collect();
+                set.into_iter().collect()
+            };
+            let keys = self.data_keys(&subjects, false).await?;
+            if let Some(last) = rows.last() {
+                after_row = last.id;
+            }
+            for row in rows {
+                let Some(key) = keys.get(&row.subject) else {
+                    shredded += 1;
+                    continue;
+                };
+                let plaintext = key
+                    .open(&row.payload, &row.subject.0)
+                    .map_err(|_| EngineError::Crypto)?;
+                let payload: EventPayload =
+                    serde_json::from_slice(&plaintext).map_err(|_| EngineError::Crypto)?;
+                events.push(Event {
+                    id: row.id,
+                    subject: row.subject,
+                    category: row.category,
+                    occurred_at: row.occurred_at,
+                    payload,
+                });
+            }
+            if !events.is_empty() || !full {
+                break;
+            }
+        }
+        if shredded > 0 {
+            tracing::warn!(
+                shredded,
+                "skipped events whose data key was erased (restored from a backup?)"
+            );
         }
         if events.is_empty() && !audit_empty {
             return Ok(events);

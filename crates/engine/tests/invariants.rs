@@ -111,6 +111,8 @@ on_both_backends!(
     retention_follows_the_purposes_consented_to,
     keys_expire_and_revocation_reaches_every_node,
     consent_history_tampering_is_detected,
+    erasure_survives_a_restored_data_backup,
+    master_key_rotation_rewraps_without_rewriting_data,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -2550,4 +2552,176 @@ async fn consent_history_tampering_is_detected(h: Harness) {
         problem(&h).await.contains("accounts for"),
         "a forged erasure mark"
     );
+}
+
+/// A key store of its own for the harness: a SQLite file beside the data, on both backends.
+async fn with_key_store(h: Harness) -> Harness {
+    let vault = format!("sqlite://{}", h.config.data_dir.join("vault.db").display());
+    h.reconfigure(|c| c.key_store_url = vault).await
+}
+
+/// Crypto-shredding is only real if the keys are not in what gets backed up: with the data
+/// keys in a key store of their own, restoring a data backup taken before an erasure brings
+/// back only rows nothing can decrypt, and the other subjects' data reads as before.
+async fn erasure_survives_a_restored_data_backup(h: Harness) {
+    let h = with_key_store(h).await;
+    h.items(&["i1", "i2"]).await;
+    for s in ["kept", "erased"] {
+        h.engine
+            .set_consent(&actor(), &sid(s), &grant(&[PROFILING]), false)
+            .await
+            .unwrap();
+        h.engine
+            .ingest(
+                &actor(),
+                &[event(s, "i1", "view"), event(s, "i2", "view")],
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    assert!(
+        h.store.subject_key_page(None, 10).await.unwrap().is_empty(),
+        "no data key is in the data store"
+    );
+    // The backup: every table of personal data, as it was before the erasure.
+    for table in [
+        "events",
+        "consent_current",
+        "consent_history",
+        "consent_leaves",
+        "subject_keys",
+    ] {
+        h.sql(&[&format!(
+            "CREATE TABLE backup_{table} AS SELECT * FROM {table}"
+        )])
+        .await;
+    }
+    h.engine.erase(&actor(), &sid("erased")).await.unwrap();
+    // Restoring puts the rows back with their ids (PostgreSQL's identity columns must be
+    // told so).
+    let overriding = if h.is_postgres() {
+        "OVERRIDING SYSTEM VALUE"
+    } else {
+        ""
+    };
+    for table in [
+        "events",
+        "consent_current",
+        "consent_history",
+        "consent_leaves",
+        "subject_keys",
+    ] {
+        h.sql(&[
+            &format!("DELETE FROM {table}"),
+            &format!("INSERT INTO {table} {overriding} SELECT * FROM backup_{table}"),
+        ])
+        .await;
+    }
+    let h = h.reconfigure(|_| {}).await;
+    let read = |s: &'static str| {
+        let engine = h.engine.clone();
+        async move {
+            engine
+                .read_events(&actor(), PROFILING, Some(&sid(s)), 0, 100)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(
+        read("erased").await.is_empty(),
+        "the restored rows stay unreadable"
+    );
+    assert_eq!(read("kept").await.len(), 2);
+    assert!(
+        h.engine
+            .export(&actor(), &sid("erased"))
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+    let card = h.engine.train(&actor()).await.unwrap();
+    assert_eq!(card.subjects, 1, "training reads past the shredded rows");
+}
+
+/// `rotate_master` re-wraps every data key under a new master key without rewriting any
+/// event: the data reads the same afterwards, the key file holds only the new key, and the
+/// old key file no longer opens anything.
+async fn master_key_rotation_rewraps_without_rewriting_data(h: Harness) {
+    let h = with_key_store(h).await;
+    h.items(&["i1"]).await;
+    for s in ["r1", "r2", "r3"] {
+        h.engine
+            .set_consent(&actor(), &sid(s), &grant(&[PROFILING]), false)
+            .await
+            .unwrap();
+        h.engine
+            .ingest(&actor(), &[event(s, "i1", "view")], false)
+            .await
+            .unwrap();
+    }
+    let dir = h.config.data_dir.clone();
+    let key_file = dir.join(candor_engine::keys::KEY_FILE);
+    std::fs::write(&key_file, h.keys.to_key_file().as_bytes()).unwrap();
+    let payloads = |h: &Harness| {
+        let store = h.store.clone();
+        async move {
+            let page = store.subject_key_page(None, 10).await.unwrap();
+            assert!(page.is_empty());
+            h_events(&store).await
+        }
+    };
+    let before = payloads(&h).await;
+    let config = h.config.clone();
+    let rewrapped = candor_engine::keys::rotate_master(&dir, |ring| {
+        candor_engine::Engine::with_store(config, ring, h.store.clone())
+    })
+    .await
+    .unwrap();
+    assert_eq!(rewrapped, 3);
+    assert_eq!(payloads(&h).await, before, "no event was rewritten");
+    let text = std::fs::read_to_string(&key_file).unwrap();
+    assert!(
+        !text.contains("previous_master_key"),
+        "the rotation finished"
+    );
+    let ring = std::sync::Arc::new(candor_crypto::KeyRing::from_key_file(&text).unwrap());
+    let rotated = candor_engine::Engine::with_store(h.config.clone(), ring, h.store.clone())
+        .await
+        .unwrap();
+    for s in ["r1", "r2", "r3"] {
+        let events = rotated
+            .read_events(&actor(), PROFILING, Some(&sid(s)), 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1, "{s} reads under the new master key");
+    }
+    // The old master key opens nothing any more.
+    let old = h.reconfigure(|_| {}).await;
+    assert!(
+        old.engine
+            .read_events(&actor(), PROFILING, Some(&sid("r1")), 0, 10)
+            .await
+            .is_err()
+    );
+}
+
+/// Every event's stored ciphertext, in id order.
+async fn h_events(store: &std::sync::Arc<dyn candor_store::Store>) -> Vec<Vec<u8>> {
+    let policy = candor_domain::Policy::default_policy();
+    let read = candor_store::PurposeRead {
+        purpose: &policy.purposes[PROFILING],
+        subject: None,
+        now: Timestamp::now(),
+        after_id: 0,
+        limit: 1000,
+    };
+    store
+        .read_events(&read)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.payload)
+        .collect()
 }

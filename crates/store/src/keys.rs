@@ -53,6 +53,20 @@ pub trait KeyStore: Send + Sync {
         keys: &[(Pseudonym, Vec<u8>)],
         at: Timestamp,
     ) -> Result<Vec<(Pseudonym, Vec<u8>)>>;
+    /// Destroys a subject's data key (crypto-shredding); returns how many were deleted (0 or
+    /// 1), and purges the deleted bytes from the files.
+    async fn delete_subject_key(&self, subject: &Pseudonym) -> Result<u64>;
+    /// A page of every wrapped data key, by pseudonym, after `after` (`None`: from the start).
+    async fn subject_key_page(
+        &self,
+        after: Option<&Pseudonym>,
+        limit: u32,
+    ) -> Result<Vec<(Pseudonym, Vec<u8>)>>;
+    /// Replaces the wrapped form of existing data keys, all in one transaction (master-key
+    /// rotation); keys of subjects erased meanwhile are not brought back.
+    async fn rewrap_subject_keys(&self, keys: &[(Pseudonym, Vec<u8>)]) -> Result<()>;
+    /// Deletes every data key (after they moved to a key store of their own).
+    async fn delete_all_subject_keys(&self) -> Result<u64>;
     /// Stores an API key, with an audit entry.
     async fn put_api_key(&self, key: &ApiKeyRecord, audit: &[AuditDraft]) -> Result<()>;
     /// Looks an API key up by id.
@@ -122,6 +136,45 @@ impl<D: Dialect> KeyStore for SqlStore<D> {
         }
         tx.commit().await?;
         Ok(out)
+    }
+
+    async fn delete_subject_key(&self, subject: &Pseudonym) -> Result<u64> {
+        let delete =
+            Sql::new("DELETE FROM subject_keys WHERE subject = $1").arg(subject.0.to_vec());
+        let n = self.execute(delete).await?;
+        D::purge_deleted_bytes(&self.write).await?;
+        Ok(n)
+    }
+
+    async fn subject_key_page(
+        &self,
+        after: Option<&Pseudonym>,
+        limit: u32,
+    ) -> Result<Vec<(Pseudonym, Vec<u8>)>> {
+        let mut q = Sql::new("SELECT subject, wrapped_key FROM subject_keys");
+        if let Some(after) = after {
+            q.push(" WHERE subject > ").bind(after.0.to_vec());
+        }
+        q.push(" ORDER BY subject LIMIT ").bind(limit as i64);
+        self.fetch(q).await?.iter().map(key_pair).collect()
+    }
+
+    async fn rewrap_subject_keys(&self, keys: &[(Pseudonym, Vec<u8>)]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for (subject, wrapped) in keys {
+            let update = Sql::new("UPDATE subject_keys SET wrapped_key = $1 WHERE subject = $2")
+                .arg(wrapped.clone())
+                .arg(subject.0.to_vec());
+            D::execute(&mut tx, update).await?;
+        }
+        tx.commit().await?;
+        D::purge_deleted_bytes(&self.write).await
+    }
+
+    async fn delete_all_subject_keys(&self) -> Result<u64> {
+        let n = self.execute(Sql::new("DELETE FROM subject_keys")).await?;
+        D::purge_deleted_bytes(&self.write).await?;
+        Ok(n)
     }
 
     async fn put_api_key(&self, key: &ApiKeyRecord, audit: &[AuditDraft]) -> Result<()> {

@@ -1,4 +1,5 @@
-//! `candor keys`: mint, list and revoke API keys from the command line.
+//! `candor keys`: mint, list and revoke API keys, and rotate the master key, from the
+//! command line.
 
 use anyhow::Context;
 use candor_engine::{Actor, Role};
@@ -31,6 +32,12 @@ enum KeysCommand {
     },
     /// List every key: id, role, label, created, expires, revoked (never a secret).
     List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Rotate the master key: re-wrap every subject data key under a new one (no data is
+    /// rewritten); safe to run again after an interruption. Stop the servers first.
+    RotateMaster {
         #[command(flatten)]
         common: Common,
     },
@@ -84,6 +91,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     k.label
                 );
             }
+        }
+        KeysCommand::RotateMaster { common } => {
+            let settings = load_settings(&common, None)?;
+            let config = settings.engine_config()?;
+            let data_dir = config.data_dir.clone();
+            let rewrapped = candor_engine::keys::rotate_master(&data_dir, |ring| {
+                candor_engine::Engine::open_with_keys(config, ring)
+            })
+            .await?;
+            println!("rotated the master key: {rewrapped} data keys re-wrapped, no data rewritten");
         }
         KeysCommand::Revoke { common, id } => {
             let engine = open_engine(&load_settings(&common, None)?).await?;

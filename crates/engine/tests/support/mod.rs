@@ -26,8 +26,10 @@ pub struct Harness {
     pub store: Arc<dyn Store>,
     /// The engines' clock: tests advance it instead of sleeping.
     pub clock: Arc<ShiftedClock>,
-    keys: Arc<KeyRing>,
-    config: EngineConfig,
+    /// The key ring every engine of the harness opens with.
+    pub keys: Arc<KeyRing>,
+    /// The configuration every engine of the harness opens with.
+    pub config: EngineConfig,
     backend: Backend,
     _dir: tempfile::TempDir,
 }
@@ -139,6 +141,11 @@ impl Harness {
             self.store.clone(),
         )
         .await
+    }
+
+    /// Whether the harness runs on PostgreSQL (some raw SQL differs).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres { .. })
     }
 
     /// Puts plain items with these ids in the catalogue.
