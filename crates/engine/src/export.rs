@@ -102,10 +102,8 @@ impl Engine {
         let rows = self.store.subject_events(&pseudonym).await?;
         let consent = self.consent(actor, subject, false).await?;
         let consent_history = self.consent_history(actor, subject, false).await?;
-        let key = self
-            .data_keys(&[pseudonym], false)
-            .await?
-            .remove(&pseudonym);
+        // An export reads the key store afresh: another server may have replaced the key.
+        let key = self.reload_data_key(&pseudonym).await?;
         let mut events = Vec::with_capacity(rows.len());
         // Without a key the rows were crypto-shredded (an erasure, then a restored backup):
         // nothing readable is held, so nothing is exported.

@@ -13,6 +13,9 @@ pub const MAX_LABEL_LEN: usize = 128;
 pub const MAX_ATTRIBUTES_LEN: usize = 4096;
 /// Most catalogue ids remembered as known.
 const ITEM_CACHE_LIMIT: usize = 2_000_000;
+/// How long a server trusts that an item it saw is still in the catalogue, in milliseconds
+/// of engine clock: an item deleted through another server is refused everywhere within this.
+pub const ITEM_RECHECK_MS: i64 = 500;
 /// Most items per import call.
 pub const MAX_IMPORT: usize = 10_000;
 
@@ -68,31 +71,43 @@ impl Engine {
     }
 
     fn remember_items<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+        let now = self.now();
         let mut known = self.known_items.write();
         if known.len() > ITEM_CACHE_LIMIT {
             known.clear();
         }
-        known.extend(ids.map(str::to_owned));
+        known.extend(ids.map(|id| (id.to_owned(), now)));
     }
 
-    /// Which of `ids` are not in the catalogue. Ids seen in the catalogue are remembered
-    /// (catalogue data is not personal), so only unseen ids cost a query. On a shared
-    /// PostgreSQL store an item deleted through another server stays known here until restart.
+    /// Which of `ids` are not in the catalogue. Ids seen in the catalogue within
+    /// [`ITEM_RECHECK_MS`] are trusted (catalogue data is not personal), so only the others
+    /// cost a query, and an item deleted through another server is refused here within that.
     pub(crate) async fn missing_items(
         &self,
         ids: &[&str],
     ) -> Result<std::collections::HashSet<String>> {
+        let now = self.now();
         let unseen: Vec<&str> = {
             let known = self.known_items.read();
             ids.iter()
                 .copied()
-                .filter(|id| !known.contains(*id))
+                .filter(|id| {
+                    known
+                        .get(*id)
+                        .is_none_or(|seen| !(0..ITEM_RECHECK_MS).contains(&(now.0 - seen.0)))
+                })
                 .collect()
         };
         if unseen.is_empty() {
             return Ok(Default::default());
         }
         let missing = self.store.missing_items(&unseen).await?;
+        {
+            let mut known = self.known_items.write();
+            for id in &missing {
+                known.remove(id);
+            }
+        }
         self.remember_items(unseen.iter().copied().filter(|id| !missing.contains(*id)));
         Ok(missing)
     }

@@ -1,14 +1,20 @@
 //! Loading the key ring: from `CANDOR_MASTER_KEY`, `CANDOR_HMAC_SECRET` and
 //! `CANDOR_SIGNING_KEY` when all three are set, else from `keys.toml` in the data directory,
-//! created on first start with mode 0600.
+//! created on first start with mode 0600; the key store of subjects' data keys and the cache
+//! of unwrapped ones; master-key rotation.
 
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use candor_crypto::{ENV_HMAC_SECRET, ENV_MASTER_KEY, ENV_SIGNING_KEY, KeyRing};
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use crate::{EngineError, Result};
+use candor_crypto::{ENV_HMAC_SECRET, ENV_MASTER_KEY, ENV_SIGNING_KEY, KeyRing, SecretKey};
+use candor_domain::{Pseudonym, Timestamp};
+use candor_store::Store;
+
+use crate::{EngineConfig, EngineError, Result, audit};
 
 /// The key file's name inside the data directory.
 pub const KEY_FILE: &str = "keys.toml";
@@ -102,7 +108,128 @@ fn replace_key_file(path: &Path, ring: &KeyRing) -> Result<()> {
         .map_err(|e| EngineError::Setup(format!("cannot write key file {}: {e}", path.display())))
 }
 
+/// Most unwrapped subject keys kept in memory.
+const KEY_CACHE_LIMIT: usize = 200_000;
+
+/// Opens the key store (or shares the data store when there is none of its own) and
+/// moves any data keys the data store still holds into it.
+pub(crate) async fn open_vault(
+    config: &EngineConfig,
+    keys: &Arc<KeyRing>,
+    store: &Arc<dyn Store>,
+) -> Result<Arc<dyn Store>> {
+    let Some(url) = config.resolved_key_store_url() else {
+        if config.store_url.starts_with("postgres") {
+            tracing::warn!(
+                "subject data keys are kept in the data store: a restored backup of it would \
+                 bring erased subjects' keys back; set [store] key_store_url"
+            );
+        }
+        return Ok(store.clone());
+    };
+    let vault = candor_store::open(&url, Arc::new(audit::Sealer::new(keys.clone()))).await?;
+    let mut moved = 0;
+    loop {
+        let page = store.subject_key_page(None, 10_000).await?;
+        if page.is_empty() {
+            break;
+        }
+        vault.ensure_subject_keys(&page, Timestamp::now()).await?;
+        moved += page.len();
+        for (subject, _) in &page {
+            store.delete_subject_key(subject).await?;
+        }
+    }
+    if moved > 0 {
+        tracing::info!(moved, "moved subject data keys into the key store");
+    }
+    Ok(vault)
+}
+
 impl crate::Engine {
+    /// The subjects' data keys. For a write (`create`), every key is confirmed against the
+    /// key store (one query for the batch; unwrapping is cached) and missing ones are freshly
+    /// made and stored, all in one transaction: a key another server erased or replaced is
+    /// never used to seal. For a read, cached keys are used as they are (a read with a stale
+    /// key fails to open and retries through [`Engine::reload_data_key`]). Subjects without a
+    /// key (and `create` unset) are absent from the result.
+    pub(crate) async fn data_keys(
+        &self,
+        subjects: &[Pseudonym],
+        create: bool,
+    ) -> Result<HashMap<Pseudonym, SecretKey>> {
+        let mut keys = HashMap::with_capacity(subjects.len());
+        let wanted: Vec<Pseudonym> = if create {
+            subjects.to_vec()
+        } else {
+            let cache = self.key_cache.lock();
+            subjects
+                .iter()
+                .filter(|s| match cache.get(*s) {
+                    Some((_, key)) => {
+                        keys.insert(**s, key.clone());
+                        false
+                    }
+                    None => true,
+                })
+                .copied()
+                .collect()
+        };
+        if wanted.is_empty() {
+            return Ok(keys);
+        }
+        let mut wrapped = self.vault.subject_keys(&wanted).await?;
+        if create && wrapped.len() < wanted.len() {
+            let have: std::collections::HashSet<Pseudonym> =
+                wrapped.iter().map(|(s, _)| *s).collect();
+            let fresh: Vec<(Pseudonym, Vec<u8>)> = wanted
+                .iter()
+                .filter(|s| !have.contains(s))
+                .map(|s| (*s, self.keys.wrap(&SecretKey::generate(), &s.0)))
+                .collect();
+            wrapped.extend(self.vault.ensure_subject_keys(&fresh, self.now()).await?);
+        }
+        let mut cache = self.key_cache.lock();
+        if cache.len() + wrapped.len() > KEY_CACHE_LIMIT {
+            cache.clear();
+        }
+        if create {
+            // Keys the store no longer holds must not be used again from the cache.
+            let held: std::collections::HashSet<Pseudonym> =
+                wrapped.iter().map(|(s, _)| *s).collect();
+            for s in &wanted {
+                if !held.contains(s) {
+                    cache.remove(s);
+                }
+            }
+        }
+        for (subject, wrapped_key) in wrapped {
+            let key = match cache.get(&subject) {
+                Some((cached, key)) if *cached == wrapped_key => key.clone(),
+                _ => {
+                    let key = self
+                        .keys
+                        .unwrap(&wrapped_key, &subject.0)
+                        .map_err(|_| EngineError::Crypto)?;
+                    cache.insert(subject, (wrapped_key, key.clone()));
+                    key
+                }
+            };
+            keys.insert(subject, key);
+        }
+        Ok(keys)
+    }
+
+    /// Drops a subject's cached key and reads it again from the key store: for a read whose
+    /// cached key no longer opens the data (another server erased it and a new one was made).
+    pub(crate) async fn reload_data_key(&self, subject: &Pseudonym) -> Result<Option<SecretKey>> {
+        self.key_cache.lock().remove(subject);
+        Ok(self
+            .data_keys(std::slice::from_ref(subject), false)
+            .await?
+            .remove(subject))
+    }
+
     /// Re-wraps every data key in the key store under the key ring's current master key, a
     /// page per transaction; returns how many.
     pub async fn rewrap_data_keys(&self) -> Result<usize> {

@@ -198,9 +198,6 @@ impl EngineConfig {
     }
 }
 
-/// Most unwrapped subject keys kept in memory.
-const KEY_CACHE_LIMIT: usize = 200_000;
-
 /// The engine. Cheap to share behind an `Arc`.
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -209,9 +206,13 @@ pub struct Engine {
     keys: Arc<KeyRing>,
     policy: Arc<Policy>,
     config: EngineConfig,
-    key_cache: Mutex<HashMap<Pseudonym, SecretKey>>,
+    /// Unwrapped data keys, with the wrapped form they came from: a write compares it with
+    /// the key store's before using the key, so a key erased or replaced by another server
+    /// is never used to seal.
+    key_cache: Mutex<HashMap<Pseudonym, (Vec<u8>, SecretKey)>>,
     api_keys: RwLock<HashMap<String, auth::CachedKey>>,
-    known_items: RwLock<std::collections::HashSet<String>>,
+    /// Catalogue ids seen, with when (engine clock).
+    known_items: RwLock<HashMap<String, Timestamp>>,
     writer: writer::Writer,
     serving: RwLock<Option<Arc<model::Serving>>>,
 }
@@ -249,7 +250,7 @@ impl Engine {
             Some(_) => {}
             None => store.put_meta("keyring_fingerprint", &fingerprint).await?,
         }
-        let vault = Self::open_vault(&config, &keys, &store).await?;
+        let vault = keys::open_vault(&config, &keys, &store).await?;
         let engine = Self {
             vault,
             keys,
@@ -274,41 +275,6 @@ impl Engine {
             candor_store::destroy(&vault).await?;
         }
         Ok(candor_store::destroy(&config.store_url).await?)
-    }
-
-    /// Opens the key store (or shares the data store when there is none of its own) and
-    /// moves any data keys the data store still holds into it.
-    async fn open_vault(
-        config: &EngineConfig,
-        keys: &Arc<KeyRing>,
-        store: &Arc<dyn Store>,
-    ) -> Result<Arc<dyn Store>> {
-        let Some(url) = config.resolved_key_store_url() else {
-            if config.store_url.starts_with("postgres") {
-                tracing::warn!(
-                    "subject data keys are kept in the data store: a restored backup of it would \
-                     bring erased subjects' keys back; set [store] key_store_url"
-                );
-            }
-            return Ok(store.clone());
-        };
-        let vault = candor_store::open(&url, Arc::new(audit::Sealer::new(keys.clone()))).await?;
-        let mut moved = 0;
-        loop {
-            let page = store.subject_key_page(None, 10_000).await?;
-            if page.is_empty() {
-                break;
-            }
-            vault.ensure_subject_keys(&page, Timestamp::now()).await?;
-            moved += page.len();
-            for (subject, _) in &page {
-                store.delete_subject_key(subject).await?;
-            }
-        }
-        if moved > 0 {
-            tracing::info!(moved, "moved subject data keys into the key store");
-        }
-        Ok(vault)
     }
 
     /// The policy in force.
@@ -375,56 +341,6 @@ impl Engine {
             purpose: purpose.map(str::to_owned),
             detail,
         }
-    }
-
-    /// The subjects' data keys: from the cache, else unwrapped from the store, else (when
-    /// `create` is set) freshly made and stored, all new ones in one transaction. Subjects
-    /// without a key (and `create` unset) are absent from the result.
-    pub(crate) async fn data_keys(
-        &self,
-        subjects: &[Pseudonym],
-        create: bool,
-    ) -> Result<HashMap<Pseudonym, SecretKey>> {
-        let mut keys = HashMap::with_capacity(subjects.len());
-        let mut wanted = Vec::new();
-        {
-            let cache = self.key_cache.lock();
-            for subject in subjects {
-                match cache.get(subject) {
-                    Some(key) => {
-                        keys.insert(*subject, key.clone());
-                    }
-                    None => wanted.push(*subject),
-                }
-            }
-        }
-        if wanted.is_empty() {
-            return Ok(keys);
-        }
-        let mut wrapped = self.vault.subject_keys(&wanted).await?;
-        if create && wrapped.len() < wanted.len() {
-            let have: std::collections::HashSet<Pseudonym> =
-                wrapped.iter().map(|(s, _)| *s).collect();
-            let fresh: Vec<(Pseudonym, Vec<u8>)> = wanted
-                .iter()
-                .filter(|s| !have.contains(s))
-                .map(|s| (*s, self.keys.wrap(&SecretKey::generate(), &s.0)))
-                .collect();
-            wrapped.extend(self.vault.ensure_subject_keys(&fresh, self.now()).await?);
-        }
-        let mut cache = self.key_cache.lock();
-        if cache.len() + wrapped.len() > KEY_CACHE_LIMIT {
-            cache.clear();
-        }
-        for (subject, wrapped_key) in wrapped {
-            let key = self
-                .keys
-                .unwrap(&wrapped_key, &subject.0)
-                .map_err(|_| EngineError::Crypto)?;
-            cache.insert(subject, key.clone());
-            keys.insert(subject, key);
-        }
-        Ok(keys)
     }
 
     /// Deletes events past their retention; returns how many.

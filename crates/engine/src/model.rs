@@ -429,6 +429,10 @@ impl Engine {
     /// server, or `candor train`, may have trained it); returns whether it changed.
     pub async fn refresh_model(&self) -> Result<bool> {
         let current = self.serving.read().as_ref().map(|s| s.card.version);
+        let latest = self.store.latest_model_version().await?;
+        if latest.is_some() && latest == current {
+            return Ok(false);
+        }
         let Some(artifact) = self.store.latest_model().await? else {
             // Another server withdrew the model (an erasure left nothing to train on).
             return Ok(self.serving.write().take().is_some());

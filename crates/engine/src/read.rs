@@ -76,7 +76,7 @@ impl Engine {
                     rows.iter().map(|r| r.subject).collect();
                 set.into_iter().collect()
             };
-            let keys = self.data_keys(&subjects, false).await?;
+            let mut keys = self.data_keys(&subjects, false).await?;
             if let Some(last) = rows.last() {
                 after_row = last.id;
             }
@@ -85,9 +85,22 @@ impl Engine {
                     shredded += 1;
                     continue;
                 };
-                let plaintext = key
-                    .open(&row.payload, &row.subject.0)
-                    .map_err(|_| EngineError::Crypto)?;
+                let plaintext = match key.open(&row.payload, &row.subject.0) {
+                    Ok(plaintext) => plaintext,
+                    // The cached key may be stale (erased and replaced on another server).
+                    Err(_) => match self.reload_data_key(&row.subject).await? {
+                        Some(fresh) => {
+                            let opened = fresh.open(&row.payload, &row.subject.0);
+                            keys.insert(row.subject, fresh);
+                            opened.map_err(|_| EngineError::Crypto)?
+                        }
+                        None => {
+                            keys.remove(&row.subject);
+                            shredded += 1;
+                            continue;
+                        }
+                    },
+                };
                 let payload: EventPayload =
                     serde_json::from_slice(&plaintext).map_err(|_| EngineError::Crypto)?;
                 events.push(Event {

@@ -113,6 +113,7 @@ on_both_backends!(
     consent_history_tampering_is_detected,
     erasure_survives_a_restored_data_backup,
     master_key_rotation_rewraps_without_rewriting_data,
+    every_node_acts_on_an_erasure_a_deleted_item_and_a_new_model,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -2724,4 +2725,69 @@ async fn h_events(store: &std::sync::Arc<dyn candor_store::Store>) -> Vec<Vec<u8
         .into_iter()
         .map(|e| e.payload)
         .collect()
+}
+
+/// Two servers on one database (the outside audit's case): B ingests for S, A erases S, S
+/// consents again, B ingests again. B once sealed with the erased key from its cache, so A
+/// answered 500 on S's export and recommendations. Now every write confirms its key against
+/// the key store, a deleted item is refused by B within `ITEM_RECHECK_MS`, and B serves A's
+/// newer model on its next refresh.
+async fn every_node_acts_on_an_erasure_a_deleted_item_and_a_new_model(h: Harness) {
+    use candor_engine::RecommendRequest;
+    let a = h.engine.clone();
+    let b = std::sync::Arc::new(h.second_engine().await);
+    h.items(&["i1", "i2", "i3"]).await;
+    for s in ["s", "other"] {
+        a.set_consent(&actor(), &sid(s), &grant(&[PROFILING]), false)
+            .await
+            .unwrap();
+    }
+    let ingest = |engine: std::sync::Arc<candor_engine::Engine>,
+                  s: &'static str,
+                  item: &'static str| async move {
+        engine
+            .ingest(&actor(), &[event(s, item, "view")], false)
+            .await
+            .unwrap()
+    };
+    assert_eq!(ingest(b.clone(), "s", "i1").await.accepted, 1);
+    assert_eq!(ingest(b.clone(), "other", "i1").await.accepted, 1);
+    assert_eq!(ingest(b.clone(), "other", "i2").await.accepted, 1);
+    a.erase(&actor(), &sid("s")).await.unwrap();
+    a.set_consent(&actor(), &sid("s"), &grant(&[PROFILING]), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        ingest(b.clone(), "s", "i2").await.accepted,
+        1,
+        "B ingests again"
+    );
+    // A reads what B wrote after the erasure: one event, under the new key.
+    let export = a.export(&actor(), &sid("s")).await.unwrap();
+    assert_eq!(export.events.len(), 1, "{:?}", export.events);
+    assert_eq!(export.events[0].item, "i2");
+    let card = a.train(&actor()).await.unwrap();
+    let recs = a
+        .recommend(
+            &actor(),
+            &sid("s"),
+            &RecommendRequest {
+                n: 2,
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(!recs.items.is_empty());
+    // B picks up A's model on its next refresh.
+    assert!(b.refresh_model().await.unwrap() || b.model_card().unwrap().version == card.version);
+    assert_eq!(b.model_card().unwrap().version, card.version);
+    // An item deleted through A, though B has seen it, is refused by B within the recheck.
+    assert_eq!(ingest(b.clone(), "other", "i3").await.accepted, 1);
+    a.delete_item("i3").await.unwrap();
+    h.clock.advance(candor_engine::items::ITEM_RECHECK_MS);
+    let report = ingest(b.clone(), "other", "i3").await;
+    assert_eq!(reasons(&report), vec![RefusalReason::UnknownItem]);
+    assert!(a.verify_audit().await.unwrap().ok);
 }

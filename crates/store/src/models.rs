@@ -27,6 +27,9 @@ pub trait ModelStore: Send + Sync {
     async fn put_model(&self, card: &str, weights: &[u8], at: Timestamp) -> Result<i64>;
     /// The newest model artifact.
     async fn latest_model(&self) -> Result<Option<ModelArtifact>>;
+    /// The newest model's version alone: what a server polls to pick up a model another
+    /// server trained.
+    async fn latest_model_version(&self) -> Result<Option<i64>>;
     /// Deletes every artifact older than `version` (all of them with `i64::MAX`): after an
     /// erasure, no stored model may still hold what it learned from the subject.
     async fn delete_models_below(&self, version: i64) -> Result<u64>;
@@ -53,6 +56,16 @@ impl<D: Dialect> ModelStore for SqlStore<D> {
     async fn delete_models_below(&self, version: i64) -> Result<u64> {
         self.execute(Sql::new("DELETE FROM model_artifacts WHERE version < $1").arg(version))
             .await
+    }
+
+    async fn latest_model_version(&self) -> Result<Option<i64>> {
+        let q = Sql::new("SELECT MAX(version) AS version FROM model_artifacts");
+        Ok(self
+            .fetch_one(q)
+            .await?
+            .map(|r| r.opt_int("version"))
+            .transpose()?
+            .flatten())
     }
 
     async fn latest_model(&self) -> Result<Option<ModelArtifact>> {

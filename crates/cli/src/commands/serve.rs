@@ -47,7 +47,9 @@ pub async fn serve(
     spawn_periodic(
         weak.clone(),
         Periodic::ModelRefresh,
-        Duration::from_secs(60),
+        // A version check costs one indexed query: a model trained on another server (or
+        // withdrawn after an erasure) is served here within a second.
+        Duration::from_secs(1),
     );
     spawn_periodic(
         weak,
