@@ -255,6 +255,12 @@ impl Engine {
         if plan.rho > limit {
             return Err(exhausted());
         }
+        // A cheap pre-check before the work (reading and aggregating every consented event):
+        // a query the budget cannot pay for now is refused at once. The atomic charge after
+        // the work still decides, so concurrent queries cannot overspend.
+        if plan.rho > self.analytics_budget().await?.remaining_rho {
+            return Err(exhausted());
+        }
         let partitions = self.partitions(&plan).await?;
         let subjects = self.contributions(actor).await?;
         let exact = query::aggregate(&plan, &partitions, subjects, &mut rand::thread_rng());

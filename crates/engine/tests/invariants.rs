@@ -1970,6 +1970,34 @@ async fn analytics_budget_cannot_be_overspent_under_concurrency(h: Harness) {
         .filter(|e| e.action == "analytics.charge")
         .count();
     assert_eq!(charges, 8);
+    // Once the budget cannot pay, a query is refused before any event is read.
+    let reads = |h: &Harness| {
+        let store = h.store.clone();
+        async move {
+            store
+                .audit_entries(0, 100_000)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.action == "events.read")
+                .count()
+        }
+    };
+    let before = reads(&h).await;
+    assert!(matches!(
+        h.engine
+            .analytics_query(&actor(), &query("count_by_item", cost))
+            .await,
+        Err(EngineError::Refused {
+            code: ErrorCode::BudgetExhausted,
+            ..
+        })
+    ));
+    assert_eq!(
+        reads(&h).await,
+        before,
+        "no event was read for a query that cannot be paid"
+    );
 }
 
 /// Invariant 10 for analytics: a refused query changes nothing and costs nothing.
