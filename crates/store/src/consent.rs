@@ -247,12 +247,18 @@ impl<D: Dialect> ConsentStore for SqlStore<D> {
             return Ok(out);
         }
         for chunk in subjects.chunks(IN_CHUNK) {
-            let mut q = Sql::new("SELECT subject, purpose FROM consent_current WHERE subject IN (");
-            q.list(chunk.iter().map(|s| s.0.to_vec())).push(")");
-            q.push(" AND granted = ").bind(true);
-            q.push(" AND expires_at > ").bind(now.0);
-            q.push(" AND category = ").bind(category);
-            q.push(" AND purpose IN (")
+            // Joining a VALUES list probes the (subject, purpose, category) key per subject;
+            // `subject IN (...)` made PostgreSQL scan the table (350 ms against 19 ms for
+            // 2,000 subjects).
+            let mut q = Sql::new("WITH wanted (subject) AS (VALUES ");
+            q.rows(chunk, |s| vec![s.0.to_vec().into()]);
+            q.push(
+                ") SELECT c.subject AS subject, c.purpose AS purpose FROM wanted w \
+                 JOIN consent_current c ON c.subject = w.subject WHERE c.granted = ",
+            );
+            q.bind(true).push(" AND c.expires_at > ").bind(now.0);
+            q.push(" AND c.category = ").bind(category);
+            q.push(" AND c.purpose IN (")
                 .list(purposes.iter().copied())
                 .push(")");
             for row in self.fetch(q).await? {
