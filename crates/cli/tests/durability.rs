@@ -1,8 +1,10 @@
-//! kill -9 durability, from outside: `candor serve` is killed with SIGKILL in the middle of
-//! concurrent ingestion, restarted on the same store, and asked what it holds. No acknowledged
-//! event may be lost, no batch may be partly stored, and the audit chain must verify. Runs on
-//! SQLite, and on PostgreSQL when `CANDOR_TEST_POSTGRES_URL` is set (in a database of its own,
-//! created with `psql`).
+//! The promises from outside, against real `candor serve` processes. kill -9: a server is
+//! killed with SIGKILL in the middle of concurrent ingestion, restarted on the same store, and
+//! asked what it holds; no acknowledged event may be lost, no batch may be partly stored, and
+//! the audit chain must verify (SQLite, and PostgreSQL). Two servers on one PostgreSQL database:
+//! each acts within a second on an erasure, a revoked key, a deleted item and a new model made
+//! through the other. PostgreSQL runs when `CANDOR_TEST_POSTGRES_URL` is set, each test in a
+//! database of its own created with `psql`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -211,16 +213,37 @@ fn kill_9_mid_ingest_loses_no_acknowledged_event_on_sqlite() {
     ));
 }
 
-#[test]
-fn kill_9_mid_ingest_loses_no_acknowledged_event_on_postgres() {
-    let Ok(url) = std::env::var("CANDOR_TEST_POSTGRES_URL") else {
-        eprintln!("note: PostgreSQL kill -9 test skipped: CANDOR_TEST_POSTGRES_URL is not set");
-        return;
-    };
-    let name = format!("candor_k9_{:08x}", std::process::id() ^ 0x5eed);
-    let psql = |sql: &str| {
+/// A fresh PostgreSQL database for one test, dropped when the guard goes; `None` (with a
+/// notice) when `CANDOR_TEST_POSTGRES_URL` is not set.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    fn create(test: &str) -> Option<Self> {
+        let Ok(admin_url) = std::env::var("CANDOR_TEST_POSTGRES_URL") else {
+            eprintln!("note: PostgreSQL {test} test skipped: CANDOR_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let name = format!("candor_{test}_{:08x}", std::process::id());
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b);
+        let db = Self {
+            url: format!("{base}/{name}"),
+            admin_url: admin_url.clone(),
+            name,
+        };
+        db.psql(&format!("DROP DATABASE IF EXISTS {}", db.name));
+        db.psql(&format!("CREATE DATABASE {}", db.name));
+        Some(db)
+    }
+
+    fn psql(&self, sql: &str) {
         let out = Command::new("psql")
-            .args([url.as_str(), "-q", "-c", sql])
+            .args([self.admin_url.as_str(), "-q", "-c", sql])
             .output()
             .expect("psql is installed where the PostgreSQL suite runs");
         assert!(
@@ -228,10 +251,168 @@ fn kill_9_mid_ingest_loses_no_acknowledged_event_on_postgres() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        self.psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+#[test]
+fn kill_9_mid_ingest_loses_no_acknowledged_event_on_postgres() {
+    if let Some(db) = PgDatabase::create("k9") {
+        kill_mid_ingest(&db.url);
+    }
+}
+
+/// Polls `check` until it holds or `within` has passed; returns how long it took.
+fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() <= within {
+        if check() {
+            return Some(start.elapsed());
+        }
+        std::thread::yield_now();
+    }
+    None
+}
+
+#[test]
+fn two_servers_act_within_a_second_on_what_the_other_did() {
+    let Some(db) = PgDatabase::create("pair") else {
+        return;
     };
-    psql(&format!("DROP DATABASE IF EXISTS {name}"));
-    psql(&format!("CREATE DATABASE {name}"));
-    let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
-    kill_mid_ingest(&format!("{base}/{name}"));
-    psql(&format!("DROP DATABASE {name} WITH (FORCE)"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let key = |role: &str| {
+        let out = candor()
+            .args([
+                "keys",
+                "create",
+                "--role",
+                role,
+                "--data-dir",
+                data,
+                "--store",
+                &db.url,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let admin = key("admin");
+    let doomed = key("service");
+    let (mut a_child, a) = serve(data, &db.url);
+    let (mut b_child, b) = serve(data, &db.url);
+    let call = |addr: &str, method: &str, path: &str, body: Option<&str>| {
+        http(addr, method, path, &admin, body).expect("the server answers")
+    };
+    for i in 0..4 {
+        let item = format!(r#"{{"title": "Item {i}", "category": "books"}}"#);
+        assert!(call(&a, "PUT", &format!("/v1/items/i{i}"), Some(&item)).0 < 300);
+    }
+    let grant = r#"{"purposes": {"personalize.content.profiling": true}}"#;
+    for s in ["s", "t"] {
+        assert_eq!(
+            call(&a, "PUT", &format!("/v1/subjects/{s}/consent"), Some(grant)).0,
+            200
+        );
+    }
+    let event =
+        |s: &str, item: &str| format!(r#"{{"subject": "{s}", "item": "{item}", "type": "view"}}"#);
+    assert_eq!(
+        call(&b, "POST", "/v1/events", Some(&event("s", "i0"))).0,
+        202
+    );
+    assert_eq!(
+        call(&b, "POST", "/v1/events", Some(&event("t", "i0"))).0,
+        202
+    );
+    assert_eq!(
+        call(&b, "POST", "/v1/events", Some(&event("t", "i1"))).0,
+        202
+    );
+    // The audit's case: A erases S, S consents again, B ingests again.
+    assert_eq!(call(&a, "DELETE", "/v1/subjects/s", None).0, 200);
+    assert_eq!(
+        call(&a, "PUT", "/v1/subjects/s/consent", Some(grant)).0,
+        200
+    );
+    assert_eq!(
+        call(&b, "POST", "/v1/events", Some(&event("s", "i1"))).0,
+        202
+    );
+    let (status, body) = call(&a, "GET", "/v1/subjects/s/export", None);
+    assert_eq!(
+        status, 200,
+        "A reads what B stored after the erasure: {body}"
+    );
+    let export: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(export["events"].as_array().unwrap().len(), 1, "{body}");
+    // A revoked key, a deleted item, a new model: B acts on each within a second.
+    assert_eq!(http(&b, "GET", "/v1/items", &doomed, None).unwrap().0, 200);
+    let keys: serde_json::Value =
+        serde_json::from_str(&call(&a, "GET", "/v1/keys", None).1).unwrap();
+    let doomed_id = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["role"] == "service")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        call(&a, "DELETE", &format!("/v1/keys/{doomed_id}"), None).0,
+        204
+    );
+    let revoked = eventually(Duration::from_secs(1), || {
+        http(&b, "GET", "/v1/items", &doomed, None).unwrap().0 == 401
+    });
+    assert!(
+        revoked.is_some(),
+        "B still admits the revoked key after a second"
+    );
+    assert_eq!(
+        call(&b, "POST", "/v1/events", Some(&event("t", "i3"))).0,
+        202
+    );
+    assert_eq!(call(&a, "DELETE", "/v1/items/i3", None).0, 204);
+    let refused = eventually(Duration::from_secs(1), || {
+        let (status, body) = call(&b, "POST", "/v1/events", Some(&event("t", "i3")));
+        status == 422 && body.contains("unknown_item")
+    });
+    assert!(
+        refused.is_some(),
+        "B still accepts the deleted item after a second"
+    );
+    let (status, card) = call(&a, "POST", "/v1/models/train?wait=true", None);
+    assert_eq!(status, 200, "{card}");
+    let version = serde_json::from_str::<serde_json::Value>(&card).unwrap()["version"].clone();
+    let served = eventually(Duration::from_millis(1500), || {
+        let (_, card) = call(&b, "GET", "/v1/models/current", None);
+        serde_json::from_str::<serde_json::Value>(&card).is_ok_and(|c| c["version"] == version)
+    });
+    eprintln!(
+        "B acted on: revoked key {revoked:?}, deleted item {refused:?}, new model {served:?}"
+    );
+    // The model poll runs every second; the check itself may start just after one.
+    assert!(
+        served.is_some(),
+        "B does not serve A's new model after 1.5 s"
+    );
+    for child in [&mut a_child, &mut b_child] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }
