@@ -85,6 +85,16 @@ pub struct ServerSettings {
     /// default.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Requests per second (burst as many) from one source address; 0 turns the limit off.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit_per_address: u32,
+    /// Requests per second (burst as many) per API key id; 0 turns the limit off.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit_per_key: u32,
+}
+
+fn default_rate_limit() -> u32 {
+    20_000
 }
 
 /// `[store]`
@@ -145,6 +155,8 @@ impl Default for Settings {
                 listen: "127.0.0.1:8080".into(),
                 max_body_bytes: 16 * 1024 * 1024,
                 allowed_origins: Vec::new(),
+                rate_limit_per_address: default_rate_limit(),
+                rate_limit_per_key: default_rate_limit(),
             },
             store: StoreSettings {
                 data_dir: PathBuf::from("candor-data"),

@@ -63,7 +63,13 @@ fn http(
 
 /// Starts `candor serve` on a free port; returns the child and its address.
 fn serve(data: &str, store: &str) -> (Child, String) {
+    serve_with(data, store, &[])
+}
+
+/// [`serve`] with extra environment settings (`CANDOR__SECTION__KEY`).
+fn serve_with(data: &str, store: &str, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = candor()
+        .envs(env.iter().copied())
         .args([
             "serve",
             "--data-dir",
@@ -415,4 +421,27 @@ fn two_servers_act_within_a_second_on_what_the_other_did() {
         child.kill().unwrap();
         child.wait().unwrap();
     }
+}
+
+/// A flood from one address is answered 429 with `Retry-After` before anything is read, on a
+/// real socket (the per-address limit needs the peer address).
+#[test]
+fn a_flood_from_one_address_gets_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("candor.db").display());
+    let (mut child, addr) = serve_with(
+        data,
+        &store,
+        &[("CANDOR__SERVER__RATE_LIMIT_PER_ADDRESS", "3")],
+    );
+    let statuses: Vec<u16> = (0..6)
+        .map(|_| http(&addr, "GET", "/v1/policy", "none", None).unwrap().0)
+        .collect();
+    assert_eq!(&statuses[..3], [200, 200, 200]);
+    assert!(statuses[3..].iter().all(|&s| s == 429), "{statuses:?}");
+    let (_, body) = http(&addr, "GET", "/v1/policy", "none", None).unwrap();
+    assert!(body.contains("rate_limited"), "{body}");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -28,13 +28,15 @@ pub enum ErrorClass {
     UnsupportedMediaType,
     /// The body is JSON of the wrong shape (422).
     Unprocessable,
+    /// Too many requests from this key or address; retry after the time given (429).
+    TooManyRequests,
     /// The service failed; nothing was changed (500).
     Internal,
 }
 
 impl ErrorClass {
     /// Every class, in table order.
-    pub const ALL: [ErrorClass; 10] = [
+    pub const ALL: [ErrorClass; 11] = [
         Self::BadRequest,
         Self::Unauthenticated,
         Self::Forbidden,
@@ -44,6 +46,7 @@ impl ErrorClass {
         Self::TooLarge,
         Self::UnsupportedMediaType,
         Self::Unprocessable,
+        Self::TooManyRequests,
         Self::Internal,
     ];
 }
@@ -176,6 +179,8 @@ error_codes! {
         "The body was not sent with Content-Type: application/json.";
     InvalidBody = "invalid_body", Unprocessable,
         "The body is JSON, but not of the expected shape (a field missing, unknown or mistyped).";
+    RateLimited = "rate_limited", TooManyRequests,
+        "Too many requests from this key or address; wait as long as Retry-After says.";
     InternalError = "internal_error", Internal,
         "The server could not complete the request; nothing was changed.";
 }

@@ -30,6 +30,7 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     max_body_bytes: usize,
     allowed_origins: Vec<axum::http::HeaderValue>,
+    limiter: Arc<crate::ratelimit::Limiter>,
 }
 
 impl AppState {
@@ -40,7 +41,19 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             max_body_bytes,
             allowed_origins: Vec::new(),
+            limiter: Arc::new(crate::ratelimit::Limiter::new(Default::default())),
         }
+    }
+
+    /// Applies these rate limits (none by default).
+    pub fn rate_limits(mut self, limits: crate::ratelimit::RateLimits) -> Self {
+        self.limiter = Arc::new(crate::ratelimit::Limiter::new(limits));
+        self
+    }
+
+    /// The rate limiter.
+    pub fn limiter(&self) -> Arc<crate::ratelimit::Limiter> {
+        self.limiter.clone()
     }
 
     /// Lets browsers on these origins (`https://shop.example`) call the API cross-origin;

@@ -26,6 +26,7 @@ pub fn status(class: ErrorClass) -> StatusCode {
         ErrorClass::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorClass::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorClass::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorClass::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -25,6 +25,7 @@ pub mod contract;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod ratelimit;
 mod routes;
 
 pub use auth::AppState;
@@ -118,6 +119,11 @@ pub fn app(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(state.max_body_bytes()))
+        // Outside the body limit and every handler: a request over a limit costs nothing.
+        .layer(middleware::from_fn_with_state(
+            state.limiter(),
+            ratelimit::limit,
+        ))
         .layer(
             // Spans name the route template, never the URI: paths hold subject ids.
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

@@ -1936,3 +1936,46 @@ async fn keys_are_listed_revoked_and_failures_counted() {
         .unwrap_or_else(|| panic!("{metrics}"));
     assert!(!invalid.ends_with(" 0"), "{invalid}");
 }
+
+/// Over its per-key budget a key gets 429 `rate_limited` with `Retry-After`, before its
+/// request is read; another key is unaffected. (Per-address limits need a real socket and
+/// are applied by the same check.)
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after() {
+    let api = api().await;
+    let limits = candor_server::ratelimit::RateLimits {
+        per_address: None,
+        per_key: std::num::NonZeroU32::new(3),
+    };
+    let limited = app(AppState::new(api.engine.clone(), MAX_BODY).rate_limits(limits));
+    let get = |key: &str| {
+        Request::builder()
+            .uri("/v1/items")
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(limited.clone().oneshot(get(&api.service)).await.unwrap());
+    }
+    let codes: Vec<u16> = statuses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(codes, [200, 200, 200, 429, 429]);
+    let refused = statuses.pop().unwrap();
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    let bytes = refused.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    check_error_table("GET", "/v1/items", StatusCode::TOO_MANY_REQUESTS, &body);
+    assert_eq!(code(&body), "rate_limited");
+    let other = limited.clone().oneshot(get(&api.analyst)).await.unwrap();
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another key has its own budget"
+    );
+}

@@ -61,7 +61,19 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
     let addr = listener.local_addr()?;
     let state = candor_server::AppState::new(engine.clone(), settings.server.max_body_bytes)
-        .allow_origins(settings.allowed_origins()?);
+        .allow_origins(settings.allowed_origins()?)
+        .rate_limits(candor_server::ratelimit::RateLimits {
+            per_address: std::num::NonZeroU32::new(settings.server.rate_limit_per_address),
+            per_key: std::num::NonZeroU32::new(settings.server.rate_limit_per_key),
+        });
+    let limiter = state.limiter();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            limiter.shrink();
+        }
+    });
     let app = candor_server::app(state);
     println!("listening on http://{addr} (store: {})", engine.backend());
     if let Some(key) = admin_key {
@@ -69,12 +81,15 @@ pub async fn serve(
     }
     use std::io::Write;
     std::io::stdout().flush()?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("the server stopped with an error")
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("the server stopped with an error")
 }
 
 /// The demo's ready-to-paste commands, then the admin key (the line scripts wait for).
