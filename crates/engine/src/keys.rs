@@ -128,19 +128,18 @@ pub(crate) async fn open_vault(
         return Ok(store.clone());
     };
     let vault = candor_store::open(&url, Arc::new(audit::Sealer::new(keys.clone()))).await?;
+    // Copy every key first, then delete them from the data store at once (one purge).
     let mut moved = 0;
+    let mut after = None;
     loop {
-        let page = store.subject_key_page(None, 10_000).await?;
-        if page.is_empty() {
-            break;
-        }
+        let page = store.subject_key_page(after.as_ref(), 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.0);
         vault.ensure_subject_keys(&page, Timestamp::now()).await?;
         moved += page.len();
-        for (subject, _) in &page {
-            store.delete_subject_key(subject).await?;
-        }
     }
     if moved > 0 {
+        store.delete_all_subject_keys().await?;
         tracing::info!(moved, "moved subject data keys into the key store");
     }
     Ok(vault)

@@ -138,11 +138,11 @@ impl Engine {
             let purpose = &self.policy.purposes[PERSONALIZATION];
             let mut consented = false;
             for category in &purpose.categories {
-                let lacking = self
+                let granted = self
                     .store
-                    .subjects_without_grant(&[pseudonym], category, &[PERSONALIZATION], self.now())
+                    .granted_purposes(&[pseudonym], category, &[PERSONALIZATION], self.now())
                     .await?;
-                consented |= lacking.is_empty();
+                consented |= !granted.is_empty();
             }
             let reason = if consented {
                 "the subject has consented but has no history yet"

@@ -1,7 +1,7 @@
 //! `consent_history` and `consent_current`: every consent change, append-only, and the latest
 //! row per (subject, purpose, category), which purpose-bound reads join on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use candor_domain::audit::consent_recorded_detail;
@@ -21,15 +21,6 @@ pub trait ConsentStore: Send + Sync {
     /// Current consent rows of the given subjects.
     async fn consent_current(&self, subjects: &[Pseudonym])
     -> Result<Vec<(Pseudonym, ConsentRow)>>;
-    /// Those of `subjects` that hold no live grant (granted, not lapsed at `now`) of
-    /// `category` for any of `purposes`. Usually few or none, so little comes back.
-    async fn subjects_without_grant(
-        &self,
-        subjects: &[Pseudonym],
-        category: &str,
-        purposes: &[&str],
-        now: Timestamp,
-    ) -> Result<HashSet<Pseudonym>>;
     /// For each of `subjects` holding a live grant of `category` for some of `purposes`,
     /// those purposes: what an event of theirs may be stored under (and kept for).
     async fn granted_purposes(
@@ -198,38 +189,6 @@ impl<D: Dialect> ConsentStore for SqlStore<D> {
                         method: method(&r.text("method")?)?,
                     },
                 ));
-            }
-        }
-        Ok(out)
-    }
-
-    async fn subjects_without_grant(
-        &self,
-        subjects: &[Pseudonym],
-        category: &str,
-        purposes: &[&str],
-        now: Timestamp,
-    ) -> Result<HashSet<Pseudonym>> {
-        if purposes.is_empty() {
-            return Ok(subjects.iter().copied().collect());
-        }
-        let mut out = HashSet::new();
-        for chunk in subjects.chunks(IN_CHUNK) {
-            let mut q = Sql::new("WITH wanted (subject) AS (VALUES ");
-            q.rows(chunk, |s| vec![s.0.to_vec().into()]);
-            // A correlated NOT EXISTS probes the (subject, purpose, category) key per subject
-            // instead of materialising every live grant for every call.
-            q.push(
-                ") SELECT w.subject AS subject FROM wanted w WHERE NOT EXISTS \
-                 (SELECT 1 FROM consent_current c WHERE c.subject = w.subject AND c.granted = ",
-            );
-            q.bind(true).push(" AND c.expires_at > ").bind(now.0);
-            q.push(" AND c.category = ").bind(category);
-            q.push(" AND c.purpose IN (")
-                .list(purposes.iter().copied())
-                .push("))");
-            for row in self.fetch(q).await? {
-                out.insert(pseudonym(row.blob("subject")?, "consent_current")?);
             }
         }
         Ok(out)
