@@ -1,21 +1,13 @@
 //! The `candor` binary as scripts drive it: demo, keys, policy check, audit verify, settings
 //! errors. One test binary for the CLI.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn candor() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_candor"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CANDOR_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("RUST_LOG", "warn");
-    cmd
-}
+mod support;
+
+use support::{candor, create_key};
 
 /// JSON lines of `candor eval --json`, and a model's NDCG@10 among them.
 fn eval_rows(stdout: &[u8]) -> Vec<serde_json::Value> {
@@ -32,27 +24,7 @@ fn ndcg_of(rows: &[serde_json::Value], model: &str) -> f64 {
 }
 
 fn http_get(addr: &str, path: &str, key: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let auth = key
-        .map(|k| format!("Authorization: Bearer {k}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    (status, body)
+    support::http(addr, "GET", path, key, None).expect("the server answers")
 }
 
 #[test]
@@ -612,11 +584,7 @@ fn sources_are_tidy() {
 fn keys_rotate_master_replaces_the_master_key() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let out = candor()
-        .args(["keys", "create", "--role", "admin", "--data-dir", data])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    create_key(data, None, "admin");
     let before = std::fs::read_to_string(dir.path().join("keys.toml")).unwrap();
     let out = candor()
         .args(["keys", "rotate-master", "--data-dir", data])

@@ -6,8 +6,7 @@
 //! through the other. PostgreSQL runs when `CANDOR_TEST_POSTGRES_URL` is set, each test in a
 //! database of its own created with `psql`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,18 +18,11 @@ const PER_BATCH: usize = 50;
 /// Acknowledged batches after which the server is killed.
 const KILL_AFTER: usize = 30;
 
-fn candor() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_candor"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CANDOR_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("RUST_LOG", "warn");
-    cmd
-}
+mod support;
 
-/// One HTTP/1.1 request; `None` when the connection fails (the server is gone).
+use support::{candor, create_key};
+
+/// One request with a bearer key; `None` when the server is gone.
 fn http(
     addr: &str,
     method: &str,
@@ -38,27 +30,7 @@ fn http(
     key: &str,
     body: Option<&str>,
 ) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    Some((status, body))
+    support::http(addr, method, path, Some(key), body)
 }
 
 /// Starts `candor serve` on a free port; returns the child and its address.
@@ -115,25 +87,7 @@ fn batch(b: usize) -> String {
 fn kill_mid_ingest(store: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let out = candor()
-        .args([
-            "keys",
-            "create",
-            "--role",
-            "admin",
-            "--data-dir",
-            data,
-            "--store",
-            store,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key = create_key(data, Some(store), "admin");
     let (mut child, addr) = serve(data, store);
     for i in 0..5 {
         let item = format!(r#"{{"title": "Item {i}", "category": "books"}}"#);
@@ -295,27 +249,7 @@ fn two_servers_act_within_a_second_on_what_the_other_did() {
     };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let key = |role: &str| {
-        let out = candor()
-            .args([
-                "keys",
-                "create",
-                "--role",
-                role,
-                "--data-dir",
-                data,
-                "--store",
-                &db.url,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
+    let key = |role: &str| create_key(data, Some(&db.url), role);
     let admin = key("admin");
     let doomed = key("service");
     let (mut a_child, a) = serve(data, &db.url);
