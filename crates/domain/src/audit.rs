@@ -201,8 +201,7 @@ pub trait AuditSealer: Send + Sync {
 /// The detail of a [`AuditAction::ConsentRecorded`] entry: how many consent-history leaves it
 /// commits and the SHA-256 over them in id order.
 pub fn consent_recorded_detail(rows: usize, root: &[u8; 32]) -> String {
-    let hex: String = root.iter().map(|b| format!("{b:02x}")).collect();
-    format!("consent_rows={rows} root={hex}")
+    format!("consent_rows={rows} root={}", crate::hex::encode(root))
 }
 
 /// The detail of a [`AuditAction::ConsentErased`] entry.
@@ -218,14 +217,7 @@ pub fn parse_consent_detail(detail: &str) -> Option<(usize, Option<[u8; 32]>)> {
         if let Some(n) = part.strip_prefix("consent_rows=") {
             rows = n.parse().ok();
         } else if let Some(hex) = part.strip_prefix("root=") {
-            if hex.len() != 64 {
-                return None;
-            }
-            let mut out = [0u8; 32];
-            for (i, byte) in out.iter_mut().enumerate() {
-                *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-            }
-            root = Some(out);
+            root = Some(crate::hex::decode(hex)?.try_into().ok()?);
         }
     }
     Some((rows?, root))

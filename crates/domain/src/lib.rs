@@ -6,6 +6,7 @@ pub mod audit;
 pub mod consent;
 pub mod error;
 pub mod event;
+pub mod hex;
 pub mod ids;
 pub mod item;
 pub mod names;
