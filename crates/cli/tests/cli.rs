@@ -498,6 +498,145 @@ fn receipts_verify_offline() {
 }
 
 #[test]
+fn audit_proofs_check_offline_with_the_public_key_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (receipt, first, inclusion, consistency) = rt.block_on(async {
+        let engine =
+            candor_engine::Engine::open(candor_engine::EngineConfig::for_data_dir(dir.path()))
+                .await
+                .unwrap();
+        let update = candor_engine::ConsentUpdate::whole(
+            &["analytics.reporting"],
+            true,
+            candor_domain::ConsentMethod::Api,
+        );
+        let actor = candor_engine::Actor::cli();
+        let subject = candor_domain::SubjectId::parse("logged-1").unwrap();
+        let (_, receipt) = engine
+            .set_consent_with_receipt(&actor, &subject, &update, false)
+            .await
+            .unwrap();
+        let first = engine.tree_head().await.unwrap();
+        for i in 0..5 {
+            let other = candor_domain::SubjectId::parse(&format!("logged-{i}x")).unwrap();
+            engine
+                .set_consent(&actor, &other, &update, false)
+                .await
+                .unwrap();
+        }
+        let inclusion = engine
+            .receipt_proof(&receipt.consent_receipt_id)
+            .await
+            .unwrap();
+        let consistency = engine.consistency_proof(first.tree_size).await.unwrap();
+        (receipt, first, inclusion, consistency)
+    });
+    let write = |name: &str, value: &dyn erased::Json| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, value.json()).unwrap();
+        path
+    };
+    let key = receipt.public_key.clone();
+    let receipt_file = write("receipt.json", &receipt);
+    let first_file = write("first.json", &first);
+    let inclusion_file = write("inclusion.json", &inclusion);
+    let consistency_file = write("consistency.json", &consistency);
+    let check = |args: &[&std::path::Path], flags: &[&str]| {
+        let mut cmd = candor();
+        cmd.args(["audit", "check-proof", "--public-key", &key]);
+        cmd.args(flags);
+        for a in args {
+            cmd.arg(a);
+        }
+        cmd.output().unwrap()
+    };
+    let out = check(&[&inclusion_file], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cmd = candor();
+    let out = cmd
+        .args(["audit", "check-proof", "--public-key", &key, "--receipt"])
+        .arg(&receipt_file)
+        .arg(&inclusion_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is recorded in the audit log"));
+    let out = candor()
+        .args(["audit", "check-proof", "--public-key", &key, "--earlier"])
+        .arg(&first_file)
+        .arg(&consistency_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Another key, an edited entry, or a head that was not the earlier one: exit 1.
+    let out = candor()
+        .args(["audit", "check-proof", "--public-key", &"ab".repeat(32)])
+        .arg(&inclusion_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let mut edited = inclusion.clone();
+    edited.entry.at += 1;
+    let edited_file = write("edited.json", &edited);
+    let out = check(&[&edited_file], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = candor()
+        .args(["audit", "check-proof", "--public-key", &key, "--earlier"])
+        .arg(&inclusion_file)
+        .arg(&consistency_file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an inclusion proof is not a tree head"
+    );
+    // The operator exports the head from the command line.
+    let out = candor()
+        .args(["audit", "tree-head", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let head: candor_engine::TreeHead = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(head.tree_size, consistency.tree_head.tree_size);
+    assert_eq!(head.root_hash, consistency.tree_head.root_hash);
+}
+
+/// Serializes the documents the test writes to files.
+mod erased {
+    /// A document as pretty JSON.
+    pub trait Json {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string_pretty(self).unwrap()
+        }
+    }
+}
+
+#[test]
 fn privacy_epsilon_planner() {
     let out = candor()
         .args([

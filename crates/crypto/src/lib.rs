@@ -1,7 +1,10 @@
 //! Candor's cryptography, built only from vetted primitives: HMAC-SHA256 pseudonyms,
 //! XChaCha20-Poly1305 envelope encryption (a data key per subject, wrapped by a master key),
 //! Ed25519 signatures, SHA-256 for the audit chain, and API-key hashing with constant-time
-//! comparison. No key material is ever printed: `Debug` is redacted and keys zeroize on drop.
+//! comparison; `merkle` is the RFC 6962 tree over the audit log. No key material is ever
+//! printed: `Debug` is redacted and keys zeroize on drop.
+
+pub mod merkle;
 
 use std::fmt;
 

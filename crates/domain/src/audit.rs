@@ -1,6 +1,8 @@
 //! Audit entries and the rules of the hash chain. Each entry carries the SHA-256 of the one
 //! before it; the newest entry's position and hash (the head) are signed and kept outside the
 //! log table, so edits, deletions, insertions, reordering and truncation are all detectable.
+//! The entries are also the leaves of an RFC 6962 Merkle tree whose signed tree heads are
+//! published, so anyone can check an entry's inclusion and the log's growth without the key.
 //! Entries hold pseudonyms, never raw ids or payloads.
 
 use crate::ids::Pseudonym;
@@ -139,6 +141,22 @@ impl AuditEntry {
     }
 }
 
+/// A signed tree head as stored: the RFC 6962 Merkle root over the first `size` entries (each
+/// leaf the entry's hash), when it was issued, and the hex key and signature of its document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeHeadRecord {
+    /// Entries covered.
+    pub size: u64,
+    /// When it was issued.
+    pub at: Timestamp,
+    /// The Merkle root.
+    pub root: [u8; 32],
+    /// Hex Ed25519 public key of the signer.
+    pub public_key: String,
+    /// Hex signature of the tree-head document.
+    pub signature: String,
+}
+
 /// The signed head of the chain: the newest position and its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedHead {
@@ -169,6 +187,9 @@ pub trait AuditSealer: Send + Sync {
     fn mac(&self, hash: &[u8; 32]) -> [u8; 32];
     /// Signs a head message.
     fn sign(&self, message: &[u8]) -> Vec<u8>;
+    /// The commitment to a change's consent-history leaves: the RFC 6962 Merkle root over
+    /// them in id order, so each row is a leaf of the subtree its audit entry commits.
+    fn commit(&self, leaves: &[[u8; 32]]) -> [u8; 32];
 
     /// Seals a draft at position `seq` after an entry whose hash is `prev_hash`.
     fn seal(&self, draft: &AuditDraft, seq: u64, prev_hash: [u8; 32]) -> AuditEntry {
@@ -199,7 +220,7 @@ pub trait AuditSealer: Send + Sync {
 }
 
 /// The detail of a [`AuditAction::ConsentRecorded`] entry: how many consent-history leaves it
-/// commits and the SHA-256 over them in id order.
+/// commits and their Merkle root ([`AuditSealer::commit`]).
 pub fn consent_recorded_detail(rows: usize, root: &[u8; 32]) -> String {
     format!("consent_rows={rows} root={}", crate::hex::encode(root))
 }

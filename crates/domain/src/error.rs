@@ -171,6 +171,8 @@ error_codes! {
         "No item model has been trained yet.";
     NoTrainingData = "no_training_data", Conflict,
         "No events are consented for personalization, so there is nothing to train on.";
+    AuditLogBroken = "audit_log_broken", Conflict,
+        "The audit log does not verify, so no tree head or proof is issued; run `candor audit verify`.";
     BatchTooLarge = "batch_too_large", TooLarge,
         "The batch holds more events or items than one request may.";
     BodyTooLarge = "body_too_large", TooLarge,

@@ -15,7 +15,7 @@ pub mod request;
 pub mod tcf;
 pub mod timestamp;
 
-pub use audit::{AuditAction, AuditDraft, AuditEntry, AuditSealer, SignedHead};
+pub use audit::{AuditAction, AuditDraft, AuditEntry, AuditSealer, SignedHead, TreeHeadRecord};
 pub use consent::{ConsentMethod, ConsentRecord, ConsentRow, ConsentState};
 pub use error::{ErrorClass, ErrorCode};
 pub use event::{EventInput, EventPayload, RefusalReason};

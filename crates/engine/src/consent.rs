@@ -228,6 +228,20 @@ impl Engine {
         update: &ConsentUpdate,
         gpc: bool,
     ) -> Result<ConsentView> {
+        self.set_consent_logged(actor, subject, update, gpc, None)
+            .await
+    }
+
+    /// [`Engine::set_consent`], naming in each purpose's audit entry the receipt that will
+    /// be issued for the change, so the receipt's inclusion in the log can be proven.
+    pub(crate) async fn set_consent_logged(
+        &self,
+        actor: &Actor,
+        subject: &SubjectId,
+        update: &ConsentUpdate,
+        gpc: bool,
+        receipt: Option<&str>,
+    ) -> Result<ConsentView> {
         if matches!(
             update.method,
             ConsentMethod::Gpc | ConsentMethod::Objection | ConsentMethod::Tcf
@@ -237,7 +251,8 @@ impl Engine {
                 "the consent methods `gpc`, `objection` and `tcf` are recorded only from a Sec-GPC header, an objection or a TC string",
             ));
         }
-        self.record_update(actor, subject, update, gpc).await
+        self.record_update(actor, subject, update, gpc, receipt)
+            .await
     }
 
     /// Records the consents an IAB TCF v2.2 TC string expresses: a policy purpose is granted
@@ -279,7 +294,7 @@ impl Engine {
             method: ConsentMethod::Tcf,
             recorded_at: None,
         };
-        self.record_update(actor, subject, &update, gpc).await
+        self.record_update(actor, subject, &update, gpc, None).await
     }
 
     /// Records a consent change whose method has been checked by the caller.
@@ -289,6 +304,7 @@ impl Engine {
         subject: &SubjectId,
         update: &ConsentUpdate,
         gpc: bool,
+        receipt: Option<&str>,
     ) -> Result<ConsentView> {
         if update.purposes.is_empty() && !gpc {
             return Err(EngineError::refused(
@@ -360,6 +376,10 @@ impl Engine {
                 )
             } else {
                 format!("withdrawn method={}", update.method.as_str())
+            };
+            let detail = match receipt {
+                Some(id) => format!("{detail} receipt={id}"),
+                None => detail,
             };
             drafts.push(self.draft(
                 actor,

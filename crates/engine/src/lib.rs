@@ -23,6 +23,7 @@ pub mod export;
 pub mod ingest;
 pub mod items;
 pub mod keys;
+pub mod log;
 pub mod model;
 pub mod read;
 pub mod receipts;
@@ -41,6 +42,7 @@ pub use consent::{ConsentUpdate, ConsentView, PurposeChoice};
 pub use erase::{ErasureCertificate, ModelRetraining};
 pub use export::SubjectExport;
 pub use ingest::{EventDraft, IngestReport, Refusal};
+pub use log::{ConsistencyProof, InclusionProof, LoggedEntry, TreeHead};
 pub use model::{ModelCard, ModelCardView, ModelEvaluation, ModelPrivacyCard};
 pub use read::Event;
 pub use receipts::ConsentReceipt;
@@ -215,6 +217,9 @@ pub struct Engine {
     known_items: RwLock<HashMap<String, Timestamp>>,
     writer: writer::Writer,
     serving: RwLock<Option<Arc<model::Serving>>>,
+    /// The audit log as far as this server has verified it: where incremental verification
+    /// starts, and the tree that tree heads and proofs come from.
+    checkpoint: tokio::sync::Mutex<log::Checkpoint>,
 }
 
 impl Engine {
@@ -261,6 +266,7 @@ impl Engine {
             known_items: RwLock::new(Default::default()),
             writer: writer::Writer::spawn(store.clone()),
             serving: RwLock::new(None),
+            checkpoint: Default::default(),
             store,
         };
         engine.load_model().await?;
@@ -369,6 +375,8 @@ pub enum Periodic {
     /// Retrain the item model, so withdrawn and erased subjects drop out of it. The first
     /// run waits one period.
     Training,
+    /// Verify what the audit log gained and publish a signed tree head over it.
+    TreeHead,
 }
 
 /// Runs `job` every `every` on the engine.
@@ -401,6 +409,7 @@ pub fn spawn_periodic(
                     .train(&actor)
                     .await
                     .map(|card| Some(format!("trained model version {}", card.version))),
+                Periodic::TreeHead => engine.tree_head().await.map(|_| None),
             };
             match outcome {
                 Ok(Some(done)) => tracing::info!(job = ?job, "{done}"),

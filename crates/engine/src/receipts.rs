@@ -114,7 +114,10 @@ impl Engine {
         update: &ConsentUpdate,
         gpc: bool,
     ) -> Result<(ConsentView, ConsentReceipt)> {
-        let view = self.set_consent(actor, subject, update, gpc).await?;
+        let receipt_id = crate::signing::random_id(16);
+        let view = self
+            .set_consent_logged(actor, subject, update, gpc, Some(&receipt_id))
+            .await?;
         let now = self.now();
         let purposes = update
             .purposes
@@ -167,7 +170,7 @@ impl Engine {
             jurisdiction: "EU (GDPR); US-CA (CCPA)".into(),
             consent_timestamp: now.0 / 1000,
             collection_method: update.method.as_str().into(),
-            consent_receipt_id: crate::signing::random_id(16),
+            consent_receipt_id: receipt_id,
             public_key: hex(&self.keys.verifying_key()),
             language: "en".into(),
             pii_principal_id: self.pseudonymize(subject).to_hex(),

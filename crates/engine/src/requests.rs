@@ -279,6 +279,7 @@ impl Engine {
                             subject,
                             &ConsentUpdate::whole(&purposes, false, ConsentMethod::Api),
                             false,
+                            None,
                         )
                         .await?,
                 )

@@ -132,6 +132,7 @@ impl Engine {
         let pseudonym = self.pseudonymize(subject);
         self.known_rows(&pseudonym).await?;
         let update = ConsentUpdate::whole(&purposes, false, ConsentMethod::Objection);
-        self.record_update(actor, subject, &update, false).await
+        self.record_update(actor, subject, &update, false, None)
+            .await
     }
 }

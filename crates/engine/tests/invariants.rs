@@ -114,6 +114,7 @@ on_both_backends!(
     erasure_survives_a_restored_data_backup,
     master_key_rotation_rewraps_without_rewriting_data,
     every_node_acts_on_an_erasure_a_deleted_item_and_a_new_model,
+    audit_log_is_a_merkle_tree_with_offline_proofs,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -2818,4 +2819,101 @@ async fn every_node_acts_on_an_erasure_a_deleted_item_and_a_new_model(h: Harness
     let report = ingest(b.clone(), "other", "i3").await;
     assert_eq!(reasons(&report), vec![RefusalReason::UnknownItem]);
     assert!(a.verify_audit().await.unwrap().ok);
+}
+
+/// RFC 6962: signed tree heads, an inclusion proof that a consent receipt is in the log, a
+/// consistency proof between two heads, all checked with the public key alone; incremental
+/// verification starts at the checkpoint; a rewritten entry fails every proof of it.
+async fn audit_log_is_a_merkle_tree_with_offline_proofs(h: Harness) {
+    let code = |e: &EngineError| match e {
+        EngineError::Refused { code, .. } => Some(*code),
+        _ => None,
+    };
+    let key = h.engine.verifying_key();
+    let (_, receipt) = h
+        .engine
+        .set_consent_with_receipt(&actor(), &sid("proof-1"), &grant(&[PROFILING]), false)
+        .await
+        .unwrap();
+    let first = h.engine.tree_head().await.unwrap();
+    assert!(first.tree_size >= 2);
+    first.check(&key).unwrap();
+    assert!(first.check(&[9u8; 32]).is_err(), "another key");
+    // Every server publishes the same head for the same size.
+    assert_eq!(h.engine.tree_head_of(first.tree_size).await.unwrap(), first);
+
+    let proof = h
+        .engine
+        .receipt_proof(&receipt.consent_receipt_id)
+        .await
+        .unwrap();
+    proof.check_receipt(&receipt, &key).unwrap();
+    let mut other = receipt.clone();
+    other.consent_receipt_id = "0".repeat(32);
+    assert!(
+        proof.check_receipt(&other, &key).is_err(),
+        "another receipt"
+    );
+    let mut forged = proof.clone();
+    forged.entry.detail.push('x');
+    assert!(forged.check(&key).is_err(), "an edited entry");
+    let unknown = h.engine.receipt_proof(&"ab".repeat(16)).await.unwrap_err();
+    assert_eq!(code(&unknown), Some(ErrorCode::NotFound));
+
+    for i in 0..30 {
+        h.engine
+            .set_consent(
+                &actor(),
+                &sid(&format!("proof-{i}")),
+                &grant(&[PROFILING]),
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    let incremental = h.engine.verify_audit_incremental().await.unwrap();
+    assert!(incremental.ok, "{incremental:?}");
+    assert_eq!(
+        incremental.checked_from, first.tree_size,
+        "starts at the checkpoint"
+    );
+    let second = h.engine.tree_head().await.unwrap();
+    assert!(second.tree_size > first.tree_size);
+    let growth = h.engine.consistency_proof(first.tree_size).await.unwrap();
+    growth.check(&first, &key).unwrap();
+    for size in 1..second.tree_size {
+        let entry = h.engine.inclusion_proof(size).await.unwrap();
+        entry.check(&key).unwrap();
+    }
+    let mut lying = first.clone();
+    lying.root_hash = second.root_hash.clone();
+    assert!(growth.check(&lying, &key).is_err(), "a forged earlier head");
+
+    // An entry rewritten after it was logged fails its proof, and the full verification.
+    h.sql(&["UPDATE audit_log SET detail = 'rewritten' WHERE seq = 2"])
+        .await;
+    let rewritten = h.engine.inclusion_proof(2).await.unwrap();
+    assert!(
+        rewritten.check(&key).is_err(),
+        "the proof exposes the rewrite"
+    );
+    assert!(!h.engine.verify_audit().await.unwrap().ok);
+    let broken = h.engine.tree_head().await;
+    assert!(broken.is_ok(), "the incremental check starts after entry 2");
+    // The newest verified entry is checked on every incremental run.
+    let last = second.tree_size;
+    h.sql(&[&format!(
+        "UPDATE audit_log SET actor = 'someone' WHERE seq = {last}"
+    )])
+    .await;
+    let report = h.engine.verify_audit_incremental().await.unwrap();
+    assert!(
+        !report.ok
+            && report
+                .problem
+                .unwrap()
+                .contains("since this server verified")
+    );
+    let refused = h.engine.tree_head().await.unwrap_err();
+    assert_eq!(code(&refused), Some(ErrorCode::AuditLogBroken));
 }

@@ -1266,6 +1266,78 @@ async fn requests_over_http() {
 }
 
 #[tokio::test]
+async fn audit_tree_heads_and_proofs_over_http() {
+    let api = api().await;
+    let (_, first) = api
+        .call("GET", "/v1/audit/tree-head", Some(&api.service), None)
+        .await;
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/v1/subjects/t9/consent",
+            Some(&api.service),
+            Some(json!({"purposes": {"analytics.reporting": true}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let receipt: candor_engine::ConsentReceipt =
+        serde_json::from_value(body["receipt"].clone()).unwrap();
+    let key = api.engine.verifying_key();
+    let path = format!("/v1/audit/receipts/{}/proof", receipt.consent_receipt_id);
+    let (status, proof) = api.call("GET", &path, Some(&api.service), None).await;
+    assert_eq!(status, StatusCode::OK, "{proof}");
+    let proof: candor_engine::InclusionProof = serde_json::from_value(proof).unwrap();
+    proof.check_receipt(&receipt, &key).unwrap();
+    let (status, _) = api.call("GET", &path, Some(&api.analyst), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let first: candor_engine::TreeHead = serde_json::from_value(first).unwrap();
+    let (status, growth) = api
+        .call(
+            "GET",
+            &format!("/v1/audit/consistency?first={}", first.tree_size),
+            Some(&api.service),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{growth}");
+    let growth: candor_engine::ConsistencyProof = serde_json::from_value(growth).unwrap();
+    growth.check(&first, &key).unwrap();
+    let (status, entry) = api
+        .call("GET", "/v1/audit/entries/1/proof", Some(&api.dpo), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{entry}");
+    for (path, want) in [
+        ("/v1/audit/entries/0/proof", StatusCode::NOT_FOUND),
+        ("/v1/audit/entries/x/proof", StatusCode::BAD_REQUEST),
+        (
+            "/v1/audit/consistency?first=999999",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/v1/audit/tree-head?size=999999", StatusCode::NOT_FOUND),
+        ("/v1/audit/receipts/nothex/proof", StatusCode::NOT_FOUND),
+    ] {
+        let (status, body) = api.call("GET", path, Some(&api.dpo), None).await;
+        assert_eq!(status, want, "{path}: {body}");
+    }
+    let (status, report) = api
+        .call("GET", "/v1/audit/verify", Some(&api.dpo), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(
+        report["checked_from"], growth.tree_head.tree_size,
+        "incremental"
+    );
+    let (_, full) = api
+        .call("GET", "/v1/audit/verify?full=true", Some(&api.dpo), None)
+        .await;
+    assert_eq!(
+        (full["ok"].as_bool(), full["checked_from"].as_u64()),
+        (Some(true), Some(0))
+    );
+}
+
+#[tokio::test]
 async fn receipts_over_http() {
     let api = api().await;
     let (status, body) = api

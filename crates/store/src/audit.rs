@@ -1,9 +1,10 @@
-//! `audit_log` and `audit_head`: the hash chain of audit entries and its signed head. Every
+//! `audit_log`, `audit_head` and `audit_tree_heads`: the hash chain of audit entries, its
+//! signed head, and the signed Merkle tree heads published over it. Every
 //! write of personal data or consent appends its entries in its own transaction through
 //! [`SqlStore::append_in_tx`], so the log and the data never disagree.
 
 use async_trait::async_trait;
-use candor_domain::{AuditDraft, AuditEntry, SignedHead, Timestamp};
+use candor_domain::{AuditDraft, AuditEntry, SignedHead, Timestamp, TreeHeadRecord};
 
 use crate::dialect::{Dialect, SqlStore};
 use crate::sql::{Get, Sql, Value};
@@ -18,6 +19,25 @@ pub trait AuditStore: Send + Sync {
     async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>>;
     /// The signed head, if any entry exists.
     async fn audit_head(&self) -> Result<Option<SignedHead>>;
+    /// The hashes of entries from position `after_seq + 1`, in order (the tree's leaf data).
+    async fn audit_hashes(&self, after_seq: u64, limit: u32) -> Result<Vec<[u8; 32]>>;
+    /// The first position of an entry with this action whose detail contains `needle`.
+    async fn find_audit_entry(&self, action: &str, needle: &str) -> Result<Option<u64>>;
+    /// Stores a tree head unless one of that size exists; returns the one stored for the
+    /// size, so every server publishes the same head for the same size.
+    async fn publish_tree_head(&self, head: &TreeHeadRecord) -> Result<TreeHeadRecord>;
+    /// The tree head of `size`, or the largest one.
+    async fn tree_head(&self, size: Option<u64>) -> Result<Option<TreeHeadRecord>>;
+}
+
+fn tree_head_record(r: &impl Get) -> Result<TreeHeadRecord> {
+    Ok(TreeHeadRecord {
+        size: r.int("tree_size")? as u64,
+        at: Timestamp(r.int("at")?),
+        root: hash32(r.blob("root")?, "audit_tree_heads")?,
+        public_key: r.text("public_key")?,
+        signature: r.text("signature")?,
+    })
 }
 
 pub(crate) fn hash32(bytes: Vec<u8>, table: &'static str) -> Result<[u8; 32]> {
@@ -145,5 +165,81 @@ impl<D: Dialect> AuditStore for SqlStore<D> {
             })
         })
         .transpose()
+    }
+
+    async fn audit_hashes(&self, after_seq: u64, limit: u32) -> Result<Vec<[u8; 32]>> {
+        let q = Sql::new("SELECT hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .arg(after_seq as i64)
+            .arg(limit as i64);
+        self.fetch(q)
+            .await?
+            .iter()
+            .map(|r| hash32(r.blob("hash")?, "audit_log"))
+            .collect()
+    }
+
+    async fn find_audit_entry(&self, action: &str, needle: &str) -> Result<Option<u64>> {
+        // The needle is matched literally: LIKE's wildcards and its escape are escaped.
+        let escaped: String = needle
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '!' => vec!['!', c],
+                c => vec![c],
+            })
+            .collect();
+        let q = Sql::new(
+            "SELECT MIN(seq) AS seq FROM audit_log WHERE action = $1 AND detail LIKE $2 ESCAPE '!'",
+        )
+        .arg(action)
+        .arg(format!("%{escaped}%"));
+        Ok(self
+            .fetch_one(q)
+            .await?
+            .map(|r| r.opt_int("seq"))
+            .transpose()?
+            .flatten()
+            .map(|s| s as u64))
+    }
+
+    async fn publish_tree_head(&self, head: &TreeHeadRecord) -> Result<TreeHeadRecord> {
+        let insert = Sql::new(
+            "INSERT INTO audit_tree_heads (tree_size, at, root, public_key, signature) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tree_size) DO NOTHING",
+        )
+        .arg(head.size as i64)
+        .arg(head.at.0)
+        .arg(head.root.to_vec())
+        .arg(head.public_key.as_str())
+        .arg(head.signature.as_str());
+        self.execute(insert).await?;
+        let q = Sql::new(
+            "SELECT tree_size, at, root, public_key, signature FROM audit_tree_heads \
+             WHERE tree_size = $1",
+        )
+        .arg(head.size as i64);
+        let mut conn = self.write.acquire().await?;
+        let rows = D::fetch_all(&mut conn, q).await?;
+        rows.first()
+            .map(tree_head_record)
+            .transpose()?
+            .ok_or(StoreError::Corrupt("audit_tree_heads"))
+    }
+
+    async fn tree_head(&self, size: Option<u64>) -> Result<Option<TreeHeadRecord>> {
+        let q = match size {
+            Some(size) => Sql::new(
+                "SELECT tree_size, at, root, public_key, signature FROM audit_tree_heads \
+                 WHERE tree_size = $1",
+            )
+            .arg(size as i64),
+            None => Sql::new(
+                "SELECT tree_size, at, root, public_key, signature FROM audit_tree_heads \
+                 ORDER BY tree_size DESC LIMIT 1",
+            ),
+        };
+        self.fetch_one(q)
+            .await?
+            .map(|r| tree_head_record(&r))
+            .transpose()
     }
 }

@@ -32,9 +32,15 @@ pub trait ConsentStore: Send + Sync {
     ) -> Result<HashMap<Pseudonym, Vec<String>>>;
     /// A subject's whole consent history, oldest first.
     async fn consent_history(&self, subject: &Pseudonym) -> Result<Vec<ConsentRecord>>;
-    /// A page of the consent-history leaves from id `after_id + 1`, with the row each
-    /// covers if it is still held: what verification checks against the audit chain.
-    async fn consent_leaves(&self, after_id: i64, limit: u32) -> Result<Vec<ConsentLeaf>>;
+    /// A page of the consent-history leaves from id `after_id + 1` that were recorded or
+    /// erased after audit position `since_seq` (0: all), with the row each covers if it is
+    /// still held: what verification checks against the audit chain.
+    async fn consent_leaves(
+        &self,
+        after_id: i64,
+        since_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<ConsentLeaf>>;
     /// How many consent-history rows have no leaf (each one was written outside Candor).
     async fn unsealed_consent_rows(&self) -> Result<u64>;
 }
@@ -139,10 +145,7 @@ impl<D: Dialect> ConsentStore for SqlStore<D> {
         // The change's own entries, then one that commits the rows' leaves to the chain.
         let mut drafts = audit.to_vec();
         if !leaves.is_empty() {
-            let mut concatenated = Vec::with_capacity(leaves.len() * 32);
-            leaves
-                .iter()
-                .for_each(|(_, l)| concatenated.extend_from_slice(l));
+            let hashes: Vec<[u8; 32]> = leaves.iter().map(|(_, l)| *l).collect();
             drafts.push(AuditDraft {
                 at: records[0].at,
                 actor: audit
@@ -151,7 +154,7 @@ impl<D: Dialect> ConsentStore for SqlStore<D> {
                 action: AuditAction::ConsentRecorded,
                 subject: None,
                 purpose: None,
-                detail: consent_recorded_detail(leaves.len(), &self.sealer.digest(&concatenated)),
+                detail: consent_recorded_detail(leaves.len(), &self.sealer.commit(&hashes)),
             });
         }
         let seq = self.append_in_tx(&mut tx, &drafts).await?;
@@ -242,16 +245,23 @@ impl<D: Dialect> ConsentStore for SqlStore<D> {
         rows.iter().map(consent_record).collect()
     }
 
-    async fn consent_leaves(&self, after_id: i64, limit: u32) -> Result<Vec<ConsentLeaf>> {
+    async fn consent_leaves(
+        &self,
+        after_id: i64,
+        since_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<ConsentLeaf>> {
         let q = Sql::new(
             "SELECT l.id AS id, l.leaf AS leaf, l.recorded_seq AS recorded_seq, \
              l.erased_seq AS erased_seq, h.id AS row_id, h.subject AS subject, \
              h.purpose AS purpose, h.category AS category, h.granted AS granted, h.at AS at, \
              h.expires_at AS expires_at, h.policy_version AS policy_version, h.method AS method \
              FROM consent_leaves l LEFT JOIN consent_history h ON h.id = l.id \
-             WHERE l.id > $1 ORDER BY l.id LIMIT $2",
+             WHERE l.id > $1 AND (l.recorded_seq > $2 OR l.erased_seq > $2) \
+             ORDER BY l.id LIMIT $3",
         )
         .arg(after_id)
+        .arg(since_seq as i64)
         .arg(limit as i64);
         self.fetch(q)
             .await?

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use candor_domain::{
     AuditAction, AuditDraft, AuditSealer, ConsentMethod, ConsentRecord, Item, Policy, Pseudonym,
-    Timestamp,
+    Timestamp, TreeHeadRecord,
 };
 use sqlx::Connection;
 
@@ -37,6 +37,9 @@ impl AuditSealer for PlainSealer {
     }
     fn sign(&self, message: &[u8]) -> Vec<u8> {
         self.digest(message).to_vec()
+    }
+    fn commit(&self, leaves: &[[u8; 32]]) -> [u8; 32] {
+        self.digest(&leaves.concat())
     }
 }
 
@@ -345,6 +348,47 @@ async fn check_store(store: &dyn Store) {
         (entries.len() as u64, entries.last().unwrap().hash)
     );
     assert_eq!(store.audit_entries(5, 1).await.unwrap()[0].seq, 6);
+    let hashes = store.audit_hashes(1, 3).await.unwrap();
+    assert_eq!(hashes, [entries[1].hash, entries[2].hash, entries[3].hash]);
+    let g1 = entries.iter().find(|e| e.detail == "g1 stored=4").unwrap();
+    assert_eq!(
+        store
+            .find_audit_entry(&g1.action, "1 stored")
+            .await
+            .unwrap(),
+        Some(g1.seq)
+    );
+    for wild in ["g_ stored", "g% stored", "g!1"] {
+        assert_eq!(
+            store.find_audit_entry(&g1.action, wild).await.unwrap(),
+            None,
+            "LIKE wildcards match only themselves"
+        );
+    }
+
+    // Signed tree heads: one per size, the first published wins.
+    let head = TreeHeadRecord {
+        size: 4,
+        at: Timestamp(7),
+        root: [4; 32],
+        public_key: "pk".into(),
+        signature: "sig".into(),
+    };
+    assert_eq!(store.publish_tree_head(&head).await.unwrap(), head);
+    let later = TreeHeadRecord {
+        at: Timestamp(8),
+        root: [5; 32],
+        ..head.clone()
+    };
+    assert_eq!(store.publish_tree_head(&later).await.unwrap(), head);
+    assert_eq!(store.tree_head(Some(4)).await.unwrap(), Some(head.clone()));
+    assert_eq!(store.tree_head(Some(5)).await.unwrap(), None);
+    let bigger = TreeHeadRecord {
+        size: 6,
+        ..head.clone()
+    };
+    store.publish_tree_head(&bigger).await.unwrap();
+    assert_eq!(store.tree_head(None).await.unwrap(), Some(bigger));
 
     // API keys.
     let key = ApiKeyRecord {

@@ -32,7 +32,7 @@ enum ReceiptsCommand {
 }
 
 /// The 32 bytes of a hex public key.
-fn public_key(hex: &str) -> anyhow::Result<[u8; 32]> {
+pub(crate) fn public_key(hex: &str) -> anyhow::Result<[u8; 32]> {
     candor_engine::signing::hex_decode(hex)
         .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
         .context("--public-key must be 64 lower-case hex digits")

@@ -52,6 +52,13 @@ pub async fn serve(
         Duration::from_secs(1),
     );
     spawn_periodic(
+        weak.clone(),
+        Periodic::TreeHead,
+        // The first run verifies the whole log in the background; later ones only what it
+        // gained, so a tree head is published every minute the log grows.
+        Duration::from_secs(60),
+    );
+    spawn_periodic(
         weak,
         Periodic::RetentionSweep,
         Duration::from_secs(settings.retention.sweep_interval_secs),
