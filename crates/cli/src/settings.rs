@@ -91,10 +91,32 @@ pub struct ServerSettings {
     /// Requests per second (burst as many) per API key id; 0 turns the limit off.
     #[serde(default = "default_rate_limit")]
     pub rate_limit_per_key: u32,
+    /// PEM certificate chain: with `tls_key`, the listener speaks TLS (HTTP/2 and HTTP/1.1)
+    /// and reloads both files on SIGHUP.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a client has for the TLS handshake and the first request to start, and for
+    /// each request's headers.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request body.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
 }
 
 fn default_rate_limit() -> u32 {
     20_000
+}
+
+fn default_header_timeout() -> u64 {
+    10
+}
+
+fn default_body_timeout() -> u64 {
+    30
 }
 
 /// `[store]`
@@ -157,6 +179,10 @@ impl Default for Settings {
                 allowed_origins: Vec::new(),
                 rate_limit_per_address: default_rate_limit(),
                 rate_limit_per_key: default_rate_limit(),
+                tls_cert: None,
+                tls_key: None,
+                header_timeout_secs: default_header_timeout(),
+                body_timeout_secs: default_body_timeout(),
             },
             store: StoreSettings {
                 data_dir: PathBuf::from("candor-data"),

@@ -20,6 +20,8 @@ pub enum ErrorClass {
     NotFound,
     /// The endpoint does not accept the method (405).
     MethodNotAllowed,
+    /// The request's headers or body did not arrive in time (408).
+    RequestTimeout,
     /// The request cannot be served in the service's present state (409).
     Conflict,
     /// The body or the batch is larger than accepted (413).
@@ -36,12 +38,13 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// Every class, in table order.
-    pub const ALL: [ErrorClass; 11] = [
+    pub const ALL: [ErrorClass; 12] = [
         Self::BadRequest,
         Self::Unauthenticated,
         Self::Forbidden,
         Self::NotFound,
         Self::MethodNotAllowed,
+        Self::RequestTimeout,
         Self::Conflict,
         Self::TooLarge,
         Self::UnsupportedMediaType,
@@ -181,6 +184,8 @@ error_codes! {
         "The body was not sent with Content-Type: application/json.";
     InvalidBody = "invalid_body", Unprocessable,
         "The body is JSON, but not of the expected shape (a field missing, unknown or mistyped).";
+    RequestTimeout = "request_timeout", RequestTimeout,
+        "The request body did not arrive within the server's body timeout; send it again.";
     RateLimited = "rate_limited", TooManyRequests,
         "Too many requests from this key or address; wait as long as Retry-After says.";
     InternalError = "internal_error", Internal,

@@ -22,6 +22,7 @@ pub fn status(class: ErrorClass) -> StatusCode {
         ErrorClass::Forbidden => StatusCode::FORBIDDEN,
         ErrorClass::NotFound => StatusCode::NOT_FOUND,
         ErrorClass::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorClass::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorClass::Conflict => StatusCode::CONFLICT,
         ErrorClass::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorClass::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -187,6 +188,10 @@ impl From<JsonRejection> for ApiError {
                 ErrorCode::UnsupportedMediaType,
                 "send the body with `Content-Type: application/json`",
             ),
+            other if timed_out(&other) => Self::new(
+                ErrorCode::RequestTimeout,
+                "the request body did not arrive in time",
+            ),
             other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::new(
                 ErrorCode::BodyTooLarge,
                 "the request body is larger than the server accepts",
@@ -209,6 +214,18 @@ impl From<QueryRejection> for ApiError {
             ),
         )
     }
+}
+
+/// Whether reading the body failed because the body timeout ran out.
+fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if e.is::<crate::listen::BodyTimeout>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// The innermost error message (serde's, which names the field), without axum's prefix.

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod contract;
 pub mod error;
 pub mod extract;
+pub mod listen;
 pub mod metrics;
 pub mod ratelimit;
 mod routes;

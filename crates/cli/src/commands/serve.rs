@@ -1,4 +1,5 @@
-//! `candor serve`: the HTTP server with its background jobs (training, model refresh,
+//! `candor serve`: the HTTP server (TLS when `[server] tls_cert` is set, reloaded on SIGHUP;
+//! stops on SIGINT or SIGTERM) with its background jobs (training, model refresh, tree heads,
 //! retention sweep). [`serve`] is shared with `candor demo`.
 
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use candor_engine::{Engine, Periodic, spawn_periodic};
 use clap::Args as ClapArgs;
+use tokio::signal::unix::{SignalKind, signal};
 
 use super::{Common, init_tracing, load_settings, open_engine};
 use crate::settings::Settings;
@@ -82,21 +84,55 @@ pub async fn serve(
         }
     });
     let app = candor_server::app(state);
-    println!("listening on http://{addr} (store: {})", engine.backend());
+    let tls = tls(settings)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!(
+        "listening on {scheme}://{addr} (store: {})",
+        engine.backend()
+    );
     if let Some(key) = admin_key {
-        print_demo_commands(&format!("http://{addr}"), &key);
+        print_demo_commands(&format!("{scheme}://{addr}"), &key);
     }
     use std::io::Write;
     std::io::stdout().flush()?;
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
+    if let Some(tls) = tls.clone() {
+        let mut hangups = signal(SignalKind::hangup()).context("cannot watch for SIGHUP")?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate and key"),
+                    Err(error) => {
+                        tracing::error!(%error, "SIGHUP: kept the TLS certificate in force")
+                    }
+                }
+            }
+        });
+    }
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
+    let limits = candor_server::listen::Limits {
+        header_read: Duration::from_secs(settings.server.header_timeout_secs.max(1)),
+        body: Duration::from_secs(settings.server.body_timeout_secs.max(1)),
+        ..Default::default()
+    };
+    candor_server::listen::serve(listener, app, tls, limits, async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
     })
-    .await
-    .context("the server stopped with an error")
+    .await;
+    Ok(())
+}
+
+/// TLS from `[server] tls_cert` and `tls_key`: both or neither.
+fn tls(settings: &Settings) -> anyhow::Result<Option<Arc<candor_server::listen::Tls>>> {
+    match (&settings.server.tls_cert, &settings.server.tls_key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(Arc::new(candor_server::listen::Tls::from_files(
+            cert, key,
+        )?))),
+        _ => anyhow::bail!("set both server.tls_cert and server.tls_key, or neither"),
+    }
 }
 
 /// The demo's ready-to-paste commands, then the admin key (the line scripts wait for).

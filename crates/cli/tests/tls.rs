@@ -1,0 +1,101 @@
+//! `candor serve` with TLS from outside: it announces https, serves the certificate in
+//! `[server] tls_cert`, and serves a new one after the files change and it gets SIGHUP.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use support::candor;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+/// Writes a `localhost` certificate signed by a fresh CA; returns (CA, certificate).
+fn issue(dir: &Path) -> (CertificateDer<'static>, CertificateDer<'static>) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    (ca.der().clone(), leaf.der().clone())
+}
+
+/// The certificate the server presents to a client that trusts `ca` (`None`: handshake
+/// failed).
+async fn presented(addr: &str, ca: &CertificateDer<'static>) -> Option<CertificateDer<'static>> {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    #[allow(deprecated)]
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let stream = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .ok()?;
+    stream.get_ref().1.peer_certificates().map(|c| c[0].clone())
+}
+
+#[test]
+fn serve_speaks_tls_and_reloads_the_certificate_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca1, leaf1) = issue(dir.path());
+    let data = dir.path().join("data");
+    let mut child = candor()
+        .env("CANDOR__SERVER__TLS_CERT", dir.path().join("cert.pem"))
+        .env("CANDOR__SERVER__TLS_KEY", dir.path().join("key.pem"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("listening on https://") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(rt.block_on(presented(&addr, &ca1)), Some(leaf1));
+    let (ca2, leaf2) = issue(dir.path());
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let start = std::time::Instant::now();
+    let mut served = None;
+    while start.elapsed() < Duration::from_secs(10) {
+        served = rt.block_on(presented(&addr, &ca2));
+        if served.is_some() {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    assert_eq!(served, Some(leaf2), "the new certificate after SIGHUP");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
