@@ -96,6 +96,7 @@ pub struct TreeHeadParams {
 #[utoipa::path(get, path = "/v1/audit/tree-head", tag = "audit",
     params(TreeHeadParams),
     responses((status = 200, body = TreeHead, description = "The signed tree head"),
+              (status = 404, body = ErrorBody, description = "No head of that size was published"),
               (status = 409, body = ErrorBody, description = "The log does not verify (`audit_log_broken`)")),
     security(("api_key" = ["service", "dpo"])))]
 pub async fn get_tree_head(
