@@ -15,8 +15,8 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
 fi
 data=$(mktemp -d)
 log=$(mktemp)
-port=$((20000 + RANDOM % 20000))
-"$bin" demo --data-dir "$data" --listen "127.0.0.1:$port" --subjects 100 --items 200 >"$log" 2>&1 &
+# Port 0: the kernel picks a free port, and the demo prints the one it got.
+"$bin" demo --data-dir "$data" --listen "127.0.0.1:0" --subjects 100 --items 200 >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$data" "$log"' EXIT
 for _ in $(seq 1 120); do
@@ -25,6 +25,8 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 key=$(grep -o "cnd_[A-Za-z0-9_-]*" "$log" | head -1)
+port=$(grep -o "listening on http://127.0.0.1:[0-9]*" "$log" | head -1 | sed 's/.*://')
+[ -n "$port" ] || { echo "the demo printed no address"; cat "$log"; exit 1; }
 [ -n "$key" ] || { echo "the demo printed no admin key"; cat "$log"; exit 1; }
 status=$(curl -s -o /dev/null -w "%{http_code}" -H "Authorization: Bearer $key" "http://127.0.0.1:$port/v1/items")
 [ "$status" = 200 ] || { echo "the demo's admin key is refused ($status)"; exit 1; }
