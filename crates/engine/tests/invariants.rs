@@ -115,6 +115,7 @@ on_both_backends!(
     master_key_rotation_rewraps_without_rewriting_data,
     every_node_acts_on_an_erasure_a_deleted_item_and_a_new_model,
     audit_log_is_a_merkle_tree_with_offline_proofs,
+    keys_move_out_of_an_older_data_store_at_startup,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -2916,4 +2917,61 @@ async fn audit_log_is_a_merkle_tree_with_offline_proofs(h: Harness) {
     );
     let refused = h.engine.tree_head().await.unwrap_err();
     assert_eq!(code(&refused), Some(ErrorCode::AuditLogBroken));
+}
+
+/// An installation that kept the data keys in the data store gets a key store: at startup
+/// every key moves there and leaves the data store, and the data still opens.
+async fn keys_move_out_of_an_older_data_store_at_startup(h: Harness) {
+    let store_url = h.config.store_url.clone();
+    let h = h.reconfigure(|c| c.key_store_url = store_url).await;
+    h.items(&["i1", "i2"]).await;
+    for s in ["moved-1", "moved-2"] {
+        h.engine
+            .set_consent(&actor(), &sid(s), &grant(&[PROFILING]), false)
+            .await
+            .unwrap();
+        h.engine
+            .ingest(
+                &actor(),
+                &[event(s, "i1", "view"), event(s, "i2", "view")],
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        h.store.subject_key_page(None, 10).await.unwrap().len(),
+        2,
+        "the keys start in the data store"
+    );
+    let h = with_key_store(h).await;
+    assert!(
+        h.store.subject_key_page(None, 10).await.unwrap().is_empty(),
+        "no data key is left in the data store"
+    );
+    for s in ["moved-1", "moved-2"] {
+        let export = h.engine.export(&actor(), &sid(s)).await.unwrap();
+        assert_eq!(
+            export.events.len(),
+            2,
+            "{s}'s events open with the moved key"
+        );
+    }
+    // Opening again moves nothing and loses nothing.
+    let h = with_key_store(h).await;
+    assert_eq!(
+        h.engine
+            .export(&actor(), &sid("moved-1"))
+            .await
+            .unwrap()
+            .events
+            .len(),
+        2
+    );
+    h.engine.erase(&actor(), &sid("moved-2")).await.unwrap();
+    assert!(matches!(
+        h.engine.export(&actor(), &sid("moved-2")).await,
+        Err(EngineError::Refused { code, .. }) if code.class() == ErrorClass::NotFound
+    ));
+    assert!(h.engine.verify_audit().await.unwrap().ok);
 }

@@ -121,7 +121,7 @@ impl<D: Dialect> AuditStore for SqlStore<D> {
 
     async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>> {
         let rows = self
-            .fetch(
+            .fetch_bulk(
                 Sql::new(
                     "SELECT seq, at, actor, action, subject, purpose, detail, prev_hash, hash, mac \
                      FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
@@ -171,7 +171,7 @@ impl<D: Dialect> AuditStore for SqlStore<D> {
         let q = Sql::new("SELECT hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2")
             .arg(after_seq as i64)
             .arg(limit as i64);
-        self.fetch(q)
+        self.fetch_bulk(q)
             .await?
             .iter()
             .map(|r| hash32(r.blob("hash")?, "audit_log"))
@@ -193,8 +193,10 @@ impl<D: Dialect> AuditStore for SqlStore<D> {
         .arg(action)
         .arg(format!("%{escaped}%"));
         Ok(self
-            .fetch_one(q)
+            .fetch_bulk(q)
             .await?
+            .into_iter()
+            .next()
             .map(|r| r.opt_int("seq"))
             .transpose()?
             .flatten()

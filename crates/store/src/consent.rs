@@ -263,7 +263,7 @@ impl<D: Dialect> ConsentStore for SqlStore<D> {
         .arg(after_id)
         .arg(since_seq as i64)
         .arg(limit as i64);
-        self.fetch(q)
+        self.fetch_bulk(q)
             .await?
             .iter()
             .map(|r| {
@@ -286,7 +286,7 @@ impl<D: Dialect> ConsentStore for SqlStore<D> {
             "SELECT COUNT(*) AS n FROM consent_history h \
              WHERE NOT EXISTS (SELECT 1 FROM consent_leaves l WHERE l.id = h.id)",
         );
-        let row = self.fetch_one(q).await?;
+        let row = self.fetch_bulk(q).await?.into_iter().next();
         Ok(row.map(|r| r.int("n")).transpose()?.unwrap_or(0) as u64)
     }
 }

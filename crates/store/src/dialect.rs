@@ -44,10 +44,13 @@ pub trait Dialect: sqlx::Database<Row: Get> + sealed::Sealed {
 }
 
 /// The store over one database: a pool for reads, a pool for writes (one connection on
-/// SQLite), and the sealer that hashes, MACs and signs audit entries.
+/// SQLite), a small pool for long reads (everyone's events, the whole audit log) so they never
+/// hold the connections requests wait for, and the sealer that hashes, MACs and signs audit
+/// entries.
 pub struct SqlStore<D: Dialect> {
     pub(crate) read: Pool<D>,
     pub(crate) write: Pool<D>,
+    pub(crate) bulk: Pool<D>,
     pub(crate) sealer: Arc<dyn AuditSealer>,
     /// Background work (the SQLite checkpointer) runs while this is alive.
     pub(crate) _alive: Arc<()>,
@@ -57,6 +60,12 @@ impl<D: Dialect> SqlStore<D> {
     /// Rows of a read-only query on the read pool.
     pub(crate) async fn fetch(&self, sql: Sql) -> Result<Vec<D::Row>> {
         let mut conn = self.read.acquire().await?;
+        D::fetch_all(&mut conn, sql).await
+    }
+
+    /// Rows of a long read-only query, on the pool kept for them.
+    pub(crate) async fn fetch_bulk(&self, sql: Sql) -> Result<Vec<D::Row>> {
+        let mut conn = self.bulk.acquire().await?;
         D::fetch_all(&mut conn, sql).await
     }
 

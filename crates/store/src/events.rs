@@ -272,7 +272,13 @@ impl<D: Dialect> EventStore for SqlStore<D> {
         }
         q.push(" AND NOT EXISTS (SELECT 1 FROM restrictions r WHERE r.subject = e.subject)");
         q.push(" ORDER BY e.id LIMIT ").bind(read.limit as i64);
-        self.fetch(q).await?.iter().map(stored_event).collect()
+        // One subject's history is a request's read; everyone's (training, analytics) is a
+        // long one.
+        let rows = match read.subject {
+            Some(_) => self.fetch(q).await?,
+            None => self.fetch_bulk(q).await?,
+        };
+        rows.iter().map(stored_event).collect()
     }
 
     async fn subject_events(&self, subject: &Pseudonym) -> Result<Vec<StoredEvent>> {

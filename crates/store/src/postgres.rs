@@ -79,12 +79,17 @@ impl SqlStore<Postgres> {
         }
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let bulk = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
         Ok(Self {
             read: pool.clone(),
             write: pool,
+            bulk,
             sealer,
             _alive: Arc::new(()),
         })

@@ -110,6 +110,10 @@ impl SqlStore<Sqlite> {
             .max_connections(4)
             .connect_with(options.clone().read_only(true))
             .await?;
+        let bulk = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone().read_only(true))
+            .await?;
         let checkpointer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options)
@@ -119,6 +123,7 @@ impl SqlStore<Sqlite> {
         Ok(Self {
             read,
             write,
+            bulk,
             sealer,
             _alive: alive,
         })
