@@ -116,6 +116,7 @@ on_both_backends!(
     every_node_acts_on_an_erasure_a_deleted_item_and_a_new_model,
     audit_log_is_a_merkle_tree_with_offline_proofs,
     keys_move_out_of_an_older_data_store_at_startup,
+    cached_histories_never_outlive_a_change,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -2974,4 +2975,131 @@ async fn keys_move_out_of_an_older_data_store_at_startup(h: Harness) {
         Err(EngineError::Refused { code, .. }) if code.class() == ErrorClass::NotFound
     ));
     assert!(h.engine.verify_audit().await.unwrap().ok);
+}
+
+/// The cache of decrypted histories behind personalization: every change through this server
+/// (new events, withdrawal, restriction, rectification, erasure, an expiring grant) shows in
+/// the very next answer; a change through another server within `HISTORY_RECHECK_MS`.
+async fn cached_histories_never_outlive_a_change(h: Harness) {
+    use candor_engine::RecommendRequest;
+    use candor_engine::read::HISTORY_RECHECK_MS;
+    h.items(&["i1", "i2", "i3", "i4"]).await;
+    for s in ["c1", "c2", "c3", "me"] {
+        h.engine
+            .set_consent(&actor(), &sid(s), &grant(&[PROFILING]), false)
+            .await
+            .unwrap();
+        let items: &[&str] = if s == "me" {
+            &["i1"]
+        } else {
+            &["i1", "i2", "i3", "i4"]
+        };
+        let drafts: Vec<EventDraft> = items.iter().map(|i| event(s, i, "view")).collect();
+        h.engine.ingest(&actor(), &drafts, false).await.unwrap();
+    }
+    h.engine.train(&actor()).await.unwrap();
+    let request = RecommendRequest {
+        n: 3,
+        ..Default::default()
+    };
+    let engine = h.engine.clone();
+    let recs = |engine: std::sync::Arc<candor_engine::Engine>| {
+        let request = request.clone();
+        async move {
+            engine
+                .recommend(&actor(), &sid("me"), &request, false)
+                .await
+                .unwrap()
+        }
+    };
+    let because = |r: &candor_engine::Recommendations| -> Vec<String> {
+        let mut v: Vec<String> = r
+            .items
+            .iter()
+            .flat_map(|i| {
+                i.explanation
+                    .iter()
+                    .flat_map(|e| e.because.iter().map(|b| b.0.clone()))
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let first = recs(engine.clone()).await;
+    assert_eq!(
+        (first.tier, because(&first)),
+        ("server", vec!["i1".to_string()])
+    );
+    assert_eq!(
+        because(&recs(engine.clone()).await),
+        ["i1"],
+        "served again, from the cache"
+    );
+
+    // A new event counts at once.
+    h.engine
+        .ingest(&actor(), &[event("me", "i2", "view")], false)
+        .await
+        .unwrap();
+    let more = recs(engine.clone()).await;
+    assert!(because(&more).contains(&"i2".to_string()), "{more:?}");
+    // Rectification: the deleted event no longer explains anything.
+    let export = h.engine.export(&actor(), &sid("me")).await.unwrap();
+    let i2 = export.events.iter().find(|e| e.item == "i2").unwrap().id;
+    h.engine
+        .delete_event(&actor(), &sid("me"), i2)
+        .await
+        .unwrap();
+    assert_eq!(because(&recs(engine.clone()).await), ["i1"]);
+    // Restriction and withdrawal switch the next answer to contextual.
+    h.engine.restrict(&actor(), &sid("me"), true).await.unwrap();
+    assert_eq!(recs(engine.clone()).await.tier, "contextual");
+    h.engine
+        .restrict(&actor(), &sid("me"), false)
+        .await
+        .unwrap();
+    assert_eq!(recs(engine.clone()).await.tier, "server");
+    h.engine
+        .set_consent(&actor(), &sid("me"), &withdraw(&[PROFILING]), false)
+        .await
+        .unwrap();
+    assert_eq!(recs(engine.clone()).await.tier, "contextual");
+    h.engine
+        .set_consent(&actor(), &sid("me"), &grant(&[PROFILING]), false)
+        .await
+        .unwrap();
+    assert_eq!(recs(engine.clone()).await.tier, "server");
+
+    // Through another server: a withdrawal there is honoured here within the recheck time.
+    let other = std::sync::Arc::new(h.second_engine().await);
+    assert_eq!(recs(engine.clone()).await.tier, "server");
+    other
+        .set_consent(&actor(), &sid("me"), &withdraw(&[PROFILING]), false)
+        .await
+        .unwrap();
+    h.clock.advance(HISTORY_RECHECK_MS);
+    assert_eq!(
+        recs(engine.clone()).await.tier,
+        "contextual",
+        "after the recheck time"
+    );
+    other
+        .set_consent(&actor(), &sid("me"), &grant(&[PROFILING]), false)
+        .await
+        .unwrap();
+    h.clock.advance(HISTORY_RECHECK_MS);
+    assert_eq!(recs(engine.clone()).await.tier, "server");
+    // An erasure there, likewise.
+    other.erase(&actor(), &sid("me")).await.unwrap();
+    h.clock.advance(HISTORY_RECHECK_MS);
+    assert_eq!(recs(engine.clone()).await.tier, "contextual");
+    // Every read, cached or not, is audited.
+    let reads = h
+        .audit_entries()
+        .await
+        .iter()
+        .filter(|e| e.action == "events.read" && e.purpose.as_deref() == Some(PROFILING))
+        .count();
+    assert!(reads >= 9, "{reads} audited reads");
 }

@@ -90,6 +90,7 @@ impl SqlStore<Postgres> {
             read: pool.clone(),
             write: pool,
             bulk,
+            revisions: Default::default(),
             sealer,
             _alive: Arc::new(()),
         })

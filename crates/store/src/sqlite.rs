@@ -124,6 +124,7 @@ impl SqlStore<Sqlite> {
             read,
             write,
             bulk,
+            revisions: Default::default(),
             sealer,
             _alive: alive,
         })
