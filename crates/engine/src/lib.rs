@@ -220,8 +220,6 @@ pub struct Engine {
     /// The audit log as far as this server has verified it: where incremental verification
     /// starts, and the tree that tree heads and proofs come from.
     checkpoint: tokio::sync::Mutex<log::Checkpoint>,
-    /// Decrypted histories for personalization (see [`read::HISTORY_RECHECK_MS`]).
-    histories: Mutex<HashMap<Pseudonym, read::CachedHistory>>,
 }
 
 impl Engine {
@@ -269,7 +267,6 @@ impl Engine {
             writer: writer::Writer::spawn(store.clone()),
             serving: RwLock::new(None),
             checkpoint: Default::default(),
-            histories: Mutex::new(Default::default()),
             store,
         };
         engine.load_model().await?;

@@ -1,16 +1,10 @@
 //! Purpose-bound reads of personal data: the only way to get events back out. Each read names
 //! its purpose, returns only events consented for it now, is decrypted here and is audited.
-//! Personalization reads one subject's history through a cache of decrypted histories that
-//! every write of theirs through this server invalidates at once (the store's revisions), and
-//! that trusts nothing older than half a second (writes through other servers).
 
 use candor_domain::ErrorCode;
 use candor_domain::{AuditAction, EventPayload, Pseudonym, SubjectId, Timestamp};
-use std::sync::Arc;
-
 use candor_store::PurposeRead;
 
-use crate::recommend::PERSONALIZATION;
 use crate::{Actor, Engine, EngineError, Result};
 
 /// A decrypted event.
@@ -54,79 +48,6 @@ impl Engine {
         limit: u32,
         audit_empty: bool,
     ) -> Result<Vec<Event>> {
-        let (events, _) = self
-            .read_events_until(actor, purpose, subject, after_id, limit, audit_empty)
-            .await?;
-        Ok(events)
-    }
-
-    /// One subject's whole history for personalization, from the cache of decrypted histories
-    /// when this process has written nothing of theirs since it was read, its grants and
-    /// events are still live, and it is younger than [`HISTORY_RECHECK_MS`] (writes through
-    /// other servers). Audited like the read it stands for; an empty history is not cached.
-    pub(crate) async fn personal_history(
-        &self,
-        actor: &Actor,
-        subject: &SubjectId,
-    ) -> Result<Arc<Vec<Event>>> {
-        let pseudonym = self.pseudonymize(subject);
-        let now = self.now();
-        // Read before the store is: a write committed after this moves the revision, so a
-        // result read before that write is never taken for current.
-        let revision = self.store.history_revision(&pseudonym);
-        let hit = self
-            .histories
-            .lock()
-            .get(&pseudonym)
-            .filter(|h| h.revision == revision && now < h.valid_until)
-            .map(|h| h.events.clone());
-        if let Some(events) = hit {
-            self.audit_read(actor, Some(pseudonym), PERSONALIZATION, events.len())
-                .await?;
-            return Ok(events);
-        }
-        let (events, valid_until) = self
-            .read_events_until(
-                actor,
-                PERSONALIZATION,
-                Some(subject),
-                0,
-                HISTORY_LIMIT,
-                false,
-            )
-            .await?;
-        let events = Arc::new(events);
-        if !events.is_empty() && events.len() < HISTORY_LIMIT as usize {
-            let mut cache = self.histories.lock();
-            let held: usize = cache.values().map(|h| h.events.len()).sum();
-            if held + events.len() > HISTORY_CACHE_EVENTS {
-                cache.clear();
-            }
-            cache.insert(
-                pseudonym,
-                CachedHistory {
-                    events: events.clone(),
-                    revision,
-                    valid_until: valid_until.min(Timestamp(now.0 + HISTORY_RECHECK_MS)),
-                },
-            );
-        }
-        Ok(events)
-    }
-
-    /// The read behind [`Engine::read_events_audited`], with the time until which its answer
-    /// stays true unless something is written: the earliest lapse of a grant it was read
-    /// under or of an event's retention.
-    async fn read_events_until(
-        &self,
-        actor: &Actor,
-        purpose: &str,
-        subject: Option<&SubjectId>,
-        after_id: i64,
-        limit: u32,
-        audit_empty: bool,
-    ) -> Result<(Vec<Event>, Timestamp)> {
-        let mut valid_until = Timestamp(i64::MAX);
         let Some(purpose_def) = self.policy.purposes.get(purpose) else {
             return Err(EngineError::refused(
                 ErrorCode::UnknownPurpose,
@@ -160,9 +81,6 @@ impl Engine {
                 after_row = last.id;
             }
             for row in rows {
-                valid_until = valid_until
-                    .min(row.expires_at)
-                    .min(row.grant_expires_at.unwrap_or(valid_until));
                 let Some(key) = keys.get(&row.subject) else {
                     shredded += 1;
                     continue;
@@ -204,45 +122,16 @@ impl Engine {
             );
         }
         if events.is_empty() && !audit_empty {
-            return Ok((events, valid_until));
+            return Ok(events);
         }
-        self.audit_read(actor, pseudonym, purpose, events.len())
-            .await?;
-        Ok((events, valid_until))
-    }
-
-    /// Audits a purpose-bound read of `events` events.
-    async fn audit_read(
-        &self,
-        actor: &Actor,
-        subject: Option<Pseudonym>,
-        purpose: &str,
-        events: usize,
-    ) -> Result<()> {
         let draft = self.draft(
             actor,
             AuditAction::EventsRead,
-            subject,
+            pseudonym,
             Some(purpose),
-            format!("events={events}"),
+            format!("events={}", events.len()),
         );
-        self.audit(vec![draft]).await
+        self.audit(vec![draft]).await?;
+        Ok(events)
     }
-}
-
-/// How long a cached history is trusted without a write through this server: the bound on
-/// how late a change made through another server (an erasure, a withdrawal) reaches this one.
-pub const HISTORY_RECHECK_MS: i64 = 500;
-
-/// The most events one history read returns.
-const HISTORY_LIMIT: u32 = 10_000;
-
-/// The most decrypted events the history cache holds (it starts afresh when full).
-const HISTORY_CACHE_EVENTS: usize = 200_000;
-
-/// A subject's decrypted history for personalization, as of `revision`.
-pub(crate) struct CachedHistory {
-    events: Arc<Vec<Event>>,
-    revision: u128,
-    valid_until: Timestamp,
 }

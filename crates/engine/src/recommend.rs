@@ -124,7 +124,9 @@ impl Engine {
         // The purpose-bound read returns events only while the subject holds a live
         // personalization grant, so it doubles as the consent check; only an empty answer
         // needs the consent state to tell "no consent" from "no history".
-        let events = self.personal_history(actor, subject).await?;
+        let events = self
+            .read_events_audited(actor, PERSONALIZATION, Some(subject), 0, 10_000, false)
+            .await?;
         if events.is_empty() {
             if !self.store.restricted(&[pseudonym]).await?.is_empty() {
                 return self.contextual_with(
@@ -151,7 +153,7 @@ impl Engine {
         }
         let mut history: Vec<u32> = Vec::new();
         let mut category_of: HashMap<u32, String> = HashMap::new();
-        for e in events.iter() {
+        for e in &events {
             if let Some(&i) = serving.index.get(&e.payload.item) {
                 history.push(i);
                 category_of.insert(i, e.category.clone());

@@ -166,7 +166,6 @@ impl<D: Dialect> ConsentStore for SqlStore<D> {
             D::execute(&mut tx, q).await?;
         }
         tx.commit().await?;
-        self.revisions.bump(records.iter().map(|r| &r.subject));
         Ok(())
     }
 

@@ -5,9 +5,8 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use candor_domain::{AuditSealer, Pseudonym};
+use candor_domain::AuditSealer;
 use sqlx::{Pool, Transaction};
 
 use crate::sql::{Get, Sql};
@@ -52,7 +51,6 @@ pub struct SqlStore<D: Dialect> {
     pub(crate) read: Pool<D>,
     pub(crate) write: Pool<D>,
     pub(crate) bulk: Pool<D>,
-    pub(crate) revisions: Revisions,
     pub(crate) sealer: Arc<dyn AuditSealer>,
     /// Background work (the SQLite checkpointer) runs while this is alive.
     pub(crate) _alive: Arc<()>,
@@ -85,48 +83,5 @@ impl<D: Dialect> SqlStore<D> {
     /// Begins a write transaction.
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, D>> {
         D::begin_write(&self.write).await
-    }
-}
-
-/// Counters that move, in this process, after every committed write that can change what a
-/// subject's purpose-bound read returns (their events, consent, restriction, erasure; a
-/// retention sweep moves every subject's). Subjects share 4,096 buckets, so a write may also
-/// move others' counters: a cache keyed on them misses more often, never serves stale data.
-pub(crate) struct Revisions {
-    buckets: Vec<AtomicU64>,
-    all: AtomicU64,
-}
-
-impl Default for Revisions {
-    fn default() -> Self {
-        Self {
-            buckets: (0..4096).map(|_| AtomicU64::new(0)).collect(),
-            all: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Revisions {
-    fn bucket(&self, subject: &Pseudonym) -> &AtomicU64 {
-        let i = u16::from_le_bytes([subject.0[0], subject.0[1]]) as usize % self.buckets.len();
-        &self.buckets[i]
-    }
-
-    /// After a write of these subjects' data committed.
-    pub(crate) fn bump<'a>(&self, subjects: impl IntoIterator<Item = &'a Pseudonym>) {
-        for s in subjects {
-            self.bucket(s).fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    /// After a write of anyone's data committed.
-    pub(crate) fn bump_all(&self) {
-        self.all.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// The subject's revision now.
-    pub(crate) fn of(&self, subject: &Pseudonym) -> u128 {
-        (u128::from(self.all.load(Ordering::SeqCst)) << 64)
-            | u128::from(self.bucket(subject).load(Ordering::SeqCst))
     }
 }

@@ -58,8 +58,6 @@ pub struct StoredEvent {
     /// When the retention sweeper deletes it (the retention of the purposes it was stored
     /// under).
     pub expires_at: Timestamp,
-    /// In a purpose-bound read, when the grant it was read under lapses.
-    pub grant_expires_at: Option<Timestamp>,
     /// The encrypted payload.
     pub payload: Vec<u8>,
 }
@@ -105,11 +103,6 @@ pub trait EventStore: Send + Sync {
     ) -> Result<u64>;
     /// Deletes events past their retention, auditing the count.
     async fn delete_expired_events(&self, now: Timestamp, audit: CountAudit<'_>) -> Result<u64>;
-    /// A number that changes, in this process, after every committed write that can change
-    /// what the subject's purpose-bound read returns (their events, consent or restriction,
-    /// their erasure, a retention sweep). Writes by other processes do not move it: a cache
-    /// keyed on it must also expire with time.
-    fn history_revision(&self, subject: &Pseudonym) -> u128;
 }
 
 fn stored_event(r: &impl Get) -> Result<StoredEvent> {
@@ -119,7 +112,6 @@ fn stored_event(r: &impl Get) -> Result<StoredEvent> {
         category: r.text("category")?,
         occurred_at: Timestamp(r.int("occurred_at")?),
         expires_at: Timestamp(r.int("expires_at")?),
-        grant_expires_at: None,
         payload: r.blob("payload")?,
     })
 }
@@ -244,11 +236,6 @@ impl<D: Dialect> EventStore for SqlStore<D> {
             .collect();
         self.append_in_tx(&mut tx, &drafts).await?;
         tx.commit().await?;
-        self.revisions.bump(
-            groups
-                .iter()
-                .flat_map(|g| g.events.iter().map(|e| &e.subject)),
-        );
         tracing::debug!(
             groups = groups.len(),
             events = fresh.len(),
@@ -262,8 +249,7 @@ impl<D: Dialect> EventStore for SqlStore<D> {
     async fn read_events(&self, read: &PurposeRead<'_>) -> Result<Vec<StoredEvent>> {
         let mut q = Sql::new(
             "SELECT e.id AS id, e.subject AS subject, e.category AS category, \
-             e.occurred_at AS occurred_at, e.expires_at AS expires_at, e.payload AS payload, \
-             c.expires_at AS grant_expires_at \
+             e.occurred_at AS occurred_at, e.expires_at AS expires_at, e.payload AS payload \
              FROM events e \
              JOIN consent_current c ON c.subject = e.subject AND c.category = e.category \
              WHERE c.purpose = ",
@@ -292,13 +278,7 @@ impl<D: Dialect> EventStore for SqlStore<D> {
             Some(_) => self.fetch(q).await?,
             None => self.fetch_bulk(q).await?,
         };
-        rows.iter()
-            .map(|r| {
-                let mut e = stored_event(r)?;
-                e.grant_expires_at = Some(Timestamp(r.int("grant_expires_at")?));
-                Ok(e)
-            })
-            .collect()
+        rows.iter().map(stored_event).collect()
     }
 
     async fn subject_events(&self, subject: &Pseudonym) -> Result<Vec<StoredEvent>> {
@@ -330,7 +310,6 @@ impl<D: Dialect> EventStore for SqlStore<D> {
             self.append_in_tx(&mut tx, &[audit(deleted)]).await?;
         }
         tx.commit().await?;
-        self.revisions.bump([subject]);
         if deleted > 0 {
             D::purge_deleted_bytes(&self.write).await?;
         }
@@ -348,11 +327,6 @@ impl<D: Dialect> EventStore for SqlStore<D> {
             self.append_in_tx(&mut tx, &[audit(deleted)]).await?;
         }
         tx.commit().await?;
-        self.revisions.bump_all();
         Ok(deleted)
-    }
-
-    fn history_revision(&self, subject: &Pseudonym) -> u128 {
-        self.revisions.of(subject)
     }
 }

@@ -90,7 +90,6 @@ impl SqlStore<Postgres> {
             read: pool.clone(),
             write: pool,
             bulk,
-            revisions: Default::default(),
             sealer,
             _alive: Arc::new(()),
         })

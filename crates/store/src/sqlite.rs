@@ -124,7 +124,6 @@ impl SqlStore<Sqlite> {
             read,
             write,
             bulk,
-            revisions: Default::default(),
             sealer,
             _alive: alive,
         })

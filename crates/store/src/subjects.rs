@@ -108,7 +108,6 @@ impl<D: Dialect> SubjectStore for SqlStore<D> {
             }
         }
         tx.commit().await?;
-        self.revisions.bump([subject]);
         D::purge_deleted_bytes(&self.write).await?;
         Ok(erased)
     }
@@ -134,7 +133,6 @@ impl<D: Dialect> SubjectStore for SqlStore<D> {
         D::execute(&mut tx, change).await?;
         self.append_in_tx(&mut tx, audit).await?;
         tx.commit().await?;
-        self.revisions.bump([subject]);
         Ok(())
     }
 
