@@ -108,14 +108,14 @@ impl Engine {
     /// before the checkpoint was verified then; [`Engine::verify_audit`] checks it again, and
     /// the published tree heads let anyone check it without the key.
     pub async fn verify_audit_incremental(&self) -> Result<AuditReport> {
-        let start = self.checkpoint.lock().await.clone();
+        let start = self.checkpoint.lock().clone();
         self.verify_audit_from(start).await
     }
 
     async fn verify_audit_from(&self, start: Checkpoint) -> Result<AuditReport> {
         let (report, checkpoint) = self.verify_chain(start).await?;
         if report.ok {
-            let mut current = self.checkpoint.lock().await;
+            let mut current = self.checkpoint.lock();
             if checkpoint.size >= current.size {
                 *current = checkpoint;
             }

@@ -219,7 +219,7 @@ pub struct Engine {
     serving: RwLock<Option<Arc<model::Serving>>>,
     /// The audit log as far as this server has verified it: where incremental verification
     /// starts, and the tree that tree heads and proofs come from.
-    checkpoint: tokio::sync::Mutex<log::Checkpoint>,
+    checkpoint: Mutex<log::Checkpoint>,
 }
 
 impl Engine {
@@ -266,7 +266,7 @@ impl Engine {
             known_items: RwLock::new(Default::default()),
             writer: writer::Writer::spawn(store.clone()),
             serving: RwLock::new(None),
-            checkpoint: Default::default(),
+            checkpoint: Mutex::new(Default::default()),
             store,
         };
         engine.load_model().await?;

@@ -373,29 +373,37 @@ impl Engine {
         if !report.ok {
             return Err(log_broken(report.problem));
         }
-        let checkpoint = self.checkpoint.lock().await.clone();
+        let checkpoint = self.checkpoint.lock().clone();
         let root = checkpoint.root();
-        let mut head = TreeHead {
-            version: TREE_HEAD_VERSION.into(),
-            tree_size: checkpoint.size,
-            timestamp: self.now().0,
-            root_hash: hex(&root),
-            public_key: hex(&self.keys.verifying_key()),
-            signature: String::new(),
+        // A head of this size is usually published already (by this server or another):
+        // sign and store one only when it is not.
+        let published = match self.store.tree_head(Some(checkpoint.size)).await? {
+            Some(published) => published,
+            None => {
+                let mut head = TreeHead {
+                    version: TREE_HEAD_VERSION.into(),
+                    tree_size: checkpoint.size,
+                    timestamp: self.now().0,
+                    root_hash: hex(&root),
+                    public_key: hex(&self.keys.verifying_key()),
+                    signature: String::new(),
+                };
+                sign(&self.keys, &mut head);
+                self.store
+                    .publish_tree_head(&TreeHeadRecord {
+                        size: head.tree_size,
+                        at: Timestamp(head.timestamp),
+                        root,
+                        public_key: head.public_key,
+                        signature: head.signature,
+                    })
+                    .await?
+            }
         };
-        sign(&self.keys, &mut head);
-        let record = TreeHeadRecord {
-            size: head.tree_size,
-            at: Timestamp(head.timestamp),
-            root,
-            public_key: head.public_key.clone(),
-            signature: head.signature.clone(),
-        };
-        let published = self.store.publish_tree_head(&record).await?;
         if published.root != root {
             return Err(log_broken(Some(format!(
                 "the tree head published for size {} has a different root: the log was rewritten",
-                record.size
+                published.size
             ))));
         }
         Ok((TreeHead::from_record(&published), checkpoint))

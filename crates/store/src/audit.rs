@@ -214,30 +214,16 @@ impl<D: Dialect> AuditStore for SqlStore<D> {
         .arg(head.public_key.as_str())
         .arg(head.signature.as_str());
         self.execute(insert).await?;
-        let q = Sql::new(
-            "SELECT tree_size, at, root, public_key, signature FROM audit_tree_heads \
-             WHERE tree_size = $1",
-        )
-        .arg(head.size as i64);
-        let mut conn = self.write.acquire().await?;
-        let rows = D::fetch_all(&mut conn, q).await?;
-        rows.first()
-            .map(tree_head_record)
-            .transpose()?
+        self.tree_head(Some(head.size))
+            .await?
             .ok_or(StoreError::Corrupt("audit_tree_heads"))
     }
 
     async fn tree_head(&self, size: Option<u64>) -> Result<Option<TreeHeadRecord>> {
+        let select = "SELECT tree_size, at, root, public_key, signature FROM audit_tree_heads";
         let q = match size {
-            Some(size) => Sql::new(
-                "SELECT tree_size, at, root, public_key, signature FROM audit_tree_heads \
-                 WHERE tree_size = $1",
-            )
-            .arg(size as i64),
-            None => Sql::new(
-                "SELECT tree_size, at, root, public_key, signature FROM audit_tree_heads \
-                 ORDER BY tree_size DESC LIMIT 1",
-            ),
+            Some(size) => Sql::new(&format!("{select} WHERE tree_size = $1")).arg(size as i64),
+            None => Sql::new(&format!("{select} ORDER BY tree_size DESC LIMIT 1")),
         };
         self.fetch_one(q)
             .await?
