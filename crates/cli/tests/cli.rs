@@ -535,75 +535,59 @@ fn audit_proofs_check_offline_with_the_public_key_alone() {
         let consistency = engine.consistency_proof(first.tree_size).await.unwrap();
         (receipt, first, inclusion, consistency)
     });
-    let write = |name: &str, value: &dyn erased::Json| {
+    let write = |name: &str, json: String| {
         let path = dir.path().join(name);
-        std::fs::write(&path, value.json()).unwrap();
+        std::fs::write(&path, json).unwrap();
         path
     };
-    let key = receipt.public_key.clone();
-    let receipt_file = write("receipt.json", &receipt);
-    let first_file = write("first.json", &first);
-    let inclusion_file = write("inclusion.json", &inclusion);
-    let consistency_file = write("consistency.json", &consistency);
-    let check = |args: &[&std::path::Path], flags: &[&str]| {
+    fn json<T: serde::Serialize>(value: &T) -> String {
+        serde_json::to_string_pretty(value).unwrap()
+    }
+    let receipt_file = write("receipt.json", json(&receipt));
+    let first_file = write("first.json", json(&first));
+    let inclusion_file = write("inclusion.json", json(&inclusion));
+    let consistency_file = write("consistency.json", json(&consistency));
+    // `candor audit check-proof [FLAG FILE] PROOF --public-key KEY`.
+    let check = |key: &str, flag: Option<(&str, &std::path::Path)>, proof: &std::path::Path| {
         let mut cmd = candor();
-        cmd.args(["audit", "check-proof", "--public-key", &key]);
-        cmd.args(flags);
-        for a in args {
-            cmd.arg(a);
+        cmd.args(["audit", "check-proof", "--public-key", key]);
+        if let Some((flag, file)) = flag {
+            cmd.arg(flag).arg(file);
         }
-        cmd.output().unwrap()
+        cmd.arg(proof).output().unwrap()
     };
-    let out = check(&[&inclusion_file], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut cmd = candor();
-    let out = cmd
-        .args(["audit", "check-proof", "--public-key", &key, "--receipt"])
-        .arg(&receipt_file)
-        .arg(&inclusion_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("is recorded in the audit log"));
-    let out = candor()
-        .args(["audit", "check-proof", "--public-key", &key, "--earlier"])
-        .arg(&first_file)
-        .arg(&consistency_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let key = receipt.public_key.as_str();
+    let ok = |out: &std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok(&check(key, None, &inclusion_file));
+    let said = ok(&check(
+        key,
+        Some(("--receipt", &receipt_file)),
+        &inclusion_file,
+    ));
+    assert!(said.contains("is recorded in the audit log"));
+    ok(&check(
+        key,
+        Some(("--earlier", &first_file)),
+        &consistency_file,
+    ));
     // Another key, an edited entry, or a head that was not the earlier one: exit 1.
-    let out = candor()
-        .args(["audit", "check-proof", "--public-key", &"ab".repeat(32)])
-        .arg(&inclusion_file)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let other = "ab".repeat(32);
+    assert_eq!(check(&other, None, &inclusion_file).status.code(), Some(1));
     let mut edited = inclusion.clone();
     edited.entry.at += 1;
-    let edited_file = write("edited.json", &edited);
-    let out = check(&[&edited_file], &[]);
-    assert_eq!(out.status.code(), Some(1));
-    let out = candor()
-        .args(["audit", "check-proof", "--public-key", &key, "--earlier"])
-        .arg(&inclusion_file)
-        .arg(&consistency_file)
-        .output()
-        .unwrap();
+    let edited_file = write("edited.json", json(&edited));
+    assert_eq!(check(key, None, &edited_file).status.code(), Some(1));
     assert_eq!(
-        out.status.code(),
+        check(key, Some(("--earlier", &inclusion_file)), &consistency_file)
+            .status
+            .code(),
         Some(1),
         "an inclusion proof is not a tree head"
     );
@@ -613,27 +597,9 @@ fn audit_proofs_check_offline_with_the_public_key_alone() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let head: candor_engine::TreeHead = serde_json::from_slice(&out.stdout).unwrap();
+    let head: candor_engine::TreeHead = serde_json::from_str(&ok(&out)).unwrap();
     assert_eq!(head.tree_size, consistency.tree_head.tree_size);
     assert_eq!(head.root_hash, consistency.tree_head.root_hash);
-}
-
-/// Serializes the documents the test writes to files.
-mod erased {
-    /// A document as pretty JSON.
-    pub trait Json {
-        fn json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> String {
-            serde_json::to_string_pretty(self).unwrap()
-        }
-    }
 }
 
 #[test]

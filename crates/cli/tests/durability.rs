@@ -6,8 +6,7 @@
 //! through the other. PostgreSQL runs when `CANDOR_TEST_POSTGRES_URL` is set, each test in a
 //! database of its own created with `psql`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,32 +39,18 @@ fn serve(data: &str, store: &str) -> (Child, String) {
 
 /// [`serve`] with extra environment settings (`CANDOR__SECTION__KEY`).
 fn serve_with(data: &str, store: &str, env: &[(&str, &str)]) -> (Child, String) {
-    let mut child = candor()
-        .envs(env.iter().copied())
-        .args([
-            "serve",
-            "--data-dir",
-            data,
-            "--store",
-            store,
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the server printed its address")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("listening on http://") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    let mut cmd = candor();
+    cmd.envs(env.iter().copied()).args([
+        "serve",
+        "--data-dir",
+        data,
+        "--store",
+        store,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let (child, url) = support::start(cmd);
+    let addr = url.strip_prefix("http://").expect("plain HTTP").to_owned();
     (child, addr)
 }
 

@@ -3,9 +3,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,25 +55,16 @@ fn serve_speaks_tls_and_reloads_the_certificate_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
     let (ca1, leaf1) = issue(dir.path());
     let data = dir.path().join("data");
-    let mut child = candor()
-        .env("CANDOR__SERVER__TLS_CERT", dir.path().join("cert.pem"))
+    let mut cmd = candor();
+    cmd.env("CANDOR__SERVER__TLS_CERT", dir.path().join("cert.pem"))
         .env("CANDOR__SERVER__TLS_KEY", dir.path().join("key.pem"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the server printed its address")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("listening on https://") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+        .arg(&data);
+    let (mut child, url) = support::start(cmd);
+    let addr = url
+        .strip_prefix("https://")
+        .expect("TLS is announced")
+        .to_owned();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,11 +1,12 @@
-//! What the CLI's test binaries share: the `candor` binary with a clean environment, one
-//! HTTP/1.1 request over a plain socket, and minting a key through the CLI. Each binary uses
+//! What the CLI's test binaries share: the `candor` binary with a clean environment, starting
+//! a server and reading the address it announces, one HTTP/1.1 request over a plain socket,
+//! and minting a key through the CLI. Each binary uses
 //! part of it.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// The `candor` binary, without any `CANDOR_*` variable of the caller's environment.
@@ -18,6 +19,25 @@ pub fn candor() -> Command {
     }
     cmd.env("RUST_LOG", "warn");
     cmd
+}
+
+/// Spawns a server command (`serve` or `demo` with `--listen 127.0.0.1:0`) and returns it with
+/// the URL it announces on its `listening on URL` line; its stdout is drained from then on so
+/// it never blocks on a full pipe.
+pub fn start(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("listening on ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
 }
 
 /// One HTTP/1.1 request (with a bearer key if given, and a JSON body if given); `None` when
