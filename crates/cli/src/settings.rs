@@ -30,8 +30,18 @@ pub struct Settings {
     pub analytics: AnalyticsSettings,
     /// IAB TCF.
     pub tcf: TcfSettings,
+    /// Subject sessions (the privacy center's credential).
+    pub sessions: SessionSettings,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// `[sessions]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// How long a subject session lasts at most, and by default, in seconds (at least 60).
+    pub ttl_secs: u64,
 }
 
 /// `[tcf]`
@@ -213,6 +223,7 @@ impl Default for Settings {
                 refill_days: 0,
             },
             tcf: TcfSettings { vendor_id: 0 },
+            sessions: SessionSettings { ttl_secs: 900 },
             log: LogSettings {
                 level: "info".into(),
                 json: false,
@@ -331,6 +342,11 @@ impl Settings {
             "[models] releases_epsilon must be 0 (no cap) or at least epsilon, with releases_refill_days > 0"
         );
         anyhow::ensure!(
+            self.sessions.ttl_secs >= candor_engine::sessions::MIN_SESSION_SECS,
+            "[sessions] ttl_secs must be at least {} seconds",
+            candor_engine::sessions::MIN_SESSION_SECS
+        );
+        anyhow::ensure!(
             dp_ok(self.analytics.epsilon, self.analytics.delta),
             "[analytics] epsilon must be a number > 0 and delta in (0, 1)"
         );
@@ -361,6 +377,7 @@ impl Settings {
                 refill_ms: (self.analytics.refill_days > 0)
                     .then_some(self.analytics.refill_days as i64 * 86_400_000),
             },
+            session_ttl_secs: self.sessions.ttl_secs,
             clock: std::sync::Arc::new(candor_engine::SystemClock),
         })
     }

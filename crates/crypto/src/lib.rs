@@ -1,8 +1,8 @@
 //! Candor's cryptography, built only from vetted primitives: HMAC-SHA256 pseudonyms,
 //! XChaCha20-Poly1305 envelope encryption (a data key per subject, wrapped by a master key),
-//! Ed25519 signatures, SHA-256 for the audit chain, and API-key hashing with constant-time
-//! comparison; `merkle` is the RFC 6962 tree over the audit log. No key material is ever
-//! printed: `Debug` is redacted and keys zeroize on drop.
+//! Ed25519 signatures, SHA-256 for the audit chain, sealed subject-session tokens, and API-key
+//! hashing with constant-time comparison; `merkle` is the RFC 6962 tree over the audit log.
+//! No key material is ever printed: `Debug` is redacted and keys zeroize on drop.
 
 pub mod merkle;
 
@@ -108,6 +108,11 @@ impl fmt::Debug for KeyRing {
         f.write_str("KeyRing(<redacted>)")
     }
 }
+
+/// The prefix of every subject-session token (format version 1).
+pub const SESSION_TOKEN_PREFIX: &str = "cs1.";
+/// The longest session token body opened, in characters (claims are small).
+const MAX_SESSION_TOKEN: usize = 1024;
 
 /// Environment variable names for supplying the key ring without a key file.
 pub const ENV_MASTER_KEY: &str = "CANDOR_MASTER_KEY";
@@ -265,6 +270,39 @@ impl KeyRing {
         SecretKey::from_slice(&Zeroizing::new(opened))
     }
 
+    /// The key that seals subject-session tokens: derived from the pseudonym secret (HMAC as
+    /// the PRF, under its own domain label), so it outlives master-key rotations and needs no
+    /// entry of its own in the key file.
+    fn session_key(&self) -> SecretKey {
+        SecretKey(Zeroizing::new(self.keyed_hash(b"session-token", &[])))
+    }
+
+    /// Seals a session token's claims: `cs1.` and the base64url of an XChaCha20-Poly1305
+    /// sealing bound to the token version, so the claims are secret and cannot be forged.
+    pub fn seal_session_token(&self, claims: &[u8]) -> Zeroizing<String> {
+        let sealed = self
+            .session_key()
+            .seal(claims, SESSION_TOKEN_PREFIX.as_bytes());
+        Zeroizing::new(format!(
+            "{SESSION_TOKEN_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(sealed)
+        ))
+    }
+
+    /// Opens a token sealed by [`KeyRing::seal_session_token`]; `None` for anything else
+    /// (another prefix, bad encoding, forged or sealed under other keys).
+    pub fn open_session_token(&self, token: &str) -> Option<Zeroizing<Vec<u8>>> {
+        let body = token.strip_prefix(SESSION_TOKEN_PREFIX)?;
+        if body.len() > MAX_SESSION_TOKEN {
+            return None;
+        }
+        let sealed = URL_SAFE_NO_PAD.decode(body).ok()?;
+        self.session_key()
+            .open(&sealed, SESSION_TOKEN_PREFIX.as_bytes())
+            .ok()
+            .map(Zeroizing::new)
+    }
+
     /// Signs a message with the server's Ed25519 key.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.signing.sign(message).to_bytes()
@@ -370,6 +408,40 @@ mod tests {
             bad[i] ^= 1;
             assert!(dk.open(&bad, &p).is_err());
         }
+    }
+
+    #[test]
+    fn session_tokens_are_secret_and_unforgeable() {
+        let ring = KeyRing::generate();
+        let token = ring.seal_session_token(b"claims of alice");
+        assert!(token.starts_with(SESSION_TOKEN_PREFIX));
+        assert!(!token.contains("alice"));
+        assert_eq!(
+            ring.open_session_token(&token)
+                .as_deref()
+                .map(Vec::as_slice),
+            Some(&b"claims of alice"[..])
+        );
+        // Another ring (or another server's keys) cannot open it, and no edit survives.
+        assert!(KeyRing::generate().open_session_token(&token).is_none());
+        let body = &token[SESSION_TOKEN_PREFIX.len()..];
+        for i in 0..body.len() {
+            let mut bad: Vec<u8> = body.bytes().collect();
+            bad[i] = if bad[i] == b'A' { b'B' } else { b'A' };
+            let bad = format!("{SESSION_TOKEN_PREFIX}{}", String::from_utf8(bad).unwrap());
+            assert!(
+                ring.open_session_token(&bad).is_none(),
+                "edit at {i} opened"
+            );
+        }
+        assert!(ring.open_session_token(body).is_none());
+        assert!(ring.open_session_token("cs1.").is_none());
+        assert!(
+            ring.open_session_token(&format!("cs1.{}", "A".repeat(5000)))
+                .is_none()
+        );
+        // Survives a master-key rotation (sessions are not data keys).
+        assert!(ring.rotated().open_session_token(&token).is_some());
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub enum AuditAction {
     KeyCreate,
     /// An API key was revoked.
     KeyRevoke,
+    /// A subject session (the person's own credential) was opened.
+    SessionOpen,
+    /// A subject's sessions were revoked.
+    SessionRevoke,
     /// A subject was erased (crypto-shredding and deletion).
     SubjectErase,
     /// A subject's data was exported to them (right of access and portability).
@@ -61,6 +65,8 @@ impl AuditAction {
             Self::RetentionSweep => "retention.sweep",
             Self::KeyCreate => "key.create",
             Self::KeyRevoke => "key.revoke",
+            Self::SessionOpen => "session.open",
+            Self::SessionRevoke => "session.revoke",
             Self::SubjectErase => "subject.erase",
             Self::SubjectExport => "subject.export",
             Self::SubjectRestrict => "subject.restrict",
@@ -77,7 +83,7 @@ impl AuditAction {
 pub struct AuditDraft {
     /// When.
     pub at: Timestamp,
-    /// Who: `key:<key id>`, `cli` or `system`.
+    /// Who: `key:<key id>`, `session:<session id>`, `cli` or `system`.
     pub actor: String,
     /// What.
     pub action: AuditAction,

@@ -1,4 +1,4 @@
-//! API keys and roles. Keys are minted here, stored only as hashes, looked up by their public
+//! API keys, roles and the principal every request acts as. Keys are minted here, stored only as hashes, looked up by their public
 //! id and compared in constant time. Roles decide which endpoints a key may call; the server
 //! enforces them per route.
 
@@ -42,15 +42,16 @@ impl Role {
     }
 }
 
-/// An authenticated caller: who acts (for the audit log) and what they may reach. Today every
-/// credential is an API key with a role; a subject-scoped credential (a person's own session)
-/// becomes one more [`Access`] variant, and [`Principal::admits`] and
-/// [`Principal::may_act_for`] are the two questions every route already asks through the
-/// server's extractor, so handlers do not change when it arrives.
+/// An authenticated caller: who acts (for the audit log) and what they may reach: an API key
+/// with a role, or a person's own session ([`crate::sessions`]). [`Principal::admits`] and
+/// [`Principal::may_act_for`] are the two questions every route asks through the server's
+/// extractor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    key_id: String,
+    id: String,
     access: Access,
+    /// The one subject a session acts for.
+    subject: Option<SubjectId>,
 }
 
 /// What a principal may reach.
@@ -58,20 +59,35 @@ pub struct Principal {
 pub enum Access {
     /// An API key's role: `admin` reaches everything, other roles the operations that name them.
     Role(Role),
+    /// A subject session: only the operations open to sessions, and only for its subject.
+    Subject,
 }
 
 impl Principal {
     /// An API key with a role.
     pub fn api_key(key_id: impl Into<String>, role: Role) -> Self {
         Self {
-            key_id: key_id.into(),
+            id: key_id.into(),
             access: Access::Role(role),
+            subject: None,
         }
     }
 
-    /// How this caller appears in the audit log.
+    /// A subject session.
+    pub fn session(session_id: impl Into<String>, subject: SubjectId) -> Self {
+        Self {
+            id: session_id.into(),
+            access: Access::Subject,
+            subject: Some(subject),
+        }
+    }
+
+    /// How this caller appears in the audit log: `key:ID` or `session:ID`.
     pub fn actor(&self) -> Actor {
-        Actor(format!("key:{}", self.key_id))
+        match self.access {
+            Access::Role(_) => Actor(format!("key:{}", self.id)),
+            Access::Subject => Actor(format!("session:{}", self.id)),
+        }
     }
 
     /// What the caller may reach.
@@ -79,20 +95,27 @@ impl Principal {
         self.access
     }
 
-    /// Whether an operation open to `roles` admits this caller (`admin` is admitted to all).
+    /// The subject a session acts for (`None` for API keys).
+    pub fn subject(&self) -> Option<&SubjectId> {
+        self.subject.as_ref()
+    }
+
+    /// Whether an operation open to `roles` admits this caller (`admin` is admitted to all;
+    /// a session to none of them: operations open to sessions say so apart).
     pub fn admits(&self, roles: &[Role]) -> bool {
         match self.access {
             Access::Role(Role::Admin) => true,
             Access::Role(role) => roles.contains(&role),
+            Access::Subject => false,
         }
     }
 
-    /// Whether the caller may act on this subject's data. Every role admitted to a
-    /// per-subject operation may act for any subject; a subject-scoped credential will answer
-    /// for its own subject only.
-    pub fn may_act_for(&self, _subject: &SubjectId) -> bool {
+    /// Whether the caller may act on this subject's data: every role admitted to a
+    /// per-subject operation may act for any subject, a session for its own subject only.
+    pub fn may_act_for(&self, subject: &SubjectId) -> bool {
         match self.access {
             Access::Role(_) => true,
+            Access::Subject => self.subject.as_ref() == Some(subject),
         }
     }
 
@@ -100,6 +123,7 @@ impl Principal {
     pub fn describe(&self) -> &'static str {
         match self.access {
             Access::Role(role) => role.as_str(),
+            Access::Subject => "a subject session",
         }
     }
 }
@@ -253,9 +277,12 @@ impl Engine {
         Ok(Some(c))
     }
 
-    /// Checks a presented bearer token. `None` for anything that is not a live key: unknown,
-    /// wrong secret, revoked or expired.
+    /// Checks a presented bearer token, an API key or a session token. `None` for anything
+    /// that is not live: unknown, wrong secret, revoked or expired.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>> {
+        if crate::sessions::is_session_token(token) {
+            return self.authenticate_session(token).await;
+        }
         let Some((id, secret)) = split_api_key(token) else {
             return Ok(None);
         };

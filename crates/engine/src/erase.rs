@@ -164,6 +164,8 @@ impl Engine {
         self.key_cache.lock().remove(&pseudonym);
         let audit = |n: u64| audit(n + vault_keys);
         let mut erased = self.store.erase_subject(&pseudonym, &audit).await?;
+        // The erasure deleted the subject's sessions too; this server forgets them at once.
+        self.forget_sessions(&pseudonym);
         erased.keys += vault_keys;
         if erased.total() == 0 {
             return Err(EngineError::refused(

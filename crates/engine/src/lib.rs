@@ -30,6 +30,7 @@ pub mod receipts;
 pub mod recommend;
 pub mod requests;
 pub mod rights;
+pub mod sessions;
 pub mod signing;
 pub mod transparency;
 mod writer;
@@ -47,6 +48,7 @@ pub use model::{ModelCard, ModelCardView, ModelEvaluation, ModelPrivacyCard};
 pub use read::Event;
 pub use receipts::ConsentReceipt;
 pub use recommend::{RecommendRequest, Recommendations};
+pub use sessions::{SubjectSession, is_session_token};
 pub use signing::SignedDocument;
 
 /// What went wrong. `Refused` is the caller's mistake, or a rule that refuses the request: it
@@ -141,6 +143,8 @@ pub struct EngineConfig {
     pub model_privacy: Option<ModelPrivacy>,
     /// The DP analytics budget.
     pub analytics: AnalyticsBudget,
+    /// How long a subject session lasts at most (and by default), in seconds.
+    pub session_ttl_secs: u64,
     /// Where the engine reads the time.
     pub clock: Arc<dyn Clock>,
 }
@@ -195,6 +199,7 @@ impl EngineConfig {
             tcf_vendor_id: None,
             model_privacy: Some(ModelPrivacy::default()),
             analytics: AnalyticsBudget::default(),
+            session_ttl_secs: 900,
             clock: Arc::new(SystemClock),
         }
     }
@@ -213,6 +218,8 @@ pub struct Engine {
     /// is never used to seal.
     key_cache: Mutex<HashMap<Pseudonym, (Vec<u8>, SecretKey)>>,
     api_keys: RwLock<HashMap<String, auth::CachedKey>>,
+    /// Subject sessions by id, as last read from the store.
+    sessions: RwLock<HashMap<String, sessions::CachedSession>>,
     /// Catalogue ids seen, with when (engine clock).
     known_items: RwLock<HashMap<String, Timestamp>>,
     writer: writer::Writer,
@@ -263,6 +270,7 @@ impl Engine {
             config,
             key_cache: Mutex::new(Default::default()),
             api_keys: RwLock::new(Default::default()),
+            sessions: RwLock::new(Default::default()),
             known_items: RwLock::new(Default::default()),
             writer: writer::Writer::spawn(store.clone()),
             serving: RwLock::new(None),
@@ -368,7 +376,7 @@ impl Engine {
 /// else, and a failed run is logged and retried at the next tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Periodic {
-    /// Delete events past their retention.
+    /// Delete events past their retention, and expired subject sessions.
     RetentionSweep,
     /// Serve a newer stored item model (trained by another server or by `candor train`).
     ModelRefresh,
@@ -397,10 +405,13 @@ pub fn spawn_periodic(
             };
             let actor = Actor::system();
             let outcome = match job {
-                Periodic::RetentionSweep => engine
-                    .sweep_retention(&actor)
-                    .await
-                    .map(|n| (n > 0).then(|| format!("deleted {n} expired events"))),
+                Periodic::RetentionSweep => match engine.purge_expired_sessions().await {
+                    Ok(_) => engine
+                        .sweep_retention(&actor)
+                        .await
+                        .map(|n| (n > 0).then(|| format!("deleted {n} expired events"))),
+                    Err(e) => Err(e),
+                },
                 Periodic::ModelRefresh => engine
                     .refresh_model()
                     .await

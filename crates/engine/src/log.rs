@@ -409,6 +409,13 @@ impl Engine {
         Ok((TreeHead::from_record(&published), checkpoint))
     }
 
+    /// Up to `limit` (at most 1,000) audit entries after position `after_seq`, oldest first:
+    /// what was done, by whom, about which pseudonym; never personal data.
+    pub async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<LoggedEntry>> {
+        let entries = self.store.audit_entries(after_seq, limit.min(1000)).await?;
+        Ok(entries.iter().map(LoggedEntry::from_entry).collect())
+    }
+
     /// Proof that entry `seq` is in the log, against the current head.
     pub async fn inclusion_proof(&self, seq: u64) -> Result<InclusionProof> {
         let (head, checkpoint) = self.verified_head().await?;

@@ -148,11 +148,24 @@ impl Engine {
         let now = self.now();
         Ok(self
             .store
-            .list_requests()
+            .list_requests(None)
             .await?
             .iter()
             .map(|r| view(r, now))
             .filter(|v| !overdue_only || v.overdue)
+            .collect())
+    }
+
+    /// One subject's requests, newest first (what they filed, and where each stands).
+    pub async fn subject_requests(&self, subject: &SubjectId) -> Result<Vec<RequestView>> {
+        let now = self.now();
+        let pseudonym = self.pseudonymize(subject);
+        Ok(self
+            .store
+            .list_requests(Some(&pseudonym))
+            .await?
+            .iter()
+            .map(|r| view(r, now))
             .collect())
     }
 

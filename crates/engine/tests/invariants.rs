@@ -116,6 +116,7 @@ on_both_backends!(
     every_node_acts_on_an_erasure_a_deleted_item_and_a_new_model,
     audit_log_is_a_merkle_tree_with_offline_proofs,
     keys_move_out_of_an_older_data_store_at_startup,
+    sessions_are_sealed_narrow_and_end_on_every_node,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -2974,4 +2975,58 @@ async fn keys_move_out_of_an_older_data_store_at_startup(h: Harness) {
         Err(EngineError::Refused { code, .. }) if code.class() == ErrorClass::NotFound
     ));
     assert!(h.engine.verify_audit().await.unwrap().ok);
+}
+
+/// Subject sessions: the token holds no raw id (nor does the database), it admits as its own
+/// subject only, and a revocation or an erasure on one node ends it there at once and on
+/// another node within `KEY_RECHECK_MS`.
+async fn sessions_are_sealed_narrow_and_end_on_every_node(h: Harness) {
+    use candor_engine::{Access, KEY_RECHECK_MS};
+    let a = &h.engine;
+    let b = h.second_engine().await;
+    let person = sid("session-person-5e1d");
+    let opened = a.open_session(&actor(), &person, None).await.unwrap();
+    assert!(!opened.token.contains("session-person-5e1d"));
+    h.assert_absent("session-person-5e1d").await;
+    h.assert_absent(&opened.token[4..]).await;
+    for node in [a, &b] {
+        let principal = node.authenticate(&opened.token).await.unwrap().unwrap();
+        assert_eq!(principal.access(), Access::Subject);
+        assert!(principal.may_act_for(&person));
+        assert!(!principal.may_act_for(&sid("someone-else")));
+        assert!(!principal.admits(&candor_engine::Role::ALL));
+        assert_eq!(principal.actor().0, format!("session:{}", opened.id));
+    }
+    // Revoked on A: at once there, within the recheck on B.
+    assert_eq!(a.revoke_sessions(&actor(), &person).await.unwrap(), 1);
+    assert!(a.authenticate(&opened.token).await.unwrap().is_none());
+    h.clock.advance(KEY_RECHECK_MS);
+    assert!(b.authenticate(&opened.token).await.unwrap().is_none());
+
+    // Erased on A (the person had consented and been seen): every session ends.
+    h.items(&["i1"]).await;
+    a.set_consent(&actor(), &person, &grant(&[PROFILING]), false)
+        .await
+        .unwrap();
+    let second = a.open_session(&actor(), &person, None).await.unwrap();
+    assert!(b.authenticate(&second.token).await.unwrap().is_some());
+    a.erase(&actor(), &person).await.unwrap();
+    assert!(a.authenticate(&second.token).await.unwrap().is_none());
+    h.clock.advance(KEY_RECHECK_MS);
+    assert!(b.authenticate(&second.token).await.unwrap().is_none());
+
+    // An expired session admits nothing, and the sweep purges its row.
+    let third = a.open_session(&actor(), &person, Some(60)).await.unwrap();
+    h.clock.advance(60_000);
+    assert!(a.authenticate(&third.token).await.unwrap().is_none());
+    assert_eq!(a.purge_expired_sessions().await.unwrap(), 1);
+    let actions: Vec<String> = h
+        .audit_entries()
+        .await
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    for action in ["session.open", "session.revoke", "subject.erase"] {
+        assert!(actions.iter().any(|a| a == action), "{action} is audited");
+    }
 }

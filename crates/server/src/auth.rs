@@ -3,14 +3,17 @@
 //! query or path is parsed:
 //!
 //! - [`Authorized<ROLES>`]: a bearer API key whose role is in the bit set `ROLES` (see
-//!   [`roles`]; `admin` is admitted everywhere), else 401 `unauthorized` or 403 `forbidden`;
+//!   [`roles`]; `admin` is admitted everywhere), or a subject session where `ROLES` holds
+//!   [`roles::SUBJECT`] (and then only for its own subject, see [`Authorized::subject`]), else
+//!   401 `unauthorized` or 403 `forbidden`;
 //! - [`MaybeAuthorized<ROLES>`]: the same question, answered with an `Option` (public
 //!   endpoints that show more to some roles);
 //! - [`Public`]: no credential at all.
 //!
-//! Keys never reach logs: the engine records only the key id, in the audit log. The roles each
-//! operation admits are also written in its OpenAPI `security` requirement, and the HTTP tests
-//! check every operation of the document against the extractor it really uses.
+//! Keys and session tokens never reach logs: the engine records only the key or session id, in
+//! the audit log. The roles each operation admits are also written in its OpenAPI `security`
+//! requirement (`api_key` with the roles, `subject_session` where sessions are admitted), and
+//! the HTTP tests check every operation of the document against the extractor it really uses.
 
 use std::sync::Arc;
 
@@ -18,7 +21,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use candor_domain::{ErrorCode, SubjectId};
-use candor_engine::{Actor, Engine, Principal};
+use candor_engine::{Access, Actor, Engine, Principal};
 
 use crate::Metrics;
 use crate::error::ApiError;
@@ -91,6 +94,8 @@ pub mod roles {
     pub const ANALYST: u8 = 1 << 2;
     /// DPO keys: rights, audit, records of processing.
     pub const DPO: u8 = 1 << 3;
+    /// Subject sessions: what a person may do about themselves, for themselves only.
+    pub const SUBJECT: u8 = 1 << 4;
 
     /// The bit of one role.
     pub fn bit(role: Role) -> u8 {
@@ -108,6 +113,14 @@ pub mod roles {
             .into_iter()
             .filter(|r| set & bit(*r) != 0)
             .collect()
+    }
+
+    /// Whether a caller is admitted to an operation open to the set.
+    pub fn admit(set: u8, principal: &super::Principal) -> bool {
+        match principal.access() {
+            super::Access::Subject => set & SUBJECT != 0,
+            super::Access::Role(_) => principal.admits(&of(set)),
+        }
     }
 }
 
@@ -157,8 +170,21 @@ impl<const ROLES: u8> FromRequestParts<AppState> for Authorized<ROLES> {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let principal = authenticate(parts, state).await?;
-        if !principal.admits(&roles::of(ROLES)) {
+        if !roles::admit(ROLES, &principal) {
             return Err(ApiError::forbidden(principal.describe()));
+        }
+        // A session on another subject's path is refused here, before any body is read (the
+        // handler checks again with the parsed id, and checks a subject named in a body).
+        if principal.access() == Access::Subject {
+            let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::forbidden(principal.describe()))?;
+            let other = params.iter().any(|(name, value)| {
+                name == "id" && SubjectId::parse(value).is_ok_and(|s| !principal.may_act_for(&s))
+            });
+            if other {
+                return Err(ApiError::forbidden(principal.describe()));
+            }
         }
         Ok(Self {
             principal,
@@ -183,8 +209,13 @@ impl<const ROLES: u8> Authorized<ROLES> {
         self.principal.actor()
     }
 
+    /// Whether the caller is a subject session (not an API key).
+    pub fn is_session(&self) -> bool {
+        self.principal.access() == Access::Subject
+    }
+
     /// Parses a subject id from the request and checks that the caller may act for that
-    /// subject: 400 `invalid_id`, or 403 `forbidden`.
+    /// subject (a session only for its own): 400 `invalid_id`, or 403 `forbidden`.
     pub fn subject(&self, raw: &str) -> Result<SubjectId, ApiError> {
         let subject = SubjectId::parse(raw)
             .map_err(|e| ApiError::new(ErrorCode::InvalidId, e.to_string()))?;
@@ -209,7 +240,7 @@ impl<const ROLES: u8> FromRequestParts<AppState> for MaybeAuthorized<ROLES> {
             None => false,
             Some(_) => authenticate(parts, state)
                 .await
-                .is_ok_and(|p| p.admits(&roles::of(ROLES))),
+                .is_ok_and(|p| roles::admit(ROLES, &p)),
         };
         Ok(Self {
             admitted,

@@ -37,7 +37,7 @@ pub use metrics::Metrics;
     info(
         title = "Candor",
         description = "A self-hosted personalization engine that enforces its privacy policy in code. \
-            Errors are `{\"error\": {\"code\", \"message\"}}`. Authenticate with `Authorization: Bearer <key>`.",
+            Errors are `{\"error\": {\"code\", \"message\"}}`. Authenticate with `Authorization: Bearer <key>` (an API key, or a subject session token where an operation admits one).",
     ),
     modifiers(&BearerAuth),
     tags(
@@ -47,6 +47,7 @@ pub use metrics::Metrics;
         (name = "policy", description = "The policy in force"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "keys", description = "API keys"),
+        (name = "sessions", description = "Subject sessions: a person's own, narrow credential"),
         (name = "rights", description = "Data subjects' rights"),
         (name = "transparency", description = "Notice, record of processing, transparency report, GPC"),
         (name = "analytics", description = "Differential privacy: budget planning"),
@@ -68,6 +69,14 @@ impl Modify for BearerAuth {
                 .into(),
         );
         components.add_security_scheme("api_key", SecurityScheme::Http(scheme));
+        let mut session = Http::new(HttpAuthScheme::Bearer);
+        session.description = Some(
+            "A subject session token (`cs1.…`, from `POST /v1/subjects/{id}/sessions`): the \
+             person's own credential. Operations that list this scheme admit it for the \
+             session's own subject only; every other operation answers it 403."
+                .into(),
+        );
+        components.add_security_scheme("subject_session", SecurityScheme::Http(session));
     }
 }
 

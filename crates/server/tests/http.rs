@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use candor_domain::{ErrorCode, RefusalReason};
-use candor_engine::{Actor, Engine, EngineConfig, Role};
+use candor_engine::{Actor, Engine, EngineConfig, Role, ShiftedClock};
 use candor_server::{AppState, app};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -16,22 +16,92 @@ use tower::ServiceExt;
 struct Api {
     app: Router,
     engine: Arc<Engine>,
+    /// The engine's clock: tests advance it instead of sleeping.
+    clock: Arc<ShiftedClock>,
     admin: String,
     service: String,
     analyst: String,
     dpo: String,
     _dir: tempfile::TempDir,
+    /// Dropped after the engine (fields drop in order), so the schema outlives its pool.
+    _pg: Option<PgSchema>,
 }
 
 const MAX_BODY: usize = 2 * 1024 * 1024;
 
+/// The variable naming the PostgreSQL server for the tests that run on both backends.
+const PG_URL_VAR: &str = "CANDOR_TEST_POSTGRES_URL";
+
+/// A fresh PostgreSQL schema, dropped with the guard.
+struct PgSchema {
+    url: String,
+    name: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                        let drop = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
+                        let _ = sqlx::query(&drop).execute(&mut conn).await;
+                    }
+                });
+        })
+        .join();
+    }
+}
+
+/// The API over a fresh SQLite store.
 async fn api() -> Api {
+    build_api(None).await
+}
+
+/// The API over a fresh PostgreSQL schema, or `None` (with a notice) when
+/// `CANDOR_TEST_POSTGRES_URL` is not set.
+async fn api_postgres() -> Option<Api> {
+    let Ok(url) = std::env::var(PG_URL_VAR) else {
+        eprintln!("note: PostgreSQL HTTP test skipped: {PG_URL_VAR} is not set");
+        return None;
+    };
+    let name = format!("candor_http_{:016x}", rand::random::<u64>());
+    Some(build_api(Some(PgSchema { url, name })).await)
+}
+
+async fn build_api(pg: Option<PgSchema>) -> Api {
     let dir = tempfile::tempdir().unwrap();
     // Trained without noise so that recommendations over three subjects are exact; the DP
     // model is tested in the engine.
     let mut config = EngineConfig::for_data_dir(dir.path());
     config.model_privacy = None;
-    let engine = Arc::new(Engine::open(config).await.unwrap());
+    let clock = Arc::new(ShiftedClock::new());
+    config.clock = clock.clone();
+    let engine = match &pg {
+        None => Arc::new(Engine::open(config).await.unwrap()),
+        Some(schema) => {
+            let keys = Arc::new(candor_crypto::KeyRing::generate());
+            let sealer = Arc::new(candor_engine::audit::Sealer::new(keys.clone()));
+            let store = candor_store::PostgresStore::open_in_schema(
+                &schema.url,
+                Some(&schema.name),
+                sealer,
+            )
+            .await
+            .expect("PostgreSQL at CANDOR_TEST_POSTGRES_URL is reachable");
+            config.store_url = schema.url.clone();
+            Arc::new(
+                Engine::with_store(config, keys, Arc::new(store))
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
     let key = |role| {
         let engine = engine.clone();
         async move {
@@ -52,11 +122,13 @@ async fn api() -> Api {
     let api = Api {
         app,
         engine,
+        clock,
         admin,
         service,
         analyst,
         dpo,
         _dir: dir,
+        _pg: pg,
     };
     let items = json!({"items": [
         {"id": "i1", "title": "One", "category": "books"},
@@ -814,6 +886,22 @@ async fn logs_hold_no_keys_or_subject_ids() {
         None,
     )
     .await;
+    let session = open_session(&api, "logged-subject-5").await;
+    api.call(
+        "GET",
+        "/v1/subjects/logged-subject-5/consent",
+        Some(&session),
+        None,
+    )
+    .await;
+    let forged = format!("{}x", &session[..session.len() - 1]);
+    api.call(
+        "GET",
+        "/v1/subjects/logged-subject-5/consent",
+        Some(&forged),
+        None,
+    )
+    .await;
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("/v1/subjects/{id}/consent"),
@@ -825,6 +913,8 @@ async fn logs_hold_no_keys_or_subject_ids() {
         "secret-page-7",
         &api.service,
         "cnd_000000000000000000000000_wrong",
+        &session["cs1.".len()..],
+        &forged["cs1.".len()..],
     ] {
         assert!(!logs.contains(secret), "`{secret}` reached the logs");
     }
@@ -1650,6 +1740,15 @@ async fn analytics_queries_are_for_analysts_charged_and_checked() {
 /// The operations of the OpenAPI document with the roles each declares: `None` for a public
 /// operation (an empty security requirement), else the roles named for the `api_key` scheme.
 fn documented_operations() -> Vec<(String, String, Option<Vec<String>>)> {
+    documented_access()
+        .into_iter()
+        .map(|(method, path, roles, _)| (method, path, roles))
+        .collect()
+}
+
+/// [`documented_operations`], with whether each admits a subject session (its security lists
+/// the `subject_session` scheme).
+fn documented_access() -> Vec<(String, String, Option<Vec<String>>, bool)> {
     let doc = serde_json::to_value(candor_server::openapi()).unwrap();
     let mut out = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -1673,10 +1772,19 @@ fn documented_operations() -> Vec<(String, String, Option<Vec<String>>)> {
             for role in &roles {
                 assert!(Role::parse(role).is_some(), "{method} {path}: role {role}");
             }
+            let session = security.iter().any(|r| {
+                r.as_object()
+                    .is_some_and(|o| o.contains_key("subject_session"))
+            });
+            assert!(
+                !(session && public),
+                "{method} {path} is public and names sessions"
+            );
             out.push((
                 method.to_uppercase(),
                 path.clone(),
                 (!public).then_some(roles),
+                session,
             ));
         }
     }
@@ -1697,7 +1805,10 @@ async fn roles_follow_the_openapi_document() {
         ("analyst", api.analyst.clone()),
         ("dpo", api.dpo.clone()),
     ];
-    for (method, path, roles) in documented_operations() {
+    // A session of subject x1, and one of x2: on x1's data the first is admitted exactly where
+    // the document lists sessions, the second never (it is not x1's); everywhere else both are
+    // refused. Each operation gets fresh sessions, as one may end them (erasure, sign-out).
+    for (method, path, roles, session) in documented_access() {
         let concrete = path
             .replace("{id}", "x1")
             .replace("{event}", "1")
@@ -1735,7 +1846,46 @@ async fn roles_follow_the_openapi_document() {
             );
             assert_ne!(status, StatusCode::UNAUTHORIZED, "{method} {path} ({role})");
         }
+        let own = open_session(&api, "x1").await;
+        let other = open_session(&api, "x2").await;
+        // Where the subject is in the body (filing a request), the extractor admits any
+        // session and the handler refuses another subject's (tested apart).
+        let admits_other = session && !path.contains("{id}");
+        for (token, admitted) in [
+            (&own, session && roles.is_some()),
+            (&other, admits_other && roles.is_some()),
+        ] {
+            let (status, body) = api
+                .call_with(&method, &concrete, Some(token), None, &[])
+                .await;
+            let refused = status == StatusCode::FORBIDDEN && code(&body) == "forbidden";
+            if roles.is_some() {
+                assert_eq!(
+                    refused, !admitted,
+                    "{method} {path} with a session (admitted: {admitted}): {status} {body}"
+                );
+            }
+            assert_ne!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} (session)"
+            );
+        }
     }
+}
+
+/// Opens a session for `subject` with the service key and returns its token.
+async fn open_session(api: &Api, subject: &str) -> String {
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/v1/subjects/{subject}/sessions"),
+            Some(&api.service),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["token"].as_str().unwrap().to_owned()
 }
 
 /// The role matrix in `docs/roles.md` is generated from the OpenAPI document (which the
@@ -1768,14 +1918,26 @@ fn docs_roles_md_is_in_sync() {
                     ""
                 }
             };
+            let session = security.iter().any(|r| {
+                r.as_object()
+                    .is_some_and(|o| o.contains_key("subject_session"))
+            });
+            let session = if session {
+                "own"
+            } else if public {
+                "public"
+            } else {
+                ""
+            };
             rows.push(format!(
-                "| `{} {}` | {} | {} | {} | {} |",
+                "| `{} {}` | {} | {} | {} | {} | {} |",
                 method.to_uppercase(),
                 path,
                 cell("admin"),
                 cell("service"),
                 cell("analyst"),
-                cell("dpo")
+                cell("dpo"),
+                session
             ));
         }
     }
@@ -1790,13 +1952,17 @@ fn docs_roles_md_is_in_sync() {
          The service role is the business's backend: it sends events and consent, runs the \
          catalogue and asks for recommendations, and may file rights requests and apply a \
          person's restriction, objection or rectification. It does not read a person's whole \
-         export or consent history: those go to the dpo, who answers access requests.\n\n\
-         | operation | admin | service | analyst | dpo |\n|---|---|---|---|---|\n{}\n",
+         export or consent history: those go to the dpo, who answers access requests, and to \
+         the person's own session.\n\n\
+         A subject session (`cs1.…`, opened by the service with `POST /v1/subjects/{{id}}/sessions`) \
+         is the person's own credential: `own` marks what it may do, for its own subject only \
+         (another subject's id answers 403); every other operation answers it 403.\n\n\
+         | operation | admin | service | analyst | dpo | session |\n|---|---|---|---|---|---|\n{}\n",
         rows.join("\n")
     );
     for narrowed in [
-        "`GET /v1/subjects/{id}/export` | yes |  |  | yes |",
-        "`GET /v1/subjects/{id}/consent/history` | yes |  |  | yes |",
+        "`GET /v1/subjects/{id}/export` | yes |  |  | yes | own |",
+        "`GET /v1/subjects/{id}/consent/history` | yes |  |  | yes | own |",
     ] {
         assert!(generated.contains(narrowed), "{narrowed}");
     }
@@ -2050,4 +2216,238 @@ async fn rate_limits_answer_429_with_retry_after() {
         StatusCode::OK,
         "another key has its own budget"
     );
+}
+
+/// A subject session is the person's own credential: sealed (no id in it), admitted only on
+/// its own subject's data and only where sessions are listed, refused once expired, revoked or
+/// erased, and unable to record an import or a backdated request.
+#[tokio::test]
+async fn subject_sessions_act_for_their_own_subject_only_on_sqlite() {
+    subject_sessions_act_for_their_own_subject_only(api().await).await;
+}
+
+#[tokio::test]
+async fn subject_sessions_act_for_their_own_subject_only_on_postgres() {
+    if let Some(api) = api_postgres().await {
+        subject_sessions_act_for_their_own_subject_only(api).await;
+    }
+}
+
+async fn subject_sessions_act_for_their_own_subject_only(api: Api) {
+    let (status, opened) = api
+        .call(
+            "POST",
+            "/v1/subjects/alice-77/sessions",
+            Some(&api.service),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let token = opened["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("cs1."));
+    assert!(!token.contains("alice-77"));
+    assert_eq!(opened["link"], format!("/privacy?session={token}"));
+    let expires =
+        candor_domain::Timestamp::parse_rfc3339(opened["expires_at"].as_str().unwrap()).unwrap();
+    let ttl = expires.0 - api.engine.now().0;
+    assert!(
+        (899_000..=900_000).contains(&ttl),
+        "default 15 minutes: {ttl} ms"
+    );
+
+    // Only services open sessions, within the configured length, and a session cannot open
+    // another.
+    for (key, body, expected) in [
+        (&api.service, json!({"ttl_seconds": 59}), "invalid_field"),
+        (&api.service, json!({"ttl_seconds": 901}), "invalid_field"),
+        (&api.dpo, json!({}), "forbidden"),
+        (&token, json!({}), "forbidden"),
+    ] {
+        let (_, err) = api
+            .call(
+                "POST",
+                "/v1/subjects/alice-77/sessions",
+                Some(key),
+                Some(body),
+            )
+            .await;
+        assert_eq!(code(&err), expected);
+    }
+
+    // The person's own consent, changed and read back with a receipt.
+    let (status, changed) = api
+        .call(
+            "PUT",
+            "/v1/subjects/alice-77/consent",
+            Some(&token),
+            Some(json!({"purposes": {"personalize.content.profiling": true}, "method": "form"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert!(changed["receipt"]["consentReceiptId"].is_string());
+    let (_, err) = api
+        .call(
+            "PUT",
+            "/v1/subjects/alice-77/consent",
+            Some(&token),
+            Some(json!({"purposes": {"analytics.reporting": true}, "method": "import"})),
+        )
+        .await;
+    assert_eq!(code(&err), "invalid_field");
+    for path in [
+        "/v1/subjects/alice-77/consent",
+        "/v1/subjects/alice-77/consent/history",
+        "/v1/subjects/alice-77/transparency",
+        "/v1/subjects/alice-77/recommendations",
+        "/v1/subjects/alice-77/export",
+        "/v1/subjects/alice-77/requests",
+    ] {
+        let (status, body) = api.call("GET", path, Some(&token), None).await;
+        // No model is trained here: recommendations answer that, not a refusal of the caller.
+        assert!(
+            status == StatusCode::OK || code(&body) == "model_not_trained",
+            "{path}: {status} {body}"
+        );
+    }
+    // Another subject, and what only operators may do: 403 before anything else.
+    for (method, path) in [
+        ("GET", "/v1/subjects/bob-78/consent"),
+        ("PUT", "/v1/subjects/bob-78/consent"),
+        ("DELETE", "/v1/subjects/bob-78"),
+        ("DELETE", "/v1/subjects/bob-78/sessions"),
+        ("POST", "/v1/events"),
+        ("GET", "/v1/requests"),
+        ("GET", "/v1/audit/verify"),
+        ("GET", "/v1/keys"),
+        ("GET", "/metrics"),
+        ("POST", "/v1/analytics/query"),
+    ] {
+        let (status, err) = api
+            .call_with(method, path, Some(&token), Some("not json".into()), &[])
+            .await;
+        assert_eq!(
+            (status, code(&err)),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{method} {path}"
+        );
+    }
+
+    // Filing a request: for oneself only, and received now.
+    let request =
+        |subject: &str| json!({"kind": "access", "subject": subject, "jurisdiction": "gdpr"});
+    let (status, filed) = api
+        .call(
+            "POST",
+            "/v1/requests",
+            Some(&token),
+            Some(request("alice-77")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{filed}");
+    let (_, err) = api
+        .call(
+            "POST",
+            "/v1/requests",
+            Some(&token),
+            Some(request("bob-78")),
+        )
+        .await;
+    assert_eq!(code(&err), "forbidden");
+    let mut backdated = request("alice-77");
+    backdated["received_at"] = json!("2026-01-01T00:00:00Z");
+    let (_, err) = api
+        .call("POST", "/v1/requests", Some(&token), Some(backdated))
+        .await;
+    assert_eq!(code(&err), "invalid_field");
+    let (_, mine) = api
+        .call("GET", "/v1/subjects/alice-77/requests", Some(&token), None)
+        .await;
+    assert_eq!(mine["requests"][0]["id"], filed["id"]);
+
+    // The audit log names the session, never the token.
+    let entries = api.engine.audit_entries(0, 1000).await.unwrap();
+    assert!(entries.iter().any(|e| e.action == "session.open"));
+    assert!(entries.iter().any(|e| e.actor.starts_with("session:")));
+
+    // Expiry: a short session stops at its end.
+    let (_, short) = api
+        .call(
+            "POST",
+            "/v1/subjects/alice-77/sessions",
+            Some(&api.service),
+            Some(json!({"ttl_seconds": 60})),
+        )
+        .await;
+    let short = short["token"].as_str().unwrap().to_owned();
+    let consent = "/v1/subjects/alice-77/consent";
+    assert_eq!(
+        api.call("GET", consent, Some(&short), None).await.0,
+        StatusCode::OK
+    );
+    api.clock.advance(61_000);
+    let (status, err) = api.call("GET", consent, Some(&short), None).await;
+    assert_eq!(
+        (status, code(&err)),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+
+    // Revocation by the service ends every session of the subject.
+    assert_eq!(
+        api.call("GET", consent, Some(&token), None).await.0,
+        StatusCode::OK
+    );
+    let (status, revoked) = api
+        .call(
+            "DELETE",
+            "/v1/subjects/alice-77/sessions",
+            Some(&api.service),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(revoked["revoked"], 2);
+    assert_eq!(
+        api.call("GET", consent, Some(&token), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Signing out, and erasure from the person's own session: both end it.
+    let token = open_session(&api, "alice-77").await;
+    let (_, out) = api
+        .call(
+            "DELETE",
+            "/v1/subjects/alice-77/sessions",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(out["revoked"], 1);
+    assert_eq!(
+        api.call("GET", consent, Some(&token), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let token = open_session(&api, "alice-77").await;
+    let (status, certificate) = api
+        .call("DELETE", "/v1/subjects/alice-77", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{certificate}");
+    assert!(certificate["certificate_id"].is_string());
+    assert_eq!(
+        api.call("GET", consent, Some(&token), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Garbage and forged tokens are plain 401s.
+    for bad in [
+        "cs1.",
+        "cs1.AAAA",
+        &format!("{}A", &token[..token.len() - 1]),
+    ] {
+        let (status, err) = api.call("GET", consent, Some(bad), None).await;
+        assert_eq!(
+            (status, code(&err)),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{bad}"
+        );
+    }
 }

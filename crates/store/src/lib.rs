@@ -6,7 +6,7 @@
 //!
 //! The code map: one file per group of tables, each with its trait and its SQL, written once
 //! for both backends against [`sql::Sql`] (`meta`, `catalogue`, `keys`, `consent`, `events`,
-//! `audit`, `subjects`, `requests`, `budgets`, `models`); [`SqlStore`] implements them all,
+//! `audit`, `subjects`, `requests`, `sessions`, `budgets`, `models`); [`SqlStore`] implements them all,
 //! generic over a [`Dialect`]; `sqlite.rs` and `postgres.rs` hold what differs (setup,
 //! migrations, transactions, audit locking, purging). [`Store`] is all the traits together.
 
@@ -25,6 +25,7 @@ mod meta;
 mod models;
 mod postgres;
 mod requests;
+mod sessions;
 pub mod sql;
 mod sqlite;
 mod subjects;
@@ -40,6 +41,7 @@ pub use meta::{MetaStore, StoreStats};
 pub use models::{ModelArtifact, ModelStore};
 pub use postgres::PostgresStore;
 pub use requests::{RequestStore, RightsRequest};
+pub use sessions::{SessionRecord, SessionStore};
 pub use sqlite::SqliteStore;
 pub use subjects::{ErasedRows, SubjectStore};
 
@@ -47,7 +49,7 @@ pub use subjects::{ErasedRows, SubjectStore};
 pub mod prelude {
     pub use crate::{
         AuditStore, BudgetStore, CatalogueStore, ConsentStore, EventStore, KeyStore, MetaStore,
-        ModelStore, RequestStore, Store, SubjectStore,
+        ModelStore, RequestStore, SessionStore, Store, SubjectStore,
     };
 }
 
@@ -96,6 +98,7 @@ pub trait Store:
     + AuditStore
     + SubjectStore
     + RequestStore
+    + SessionStore
     + BudgetStore
     + ModelStore
     + 'static
@@ -111,6 +114,7 @@ impl<T> Store for T where
         + AuditStore
         + SubjectStore
         + RequestStore
+        + SessionStore
         + BudgetStore
         + ModelStore
         + 'static

@@ -41,8 +41,8 @@ pub trait RequestStore: Send + Sync {
     async fn put_request(&self, request: &RightsRequest, audit: &[AuditDraft]) -> Result<()>;
     /// One request.
     async fn get_request(&self, id: &str) -> Result<Option<RightsRequest>>;
-    /// All requests, newest first.
-    async fn list_requests(&self) -> Result<Vec<RightsRequest>>;
+    /// All requests, or one subject's, newest first.
+    async fn list_requests(&self, subject: Option<&Pseudonym>) -> Result<Vec<RightsRequest>>;
 }
 
 fn named<T>(raw: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
@@ -101,10 +101,12 @@ impl<D: Dialect> RequestStore for SqlStore<D> {
         self.fetch_one(q).await?.as_ref().map(request).transpose()
     }
 
-    async fn list_requests(&self) -> Result<Vec<RightsRequest>> {
-        let q = Sql::new(&format!(
-            "SELECT {COLUMNS} FROM requests ORDER BY received_at DESC, id"
-        ));
+    async fn list_requests(&self, subject: Option<&Pseudonym>) -> Result<Vec<RightsRequest>> {
+        let mut q = Sql::new(&format!("SELECT {COLUMNS} FROM requests"));
+        if let Some(subject) = subject {
+            q.push(" WHERE subject = ").bind(subject.0.to_vec());
+        }
+        q.push(" ORDER BY received_at DESC, id");
         self.fetch(q).await?.iter().map(request).collect()
     }
 }

@@ -15,7 +15,8 @@ use sqlx::Connection;
 
 use candor_store::prelude::*;
 use candor_store::{
-    ApiKeyRecord, EventGroup, NewEvent, PostgresStore, PurposeRead, SqliteStore, Store,
+    ApiKeyRecord, EventGroup, NewEvent, PostgresStore, PurposeRead, SessionRecord, SqliteStore,
+    Store,
 };
 
 /// A deterministic stand-in for the engine's sealer (storage tests need stable bytes, not
@@ -453,6 +454,39 @@ async fn check_store(store: &dyn Store) {
         ),
         (v2, "{\"a\":2}", &[4u8][..])
     );
+
+    // Subject sessions: stored and found by id; revoked per subject; purged once expired;
+    // gone with an erasure.
+    let session = |id: &str, subject: Pseudonym, expires: i64| SessionRecord {
+        id: id.into(),
+        subject,
+        created_at: Timestamp(1),
+        expires_at: Timestamp(expires),
+    };
+    for s in [
+        session("s-a1", p(7), 100),
+        session("s-a2", p(7), 200),
+        session("s-b1", p(8), 50),
+        session("s-c1", p(200), 300),
+    ] {
+        store.put_session(&s, &[]).await.unwrap();
+    }
+    assert_eq!(
+        store.get_session("s-a2").await.unwrap(),
+        Some(session("s-a2", p(7), 200))
+    );
+    assert_eq!(store.get_session("nope").await.unwrap(), None);
+    assert_eq!(store.revoke_sessions(&p(7), &[]).await.unwrap(), 2);
+    assert_eq!(store.revoke_sessions(&p(7), &[]).await.unwrap(), 0);
+    assert_eq!(store.get_session("s-a1").await.unwrap(), None);
+    assert_eq!(
+        store.purge_expired_sessions(Timestamp(50)).await.unwrap(),
+        1
+    );
+    assert_eq!(store.get_session("s-b1").await.unwrap(), None);
+    let no_audit = |_: u64| draft("never written: nothing else is held");
+    store.erase_subject(&p(200), &no_audit).await.unwrap();
+    assert_eq!(store.get_session("s-c1").await.unwrap(), None);
 
     let stats = store.stats().await.unwrap();
     assert_eq!(

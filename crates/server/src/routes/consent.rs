@@ -107,9 +107,9 @@ pub struct ConsentHistoryResponse {
         (status = 400, body = ErrorBody, description = "Invalid id"),
         (status = 404, body = ErrorBody, description = "Unknown subject"),
     ),
-    security(("api_key" = ["service", "dpo"])))]
+    security(("api_key" = ["service", "dpo"]), ("subject_session" = [])))]
 pub async fn get_consent(
-    auth: Authorized<{ roles::SERVICE | roles::DPO }>,
+    auth: Authorized<{ roles::SERVICE | roles::DPO | roles::SUBJECT }>,
     Gpc(gpc): Gpc,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ConsentResponse>, ApiError> {
@@ -149,9 +149,9 @@ fn requested_method(raw: Option<&str>) -> Result<ConsentMethod, ApiError> {
         (status = 400, body = ErrorBody, description = "Unknown purpose or category, bad method or id"),
         (status = 422, body = ErrorBody, description = "Body of the wrong shape"),
     ),
-    security(("api_key" = ["service"])))]
+    security(("api_key" = ["service"]), ("subject_session" = [])))]
 pub async fn put_consent(
-    auth: Authorized<{ roles::SERVICE }>,
+    auth: Authorized<{ roles::SERVICE | roles::SUBJECT }>,
     Gpc(gpc): Gpc,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ConsentRequest>,
@@ -170,8 +170,15 @@ pub async fn put_consent(
             .await?;
         return Ok(Json(view.into()));
     }
+    let method = requested_method(body.method.as_deref())?;
+    if auth.is_session() && method == ConsentMethod::Import {
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
+            "a person's own session records consent as api, banner or form, never as an import",
+        ));
+    }
     let update = ConsentUpdate {
-        method: requested_method(body.method.as_deref())?,
+        method,
         purposes: body
             .purposes
             .into_iter()
@@ -195,9 +202,9 @@ pub async fn put_consent(
         (status = 200, body = ConsentHistoryResponse, description = "The history"),
         (status = 404, body = ErrorBody, description = "Unknown subject"),
     ),
-    security(("api_key" = ["dpo"])))]
+    security(("api_key" = ["dpo"]), ("subject_session" = [])))]
 pub async fn get_consent_history(
-    auth: Authorized<{ roles::DPO }>,
+    auth: Authorized<{ roles::DPO | roles::SUBJECT }>,
     Gpc(gpc): Gpc,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ConsentHistoryResponse>, ApiError> {

@@ -19,6 +19,7 @@ mod receipts;
 mod recommendations;
 mod requests;
 mod rights;
+mod sessions;
 mod system;
 mod transparency;
 
@@ -32,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(catalogue::router())
         .merge(audit::router())
         .merge(keys::router())
+        .merge(sessions::router())
         .merge(recommendations::router())
         .merge(rights::router())
         .merge(requests::router())

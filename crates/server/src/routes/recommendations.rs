@@ -206,9 +206,9 @@ fn recommend_request(
         (status = 400, body = ErrorBody, description = "Bad n, ids or diversity"),
         (status = 409, body = ErrorBody, description = "No model trained yet"),
     ),
-    security(("api_key" = ["service"])))]
+    security(("api_key" = ["service"]), ("subject_session" = [])))]
 pub async fn get_recommendations(
-    auth: Authorized<{ roles::SERVICE }>,
+    auth: Authorized<{ roles::SERVICE | roles::SUBJECT }>,
     Gpc(gpc): Gpc,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<RecommendParams>,

@@ -22,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(extend_request))
         .routes(routes!(fulfil_request))
         .routes(routes!(acknowledge_request))
+        .routes(routes!(subject_requests))
 }
 
 /// A new data subject's request.
@@ -90,9 +91,9 @@ pub struct Fulfilment {
     request_body = NewRequestBody,
     responses((status = 201, body = RequestView, description = "The request with its deadlines"),
               (status = 400, body = ErrorBody, description = "Unknown kind or jurisdiction")),
-    security(("api_key" = ["service", "dpo"])))]
+    security(("api_key" = ["service", "dpo"]), ("subject_session" = [])))]
 pub async fn create_request(
-    auth: Authorized<{ roles::SERVICE | roles::DPO }>,
+    auth: Authorized<{ roles::SERVICE | roles::DPO | roles::SUBJECT }>,
     ApiJson(body): ApiJson<NewRequestBody>,
 ) -> Result<Response, ApiError> {
     let subject = auth.subject(&body.subject)?;
@@ -110,6 +111,13 @@ pub async fn create_request(
     })?;
     let received_at = match body.received_at.as_deref() {
         None => None,
+        // A person files as of now; only the business records a request it received earlier.
+        Some(_) if auth.is_session() => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidField,
+                "received_at is set by the business; a request filed in a session is received now",
+            ));
+        }
         Some(raw) => Some(Timestamp::parse_rfc3339(raw).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InvalidField,
@@ -195,4 +203,19 @@ pub async fn acknowledge_request(
         .acknowledge_request(&auth.actor(), &id)
         .await?;
     Ok(Json(view).into_response())
+}
+
+/// One subject's requests, newest first, with their deadlines and status: what a person filed
+/// and where each stands.
+#[utoipa::path(get, path = "/v1/subjects/{id}/requests", tag = "rights",
+    params(("id" = String, Path, description = "Subject id")),
+    responses((status = 200, body = RequestList, description = "The subject's requests")),
+    security(("api_key" = ["service", "dpo"]), ("subject_session" = [])))]
+pub async fn subject_requests(
+    auth: Authorized<{ roles::SERVICE | roles::DPO | roles::SUBJECT }>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<RequestList>, ApiError> {
+    let subject = auth.subject(&id)?;
+    let requests = auth.engine().subject_requests(&subject).await?;
+    Ok(Json(RequestList { requests }))
 }

@@ -35,9 +35,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     params(("id" = String, Path, description = "Subject id")),
     responses((status = 200, body = candor_engine::ErasureCertificate, description = "The signed erasure certificate"),
               (status = 404, body = ErrorBody, description = "Nothing is held (never known, or already erased)")),
-    security(("api_key" = ["dpo"])))]
+    security(("api_key" = ["dpo"]), ("subject_session" = [])))]
 pub async fn erase_subject(
-    auth: Authorized<{ roles::DPO }>,
+    auth: Authorized<{ roles::DPO | roles::SUBJECT }>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let subject = auth.subject(&id)?;
@@ -90,9 +90,9 @@ fn export_csv(export: &SubjectExport) -> String {
     responses((status = 200, description = "The export (JSON, schema `candor.export/1`), or the events as CSV",
                content((SubjectExport = "application/json"), (String = "text/csv"))),
               (status = 404, body = ErrorBody, description = "Nothing is held for this subject")),
-    security(("api_key" = ["dpo"])))]
+    security(("api_key" = ["dpo"]), ("subject_session" = [])))]
 pub async fn export_subject(
-    auth: Authorized<{ roles::DPO }>,
+    auth: Authorized<{ roles::DPO | roles::SUBJECT }>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ExportParams>,
 ) -> Result<Response, ApiError> {
@@ -133,9 +133,9 @@ pub struct RestrictionBody {
     request_body = RestrictionBody,
     responses((status = 200, body = RestrictionBody, description = "The new state"),
               (status = 404, body = ErrorBody, description = "Unknown subject")),
-    security(("api_key" = ["service", "dpo"])))]
+    security(("api_key" = ["service", "dpo"]), ("subject_session" = [])))]
 pub async fn put_restriction(
-    auth: Authorized<{ roles::SERVICE | roles::DPO }>,
+    auth: Authorized<{ roles::SERVICE | roles::DPO | roles::SUBJECT }>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<RestrictionBody>,
 ) -> Result<Response, ApiError> {
@@ -152,9 +152,9 @@ pub async fn put_restriction(
     params(("id" = String, Path, description = "Subject id")),
     responses((status = 200, body = ConsentResponse, description = "Consent after the objection"),
               (status = 404, body = ErrorBody, description = "Unknown subject")),
-    security(("api_key" = ["service", "dpo"])))]
+    security(("api_key" = ["service", "dpo"]), ("subject_session" = [])))]
 pub async fn post_objection(
-    auth: Authorized<{ roles::SERVICE | roles::DPO }>,
+    auth: Authorized<{ roles::SERVICE | roles::DPO | roles::SUBJECT }>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ConsentResponse>, ApiError> {
     let subject = auth.subject(&id)?;
@@ -168,9 +168,9 @@ pub async fn post_objection(
     params(("id" = String, Path, description = "Subject id"), ("event" = i64, Path, description = "Event id from the export")),
     responses((status = 204, description = "Deleted"),
               (status = 404, body = ErrorBody, description = "The subject has no such event")),
-    security(("api_key" = ["service", "dpo"])))]
+    security(("api_key" = ["service", "dpo"]), ("subject_session" = [])))]
 pub async fn delete_event(
-    auth: Authorized<{ roles::SERVICE | roles::DPO }>,
+    auth: Authorized<{ roles::SERVICE | roles::DPO | roles::SUBJECT }>,
     ApiPath((id, event)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let subject = auth.subject(&id)?;

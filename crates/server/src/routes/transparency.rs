@@ -44,9 +44,9 @@ pub async fn get_processing_record(auth: Authorized<{ roles::DPO }>) -> Response
     params(("id" = String, Path, description = "Subject id")),
     responses((status = 200, body = TransparencyReport, description = "The transparency report"),
               (status = 404, body = ErrorBody, description = "Unknown subject")),
-    security(("api_key" = ["service", "dpo"])))]
+    security(("api_key" = ["service", "dpo"]), ("subject_session" = [])))]
 pub async fn get_transparency(
-    auth: Authorized<{ roles::SERVICE | roles::DPO }>,
+    auth: Authorized<{ roles::SERVICE | roles::DPO | roles::SUBJECT }>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let subject = auth.subject(&id)?;
