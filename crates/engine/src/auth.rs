@@ -119,6 +119,11 @@ impl Principal {
         }
     }
 
+    /// The public id of the credential (a key id or a session id).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// A name for the caller's access, for error messages (`service`, `dpo`, ...).
     pub fn describe(&self) -> &'static str {
         match self.access {
@@ -275,6 +280,18 @@ impl Engine {
         };
         self.api_keys.write().insert(id.to_owned(), c.clone());
         Ok(Some(c))
+    }
+
+    /// The anti-forgery token of a credential's web forms: a keyed hash of its id, so a page
+    /// of another origin cannot know it, and it needs no storage.
+    pub fn form_token(&self, principal: &Principal) -> String {
+        let actor = principal.actor();
+        crate::signing::hex(&self.keys.keyed_hash(b"form-token", &[actor.0.as_bytes()]))
+    }
+
+    /// Whether `presented` is the anti-forgery token of `principal`'s forms (constant time).
+    pub fn check_form_token(&self, principal: &Principal, presented: &str) -> bool {
+        ct_eq(self.form_token(principal).as_bytes(), presented.as_bytes())
     }
 
     /// Checks a presented bearer token, an API key or a session token. `None` for anything

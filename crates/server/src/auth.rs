@@ -8,7 +8,10 @@
 //!   401 `unauthorized` or 403 `forbidden`;
 //! - [`MaybeAuthorized<ROLES>`]: the same question, answered with an `Option` (public
 //!   endpoints that show more to some roles);
-//! - [`Public`]: no credential at all.
+//! - [`Public`]: no credential at all;
+//! - [`SubjectPage`] and [`OperatorPage`]: the web pages' callers, a subject session or an API
+//!   key carried in an HttpOnly, SameSite=Strict cookie instead of a header, with the form
+//!   token every state-changing form must send back.
 //!
 //! Keys and session tokens never reach logs: the engine records only the key or session id, in
 //! the audit log. The roles each operation admits are also written in its OpenAPI `security`
@@ -18,10 +21,10 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use candor_domain::{ErrorCode, SubjectId};
-use candor_engine::{Access, Actor, Engine, Principal};
+use candor_engine::{Access, Actor, Engine, Principal, Role};
 
 use crate::Metrics;
 use crate::error::ApiError;
@@ -34,6 +37,7 @@ pub struct AppState {
     max_body_bytes: usize,
     allowed_origins: Vec<axum::http::HeaderValue>,
     limiter: Arc<crate::ratelimit::Limiter>,
+    secure_cookies: bool,
 }
 
 impl AppState {
@@ -45,7 +49,19 @@ impl AppState {
             max_body_bytes,
             allowed_origins: Vec::new(),
             limiter: Arc::new(crate::ratelimit::Limiter::new(Default::default())),
+            secure_cookies: false,
         }
+    }
+
+    /// Marks the web pages' cookies `Secure` (the server is behind TLS).
+    pub fn secure_cookies(mut self, secure: bool) -> Self {
+        self.secure_cookies = secure;
+        self
+    }
+
+    /// Whether cookies are marked `Secure`.
+    pub fn cookies_are_secure(&self) -> bool {
+        self.secure_cookies
     }
 
     /// Applies these rate limits (none by default).
@@ -283,5 +299,190 @@ impl Public {
     /// The engine.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.state.engine
+    }
+}
+
+/// The cookie that carries a subject session in the browser.
+pub const SESSION_COOKIE: &str = "candor_session";
+/// The cookie that carries an operator's API key in the console.
+pub const CONSOLE_COOKIE: &str = "candor_console";
+
+/// The value of a request cookie.
+fn cookie_value(parts: &Parts, name: &str) -> Option<String> {
+    parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| cookie::Cookie::split_parse(v).filter_map(Result::ok))
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_owned())
+}
+
+/// Authenticates the credential in a cookie: `None` when there is none or it is not live.
+async fn cookie_principal(
+    parts: &Parts,
+    state: &AppState,
+    name: &str,
+) -> Result<Option<Principal>, crate::web::PageError> {
+    let Some(token) = cookie_value(parts, name) else {
+        return Ok(None);
+    };
+    let principal = state
+        .engine
+        .authenticate(&token)
+        .await
+        .map_err(|e| crate::web::PageError::from(ApiError::from(e)))?;
+    if principal.is_none() {
+        state.metrics.record_auth_failure("invalid");
+    }
+    Ok(principal)
+}
+
+/// A person on their privacy center's pages: a live subject session from [`SESSION_COOKIE`].
+pub struct SubjectPage {
+    principal: Principal,
+    subject: SubjectId,
+    state: AppState,
+}
+
+impl FromRequestParts<AppState> for SubjectPage {
+    type Rejection = crate::web::PageError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, crate::web::PageError> {
+        match cookie_principal(parts, state, SESSION_COOKIE).await? {
+            Some(principal) if principal.access() == Access::Subject => {
+                let subject = principal
+                    .subject()
+                    .cloned()
+                    .ok_or_else(crate::web::PageError::signed_out)?;
+                Ok(Self {
+                    principal,
+                    subject,
+                    state: state.clone(),
+                })
+            }
+            _ => Err(crate::web::PageError::signed_out()),
+        }
+    }
+}
+
+impl SubjectPage {
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.state.engine
+    }
+
+    /// How the person appears in the audit log (`session:ID`).
+    pub fn actor(&self) -> Actor {
+        self.principal.actor()
+    }
+
+    /// The one subject the session acts for.
+    pub fn subject(&self) -> &SubjectId {
+        &self.subject
+    }
+
+    /// The token this session's forms carry.
+    pub fn form_token(&self) -> String {
+        self.state.engine.form_token(&self.principal)
+    }
+
+    /// Refuses a form whose token is not this session's (403 page).
+    pub fn check_form(&self, presented: Option<&str>) -> Result<(), crate::web::PageError> {
+        match presented {
+            Some(token) if self.state.engine.check_form_token(&self.principal, token) => Ok(()),
+            _ => Err(crate::web::PageError::bad_form()),
+        }
+    }
+}
+
+/// An operator on the console's pages: a live API key from [`CONSOLE_COOKIE`]. What each page
+/// shows follows the key's role exactly as the API's extractors decide.
+pub struct OperatorPage {
+    principal: Principal,
+    role: Role,
+    state: AppState,
+}
+
+impl FromRequestParts<AppState> for OperatorPage {
+    type Rejection = crate::web::PageError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, crate::web::PageError> {
+        match cookie_principal(parts, state, CONSOLE_COOKIE).await? {
+            Some(principal) => match principal.access() {
+                Access::Role(role) => Ok(Self {
+                    principal,
+                    role,
+                    state: state.clone(),
+                }),
+                Access::Subject => Err(crate::web::PageError::operator_signed_out()),
+            },
+            None => Err(crate::web::PageError::operator_signed_out()),
+        }
+    }
+}
+
+impl OperatorPage {
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.state.engine
+    }
+
+    /// How the operator appears in the audit log (`key:ID`).
+    pub fn actor(&self) -> Actor {
+        self.principal.actor()
+    }
+
+    /// The key's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether an operation open to the role set `roles` admits this key.
+    pub fn admits(&self, roles: u8) -> bool {
+        roles::admit(roles, &self.principal)
+    }
+
+    /// Refuses a page the key's role may not see (403 page), as the API would.
+    pub fn require(&self, roles: u8) -> Result<(), crate::web::PageError> {
+        if self.admits(roles) {
+            Ok(())
+        } else {
+            Err(crate::web::PageError::from(ApiError::forbidden(
+                self.principal.describe(),
+            )))
+        }
+    }
+
+    /// The token this login's forms carry.
+    pub fn form_token(&self) -> String {
+        self.state.engine.form_token(&self.principal)
+    }
+
+    /// Refuses a form whose token is not this login's (403 page).
+    pub fn check_form(&self, presented: Option<&str>) -> Result<(), crate::web::PageError> {
+        match presented {
+            Some(token) if self.state.engine.check_form_token(&self.principal, token) => Ok(()),
+            _ => Err(crate::web::PageError::bad_form()),
+        }
+    }
+}
+
+impl Public {
+    /// Whether cookies are marked `Secure`.
+    pub fn secure_cookies(&self) -> bool {
+        self.state.secure_cookies
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.metrics
     }
 }

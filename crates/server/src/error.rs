@@ -146,6 +146,11 @@ impl ApiError {
         }
     }
 
+    /// The sentence for people.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self.kind {

@@ -28,6 +28,7 @@ pub mod listen;
 pub mod metrics;
 pub mod ratelimit;
 mod routes;
+pub mod web;
 
 pub use auth::AppState;
 pub use metrics::Metrics;
@@ -122,6 +123,7 @@ pub fn app(state: AppState) -> Router {
                 }
             }),
         )
+        .merge(web::router())
         .fallback(|| async { error::ApiError::no_route() })
         .method_not_allowed_fallback(|| async { error::ApiError::no_method() })
         .layer(middleware::from_fn_with_state(

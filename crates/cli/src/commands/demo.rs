@@ -75,5 +75,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let key = engine
         .create_api_key(&Actor::cli(), Role::Admin, "demo admin", None)
         .await?;
-    super::serve::serve(&settings, engine, Some(key.to_string())).await
+    // A privacy-center link for a consenting person and for one who never consented.
+    let mut sessions = Vec::new();
+    for (who, subject) in [
+        ("a consenting person", shop::subject_id(1)),
+        ("a person without consent", shop::subject_id(8)),
+    ] {
+        let subject = candor_domain::SubjectId::parse(&subject)?;
+        let session = engine.open_session(&Actor::cli(), &subject, None).await?;
+        sessions.push((who, session.token.to_string()));
+    }
+    let demo = super::serve::Demo {
+        admin_key: key.to_string(),
+        sessions,
+        session_minutes: settings.sessions.ttl_secs / 60,
+    };
+    super::serve::serve(&settings, engine, Some(demo)).await
 }

@@ -31,12 +31,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     serve(&settings, engine, None).await
 }
 
-/// Starts the background jobs and serves the API; with `admin_key` (the demo), prints it and
-/// commands to try once the server listens.
+/// What the demo prints once the server listens.
+pub struct Demo {
+    /// A fresh admin key.
+    pub admin_key: String,
+    /// Subject session tokens for the privacy center, each with who it is for.
+    pub sessions: Vec<(&'static str, String)>,
+    /// How long they last.
+    pub session_minutes: u64,
+}
+
+/// Starts the background jobs and serves the API; with `demo`, prints its key, privacy
+/// center links and commands to try once the server listens.
 pub async fn serve(
     settings: &Settings,
     engine: Arc<Engine>,
-    admin_key: Option<String>,
+    demo: Option<Demo>,
 ) -> anyhow::Result<()> {
     let weak = Arc::downgrade(&engine);
     if settings.models.train_interval_secs > 0 {
@@ -90,8 +100,8 @@ pub async fn serve(
         "listening on {scheme}://{addr} (store: {})",
         engine.backend()
     );
-    if let Some(key) = admin_key {
-        print_demo_commands(&format!("{scheme}://{addr}"), &key);
+    if let Some(demo) = demo {
+        print_demo_commands(&format!("{scheme}://{addr}"), &demo);
     }
     use std::io::Write;
     std::io::stdout().flush()?;
@@ -136,9 +146,20 @@ fn tls(settings: &Settings) -> anyhow::Result<Option<Arc<candor_server::listen::
 }
 
 /// The demo's ready-to-paste commands, then the admin key (the line scripts wait for).
-fn print_demo_commands(base: &str, key: &str) {
+fn print_demo_commands(base: &str, demo: &Demo) {
+    let key = &demo.admin_key;
     let auth = "-H \"Authorization: Bearer $KEY\"";
     let json = "-H 'Content-Type: application/json'";
+    println!(
+        "privacy center (each link lasts {} minutes):",
+        demo.session_minutes
+    );
+    for (who, token) in &demo.sessions {
+        println!("  {who}: {base}/privacy?session={token}");
+    }
+    println!(
+        "  a new link: curl -s -X POST {auth} {json} -d '{{}}' {base}/v1/subjects/user-0001/sessions"
+    );
     println!("try:");
     println!("  export KEY={key}");
     println!("  curl -s {base}/v1/policy");

@@ -18,7 +18,7 @@ mod policy;
 mod receipts;
 mod recommendations;
 mod requests;
-mod rights;
+pub(crate) mod rights;
 mod sessions;
 mod system;
 mod transparency;

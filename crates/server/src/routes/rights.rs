@@ -63,7 +63,7 @@ fn csv_field(value: &str) -> String {
 }
 
 /// The export's events as CSV, one line each.
-fn export_csv(export: &SubjectExport) -> String {
+pub(crate) fn export_csv(export: &SubjectExport) -> String {
     let mut out = String::from("timestamp,type,item,value,category,context\n");
     for e in &export.events {
         let context = serde_json::to_string(&e.context).unwrap_or_default();

@@ -1,0 +1,222 @@
+//! The web pages for the people in the loop, served by the same binary: the privacy center
+//! (`/privacy`, a person's own consent, data, recommendations and rights). Pages reach the
+//! engine only through the extractors of [`crate::auth`] ([`crate::auth::SubjectPage`]) and
+//! call it exactly as the JSON API does; there is no data path of their own.
+//!
+//! Every page works without JavaScript (plain HTML forms), carries a Content-Security-Policy
+//! with no inline script or style and `frame-ancestors 'none'`, and sends no referrer to
+//! another site (`same-origin`: with `no-referrer` browsers send `Origin: null` on forms). Every
+//! state-changing form carries the credential's form token and is refused from another
+//! origin; the cookies are HttpOnly and SameSite=Strict (and Secure behind TLS).
+
+use axum::Router;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use maud::{DOCTYPE, Markup, html};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::auth::AppState;
+use crate::error::ApiError;
+
+mod charts;
+mod privacy;
+
+/// The version in the assets' fixed URLs: a new release of the pages gets new URLs, so a page
+/// can pin them with Subresource Integrity.
+pub const ASSETS_VERSION: &str = "v1";
+
+const STYLESHEET: &str = include_str!("../../assets/candor.css");
+
+/// The policy every page is served with.
+const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The web pages' routes, with their security headers.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/privacy", get(privacy::center_page))
+        .route("/privacy/consent", post(privacy::save_consent))
+        .route("/privacy/events", get(privacy::events_page))
+        .route(
+            "/privacy/events/{event}/delete",
+            post(privacy::delete_event),
+        )
+        .route("/privacy/restriction", post(privacy::restriction))
+        .route("/privacy/objection", post(privacy::objection))
+        .route(
+            "/privacy/erase",
+            get(privacy::erase_confirm).post(privacy::erase),
+        )
+        .route("/privacy/requests", post(privacy::file_request))
+        .route("/privacy/export.json", get(privacy::export_json))
+        .route("/privacy/export.csv", get(privacy::export_csv))
+        .route("/privacy/receipts/verify", post(privacy::verify_receipt))
+        .route("/privacy/signout", post(privacy::sign_out))
+        .route(
+            &format!("/assets/{ASSETS_VERSION}/candor.css"),
+            get(stylesheet),
+        )
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PAGE_CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            // The URL names the version, so the file under it never changes.
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+/// A whole page: the shell every page shares, around `body`.
+pub fn page(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                link rel="stylesheet" href=(format!("/assets/{ASSETS_VERSION}/candor.css"));
+            }
+            body {
+                a class="skip" href="#main" { "Skip to the content" }
+                main id="main" { (body) }
+            }
+        }
+    }
+}
+
+/// A page-shaped error: the status of the API's error and a sentence, as HTML.
+#[derive(Debug)]
+pub struct PageError {
+    status: StatusCode,
+    title: &'static str,
+    message: String,
+}
+
+impl PageError {
+    /// No live session: the person must come back through the site that sent them.
+    pub fn signed_out() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            title: "Your session has ended",
+            message: "For your safety, privacy sessions are short. Go back to the site that \
+                      sent you here and open your privacy settings again."
+                .into(),
+        }
+    }
+
+    /// No live operator login.
+    pub fn operator_signed_out() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            title: "Please sign in",
+            message: "Sign in to the console with an API key.".into(),
+        }
+    }
+
+    /// A form without its token, or from another site.
+    pub fn bad_form() -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            title: "This form was refused",
+            message: "The form did not come from this page (its security token is missing or \
+                      wrong). Reload the page and try again."
+                .into(),
+        }
+    }
+}
+
+impl From<ApiError> for PageError {
+    fn from(err: ApiError) -> Self {
+        Self {
+            status: err.status(),
+            title: "Something was refused",
+            message: err.message().to_owned(),
+        }
+    }
+}
+
+impl From<candor_engine::EngineError> for PageError {
+    fn from(err: candor_engine::EngineError) -> Self {
+        ApiError::from(err).into()
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let body = html! {
+            h1 { (self.title) }
+            p role="alert" { (self.message) }
+        };
+        (self.status, page(self.title, body)).into_response()
+    }
+}
+
+/// A submitted form: its fields in order (a checkbox that is off sends nothing), refused
+/// whole when it comes from another origin or is not a form.
+pub struct PageForm(pub Vec<(String, String)>);
+
+impl PageForm {
+    /// The first value of a field.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for PageForm {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, PageError> {
+        // A browser names the page a form came from; one of another origin is refused even
+        // before its token is looked at.
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok());
+            let origin_host = origin
+                .to_str()
+                .ok()
+                .and_then(|o| o.split_once("://"))
+                .map(|(_, rest)| rest);
+            if host.is_none() || origin_host != host {
+                return Err(PageError::bad_form());
+            }
+        }
+        let axum::Form(fields) = axum::Form::<Vec<(String, String)>>::from_request(req, state)
+            .await
+            .map_err(|rejection| PageError {
+                status: StatusCode::BAD_REQUEST,
+                title: "This form was refused",
+                message: rejection.body_text(),
+            })?;
+        Ok(Self(fields))
+    }
+}
+
+/// A `303 See Other` to a page of this site.
+pub fn see_other(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_owned())]).into_response()
+}
