@@ -16,12 +16,13 @@ const require = createRequire(import.meta.url);
 /// The candor binary: CANDOR_BIN, else the workspace's debug build.
 export const bin = process.env.CANDOR_BIN || join(here, '../../target/debug/candor');
 
-/// Starts `candor demo` and resolves once it printed its links and admin key.
-export async function startDemo() {
+/// Starts `candor demo` (with `env` added to a clean environment) and resolves once it
+/// printed its links and admin key.
+export async function startDemo(env = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'candor-browser-'));
   const child = spawn(bin, ['demo', '--data-dir', dataDir, '--listen', '127.0.0.1:0',
     '--subjects', '60', '--items', '150'], {
-    env: { ...cleanEnv(), RUST_LOG: 'warn' },
+    env: { ...cleanEnv(), RUST_LOG: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const demo = { child, dataDir, links: {} };

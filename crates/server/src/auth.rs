@@ -225,6 +225,11 @@ impl<const ROLES: u8> Authorized<ROLES> {
         self.principal.actor()
     }
 
+    /// The subject a session acts for (`None` for API keys).
+    pub fn session_subject(&self) -> Option<&SubjectId> {
+        self.principal.subject()
+    }
+
     /// Whether the caller is a subject session (not an API key).
     pub fn is_session(&self) -> bool {
         self.principal.access() == Access::Subject

@@ -146,8 +146,9 @@ pub fn app(state: AppState) -> Router {
                 tracing::info_span!("request", method = %req.method(), route)
             }),
         )
-        // Every answer may hold personal data: no cache keeps it, no browser sniffs it.
-        .layer(SetResponseHeaderLayer::overriding(
+        // Every answer may hold personal data: no cache keeps it, no browser sniffs it (the
+        // static assets of the pages, which hold none, say how long they may be kept).
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))

@@ -9,13 +9,17 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use candor_domain::ErrorCode;
+
 use crate::auth::{AppState, Authorized, roles};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath};
 
 /// The routes of this resource.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(open_session, revoke_sessions))
+    OpenApiRouter::new()
+        .routes(routes!(open_session, revoke_sessions))
+        .routes(routes!(current_session))
 }
 
 /// A session to open.
@@ -93,4 +97,31 @@ pub async fn revoke_sessions(
         .revoke_sessions(&auth.actor(), &subject)
         .await?;
     Ok(Json(RevokedSessions { revoked }))
+}
+
+/// Whom a session acts for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionSubject {
+    /// The subject id (the holder's own).
+    pub subject: String,
+}
+
+/// The subject a session token acts for (the session itself): lets a page that holds only the
+/// token (the consent banner, an app) find the person's own paths.
+#[utoipa::path(get, path = "/v1/session", tag = "sessions",
+    responses((status = 200, body = SessionSubject, description = "The session's subject"),
+              (status = 404, body = ErrorBody, description = "The caller is an API key, not a session")),
+    security(("subject_session" = [])))]
+pub async fn current_session(
+    auth: Authorized<{ roles::SUBJECT }>,
+) -> Result<Json<SessionSubject>, ApiError> {
+    match auth.session_subject() {
+        Some(subject) => Ok(Json(SessionSubject {
+            subject: subject.as_str().to_owned(),
+        })),
+        None => Err(ApiError::new(
+            ErrorCode::UnknownSubject,
+            "the caller is an API key, not a subject session",
+        )),
+    }
 }

@@ -1,5 +1,7 @@
 //! The web pages for the people in the loop, served by the same binary: the privacy center
-//! (`/privacy`, a person's own consent, data, recommendations and rights). Pages reach the
+//! (`/privacy`, a person's own consent, data, recommendations and rights) and the consent
+//! banner a shop embeds (`/assets/v1/consent.js`, a script that calls the JSON API with the
+//! person's session token). Pages reach the
 //! engine only through the extractors of [`crate::auth`] ([`crate::auth::SubjectPage`]) and
 //! call it exactly as the JSON API does; there is no data path of their own.
 //!
@@ -28,6 +30,8 @@ mod privacy;
 pub const ASSETS_VERSION: &str = "v1";
 
 const STYLESHEET: &str = include_str!("../../assets/candor.css");
+const BANNER: &str = include_str!("../../assets/consent.js");
+const BANNER_STYLESHEET: &str = include_str!("../../assets/banner.css");
 
 /// The policy every page is served with.
 const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
@@ -56,7 +60,20 @@ pub fn router() -> Router<AppState> {
         .route("/privacy/signout", post(privacy::sign_out))
         .route(
             &format!("/assets/{ASSETS_VERSION}/candor.css"),
-            get(stylesheet),
+            get(|| async { asset("text/css; charset=utf-8", STYLESHEET, true) }),
+        )
+        .route(
+            &format!("/assets/{ASSETS_VERSION}/banner.css"),
+            get(|| async { asset("text/css; charset=utf-8", BANNER_STYLESHEET, true) }),
+        )
+        .route(
+            &format!("/assets/{ASSETS_VERSION}/consent.js"),
+            get(|| async { asset("text/javascript; charset=utf-8", BANNER, true) }),
+        )
+        // The newest banner under a stable name, for sites that do not pin a version.
+        .route(
+            "/consent.js",
+            get(|| async { asset("text/javascript; charset=utf-8", BANNER, false) }),
         )
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .layer(SetResponseHeaderLayer::overriding(
@@ -73,14 +90,20 @@ pub fn router() -> Router<AppState> {
         ))
 }
 
-async fn stylesheet() -> Response {
+/// A static asset. Under a versioned URL it never changes, so it is cached for a year (and
+/// can be pinned with Subresource Integrity); under a stable one, for an hour.
+fn asset(content_type: &'static str, body: &'static str, versioned: bool) -> Response {
+    let cache = if versioned {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=3600"
+    };
     (
         [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            // The URL names the version, so the file under it never changes.
-            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, cache),
         ],
-        STYLESHEET,
+        body,
     )
         .into_response()
 }
