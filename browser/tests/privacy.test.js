@@ -74,6 +74,31 @@ test('a person without consent turns personalization on, then off again', async 
   await context.close();
 });
 
+test('with JavaScript off, at 360 px, by keyboard alone', async () => {
+  const context = await browser.newContext({ javaScriptEnabled: false, viewport: { width: 360, height: 740 } });
+  const page = await context.newPage();
+  const link = await sessionLink(demo, 'user-0058');
+  await page.goto(link.url);
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 360, `no sideways scrolling at 360 px (${width} px)`);
+  // Tab to the personalization switch, turn it on, tab on to the save button and press it.
+  let reached = false;
+  for (let i = 0; i < 60 && !reached; i += 1) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => document.activeElement?.value === 'personalize.content.profiling');
+  }
+  assert.ok(reached, 'the switch is reachable by Tab');
+  await page.keyboard.press('Space');
+  for (let i = 0; i < 60; i += 1) {
+    await page.keyboard.press('Tab');
+    if (await page.evaluate(() => document.activeElement?.textContent === 'Save my choices')) break;
+  }
+  await page.keyboard.press('Enter');
+  await page.locator('.flash details.receipt').waitFor();
+  await screenshot(page, 'privacy-center-360px');
+  await context.close();
+});
+
 test('Global Privacy Control shows the notice and keeps sharing off', async () => {
   const context = await browser.newContext({ extraHTTPHeaders: { 'Sec-GPC': '1' } });
   await context.addInitScript(() => {

@@ -379,6 +379,9 @@ pub fn mean(reports: &[(EvalReport, f64)]) -> (EvalReport, f64) {
             hr_10: avg(|r| r.hr_10),
             coverage_10: avg(|r| r.coverage_10),
             gini_10: avg(|r| r.gini_10),
+            lorenz_10: std::array::from_fn(|i| {
+                reports.iter().map(|(r, _)| r.lorenz_10[i]).sum::<f64>() / n
+            }),
             popularity_10: avg(|r| r.popularity_10),
             ild_10: reports
                 .iter()

@@ -448,6 +448,23 @@ impl Engine {
         Ok(rows)
     }
 
+    /// How many subjects hold a live grant of each purpose of the policy now (exact: for
+    /// admin and dpo; every purpose is listed, with 0 where nobody granted it).
+    pub async fn granted_counts(&self) -> Result<BTreeMap<String, u64>> {
+        let mut counts: BTreeMap<String, u64> = self
+            .policy
+            .purposes
+            .keys()
+            .map(|p| (p.clone(), 0))
+            .collect();
+        for (purpose, n) in self.store.granted_counts(self.now()).await? {
+            if let Some(slot) = counts.get_mut(&purpose) {
+                *slot = n;
+            }
+        }
+        Ok(counts)
+    }
+
     /// A subject's consent now (applying a GPC signal first, if sent).
     pub async fn consent(
         &self,

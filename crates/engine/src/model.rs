@@ -151,6 +151,11 @@ pub struct ModelEvaluation {
     pub coverage_10: f64,
     /// Gini coefficient of exposure in the top 10.
     pub exposure_gini_10: f64,
+    /// The Lorenz curve of that exposure: the share of all top-10 exposure going to the
+    /// least exposed 0%, 5%, ..., 100% of the catalogue (absent from models trained before
+    /// it was measured).
+    #[serde(default)]
+    pub exposure_lorenz_10: Vec<f64>,
     /// Mean training popularity of the top-10 items.
     pub mean_popularity_10: f64,
     /// Share of pairs in a top-10 list from different catalogue categories.
@@ -331,6 +336,7 @@ impl Engine {
             hr_10: report.hr_10,
             coverage_10: report.coverage_10,
             exposure_gini_10: report.gini_10,
+            exposure_lorenz_10: report.lorenz_10.to_vec(),
             mean_popularity_10: report.popularity_10,
             intra_list_diversity_10: report.ild_10.unwrap_or(0.0),
         };

@@ -66,6 +66,32 @@ pub fn exposure_gini(lists: &[Vec<u32>], n_items: usize) -> f64 {
     gini(&mut exposure)
 }
 
+/// The Lorenz curve of exposure over the whole catalogue, at `points + 1` evenly spaced
+/// shares of the items (least exposed first): the share of all exposure the least exposed
+/// fraction of items gets. The diagonal is perfect equality.
+pub fn exposure_lorenz(lists: &[Vec<u32>], n_items: usize, points: usize) -> Vec<f64> {
+    let mut exposure = vec![0f64; n_items];
+    for &i in lists.iter().flatten() {
+        exposure[i as usize] += 1.0;
+    }
+    exposure.sort_by(f64::total_cmp);
+    let total: f64 = exposure.iter().sum();
+    let mut cumulative = Vec::with_capacity(n_items + 1);
+    cumulative.push(0.0);
+    for x in &exposure {
+        cumulative.push(cumulative.last().copied().unwrap_or(0.0) + x);
+    }
+    (0..=points)
+        .map(|p| {
+            if total == 0.0 || n_items == 0 {
+                return p as f64 / points.max(1) as f64;
+            }
+            let at = (p * n_items) / points.max(1);
+            cumulative[at.min(n_items)] / total
+        })
+        .collect()
+}
+
 /// The Gini coefficient of non-negative values (sorted in place).
 pub fn gini(values: &mut [f64]) -> f64 {
     let n = values.len();
@@ -132,6 +158,8 @@ pub struct EvalReport {
     pub coverage_10: f64,
     /// Gini of exposure in the top-10 lists.
     pub gini_10: f64,
+    /// The Lorenz curve of exposure in the top-10 lists, at 21 shares of the catalogue.
+    pub lorenz_10: [f64; 21],
     /// Mean training popularity of the top-10 items.
     pub popularity_10: f64,
     /// Mean intra-list diversity of the top-10 lists (when item categories are known).
@@ -193,6 +221,9 @@ pub fn evaluate_with_categories(
         hr_10: mean(3),
         coverage_10: coverage(&lists, n_items),
         gini_10: exposure_gini(&lists, n_items),
+        lorenz_10: exposure_lorenz(&lists, n_items, 20)
+            .try_into()
+            .unwrap_or([0.0; 21]),
         popularity_10: mean_popularity(&lists, &train.item_counts()),
         ild_10: categories.map(|cats| {
             lists
@@ -232,6 +263,10 @@ mod tests {
     #[test]
     fn beyond_accuracy() {
         assert_eq!(coverage(&[vec![0, 1], vec![1, 2]], 6), 0.5);
+        let equal = exposure_lorenz(&[vec![0, 1], vec![2, 3]], 4, 4);
+        assert_eq!(equal, vec![0.0, 0.25, 0.5, 0.75, 1.0]);
+        let one = exposure_lorenz(&[vec![3], vec![3]], 4, 4);
+        assert_eq!(one, vec![0.0, 0.0, 0.0, 0.0, 1.0]);
         assert_eq!(gini(&mut [1.0, 1.0, 1.0, 1.0]), 0.0);
         // One of four items takes everything: G = (n - 1) / n.
         assert!((gini(&mut [0.0, 0.0, 0.0, 5.0]) - 0.75).abs() < 1e-12);

@@ -32,6 +32,9 @@ pub trait ConsentStore: Send + Sync {
     ) -> Result<HashMap<Pseudonym, Vec<String>>>;
     /// A subject's whole consent history, oldest first.
     async fn consent_history(&self, subject: &Pseudonym) -> Result<Vec<ConsentRecord>>;
+    /// How many subjects hold a live grant of each purpose at `now` (an aggregate: no
+    /// subject is named); purposes nobody granted are absent.
+    async fn granted_counts(&self, now: Timestamp) -> Result<Vec<(String, u64)>>;
     /// A page of the consent-history leaves from id `after_id + 1` that were recorded or
     /// erased after audit position `since_seq` (0: all), with the row each covers if it is
     /// still held: what verification checks against the audit chain.
@@ -230,6 +233,20 @@ impl<D: Dialect> ConsentStore for SqlStore<D> {
             }
         }
         Ok(out)
+    }
+
+    async fn granted_counts(&self, now: Timestamp) -> Result<Vec<(String, u64)>> {
+        let mut q = Sql::new(
+            "SELECT purpose, COUNT(DISTINCT subject) AS subjects FROM consent_current \
+             WHERE granted = ",
+        );
+        q.bind(true).push(" AND expires_at > ").bind(now.0);
+        q.push(" GROUP BY purpose ORDER BY purpose");
+        self.fetch_bulk(q)
+            .await?
+            .iter()
+            .map(|r| Ok((r.text("purpose")?, r.int("subjects")? as u64)))
+            .collect()
     }
 
     async fn consent_history(&self, subject: &Pseudonym) -> Result<Vec<ConsentRecord>> {

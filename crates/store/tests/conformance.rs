@@ -455,6 +455,18 @@ async fn check_store(store: &dyn Store) {
         (v2, "{\"a\":2}", &[4u8][..])
     );
 
+    // Granted counts: one per purpose with a live grant, no subject named.
+    let counts = store.granted_counts(Timestamp(0)).await.unwrap();
+    assert!(counts.iter().all(|(_, n)| *n >= 1), "{counts:?}");
+    assert!(
+        store
+            .granted_counts(Timestamp(i64::MAX))
+            .await
+            .unwrap()
+            .is_empty(),
+        "every grant has lapsed by then"
+    );
+
     // Subject sessions: stored and found by id; revoked per subject; purged once expired;
     // gone with an erasure.
     let session = |id: &str, subject: Pseudonym, expires: i64| SessionRecord {

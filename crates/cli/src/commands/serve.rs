@@ -160,6 +160,7 @@ fn print_demo_commands(base: &str, demo: &Demo) {
     println!(
         "  a new link: curl -s -X POST {auth} {json} -d '{{}}' {base}/v1/subjects/user-0001/sessions"
     );
+    println!("operator console: {base}/console (sign in with the admin key below)");
     println!("try:");
     println!("  export KEY={key}");
     println!("  curl -s {base}/v1/policy");

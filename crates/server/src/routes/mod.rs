@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::AppState;
 
-mod analytics;
+pub(crate) mod analytics;
 mod audit;
 mod catalogue;
 mod consent;

@@ -1,5 +1,5 @@
-//! Charts for the pages, drawn by plotters into SVG on the server (no script, no inline
-//! style), each beside a table or a sentence that says the same in words.
+//! Charts for the pages (bars, a Lorenz curve), drawn by plotters into SVG on the server (no
+//! script, no inline style), each beside a table or a sentence that says the same in words.
 
 use plotters::prelude::*;
 
@@ -50,6 +50,49 @@ pub fn bars(rows: &[(String, f64)]) -> Option<String> {
                 bar.set_margin(6, 6, 0, 0);
                 bar
             }))
+            .ok()?;
+        root.present().ok()?;
+    }
+    Some(svg)
+}
+
+/// A Lorenz curve (cumulative share of exposure over the cumulative share of items, least
+/// exposed first) against the diagonal of perfect equality, as an SVG document.
+pub fn lorenz(curve: &[f64]) -> Option<String> {
+    if curve.len() < 2 {
+        return None;
+    }
+    let steps = (curve.len() - 1) as f64;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (360, 300)).into_drawing_area();
+        root.fill(&WHITE).ok()?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(44)
+            .build_cartesian_2d(0.0..1.0_f64, 0.0..1.0_f64)
+            .ok()?;
+        chart
+            .configure_mesh()
+            .x_desc("share of items")
+            .y_desc("share of exposure")
+            .x_labels(5)
+            .y_labels(5)
+            .label_style(("sans-serif", 12))
+            .draw()
+            .ok()?;
+        chart
+            .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.4)))
+            .ok()?;
+        chart
+            .draw_series(LineSeries::new(
+                curve
+                    .iter()
+                    .enumerate()
+                    .map(|(i, y)| (i as f64 / steps, *y)),
+                ACCENT.stroke_width(2),
+            ))
             .ok()?;
         root.present().ok()?;
     }

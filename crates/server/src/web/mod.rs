@@ -1,14 +1,15 @@
 //! The web pages for the people in the loop, served by the same binary: the privacy center
-//! (`/privacy`, a person's own consent, data, recommendations and rights) and the consent
-//! banner a shop embeds (`/assets/v1/consent.js`, a script that calls the JSON API with the
-//! person's session token). Pages reach the
-//! engine only through the extractors of [`crate::auth`] ([`crate::auth::SubjectPage`]) and
-//! call it exactly as the JSON API does; there is no data path of their own.
+//! (`/privacy`: a person's own consent, data, recommendations and rights), the consent banner
+//! a shop embeds (`/assets/v1/consent.js`, a script that calls the JSON API with the person's
+//! session token), and the operator console (`/console`, signed in with an API key whose role
+//! decides every page as the API would). Pages reach the engine only through the extractors
+//! of [`crate::auth`] ([`crate::auth::SubjectPage`], [`crate::auth::OperatorPage`]) and call
+//! it exactly as the JSON API does; there is no data path of their own.
 //!
 //! Every page works without JavaScript (plain HTML forms), carries a Content-Security-Policy
 //! with no inline script or style and `frame-ancestors 'none'`, and sends no referrer to
-//! another site (`same-origin`: with `no-referrer` browsers send `Origin: null` on forms). Every
-//! state-changing form carries the credential's form token and is refused from another
+//! another site (`same-origin`: with `no-referrer` browsers send `Origin: null` on forms).
+//! Every state-changing form carries the credential's form token and is refused from another
 //! origin; the cookies are HttpOnly and SameSite=Strict (and Secure behind TLS).
 
 use axum::Router;
@@ -23,6 +24,7 @@ use crate::auth::AppState;
 use crate::error::ApiError;
 
 mod charts;
+mod console;
 mod privacy;
 
 /// The version in the assets' fixed URLs: a new release of the pages gets new URLs, so a page
@@ -58,6 +60,24 @@ pub fn router() -> Router<AppState> {
         .route("/privacy/export.csv", get(privacy::export_csv))
         .route("/privacy/receipts/verify", post(privacy::verify_receipt))
         .route("/privacy/signout", post(privacy::sign_out))
+        .route("/console", get(console::overview))
+        .route("/console/login", post(console::login))
+        .route("/console/logout", post(console::logout))
+        .route("/console/requests", get(console::requests))
+        .route(
+            "/console/requests/{id}/{action}",
+            post(console::request_action),
+        )
+        .route(
+            "/console/analytics",
+            get(console::analytics).post(console::ask),
+        )
+        .route("/console/audit", get(console::audit))
+        .route("/console/audit/verify", post(console::verify))
+        .route("/console/model", get(console::model))
+        .route("/console/model/train", post(console::train))
+        .route("/console/keys", get(console::keys).post(console::mint))
+        .route("/console/keys/{id}/revoke", post(console::revoke))
         .route(
             &format!("/assets/{ASSETS_VERSION}/candor.css"),
             get(|| async { asset("text/css; charset=utf-8", STYLESHEET, true) }),
