@@ -40,6 +40,8 @@ async function signIn(key) {
 test('admin: overview, model with its Lorenz curve, keys minted and revoked', async () => {
   const { context, page } = await signIn(demo.key);
   assert.match(await page.locator('main').textContent(), /Subjects with a live grant/);
+  const decided = page.locator('table.decisions tbody tr');
+  assert.ok(await decided.count() > 0, 'consent decisions over time');
   assert.deepEqual(await axeViolations(page), []);
   await screenshot(page, 'console-overview');
   await page.getByRole('link', { name: 'Model' }).click();

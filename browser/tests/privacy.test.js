@@ -70,6 +70,12 @@ test('a person without consent turns personalization on, then off again', async 
   await page.locator('.flash details.receipt').waitFor();
   await page.goto(`${demo.base}/privacy`);
   assert.equal(await tier(page), 'contextual', 'off again on the next load');
+  // Both changes' receipts are listed, newest first, and each verifies.
+  const listed = page.locator('#receipts ul.receipts > li');
+  assert.equal(await listed.count(), 2);
+  assert.match(await listed.first().locator('summary').textContent(), /off: /);
+  await listed.nth(1).getByRole('button', { name: /^Verify receipt / }).click();
+  await page.getByText('This receipt is genuine').waitFor();
   assert.deepEqual(await axeViolations(page), []);
   await context.close();
 });

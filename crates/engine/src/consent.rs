@@ -214,7 +214,7 @@ impl Engine {
             }
         }
         if !records.is_empty() {
-            self.store.record_consent(&records, &drafts).await?;
+            self.store.record_consent(&records, &drafts, None).await?;
         }
         Ok(changed)
     }
@@ -228,8 +228,10 @@ impl Engine {
         update: &ConsentUpdate,
         gpc: bool,
     ) -> Result<ConsentView> {
-        self.set_consent_logged(actor, subject, update, gpc, None)
-            .await
+        Ok(self
+            .set_consent_logged(actor, subject, update, gpc, None)
+            .await?
+            .0)
     }
 
     /// [`Engine::set_consent`], naming in each purpose's audit entry the receipt that will
@@ -241,7 +243,7 @@ impl Engine {
         update: &ConsentUpdate,
         gpc: bool,
         receipt: Option<&str>,
-    ) -> Result<ConsentView> {
+    ) -> Result<(ConsentView, Option<crate::ConsentReceipt>)> {
         if matches!(
             update.method,
             ConsentMethod::Gpc | ConsentMethod::Objection | ConsentMethod::Tcf
@@ -294,10 +296,14 @@ impl Engine {
             method: ConsentMethod::Tcf,
             recorded_at: None,
         };
-        self.record_update(actor, subject, &update, gpc, None).await
+        Ok(self
+            .record_update(actor, subject, &update, gpc, None)
+            .await?
+            .0)
     }
 
-    /// Records a consent change whose method has been checked by the caller.
+    /// Records a consent change whose method has been checked by the caller; with a receipt
+    /// id, also the signed receipt of the change, in the same transaction, and returns it.
     pub(crate) async fn record_update(
         &self,
         actor: &Actor,
@@ -305,7 +311,7 @@ impl Engine {
         update: &ConsentUpdate,
         gpc: bool,
         receipt: Option<&str>,
-    ) -> Result<ConsentView> {
+    ) -> Result<(ConsentView, Option<crate::ConsentReceipt>)> {
         if update.purposes.is_empty() && !gpc {
             return Err(EngineError::refused(
                 ErrorCode::InvalidField,
@@ -413,9 +419,33 @@ impl Engine {
             drafts.extend(self.gpc_drafts(actor, pseudonym, &gpc_records));
             records.extend(gpc_records);
         }
-        self.store.record_consent(&records, &drafts).await?;
+        // The receipt states the change's outcome: the newest record of each category it set.
+        let receipt = receipt.map(|id| {
+            let mut after: Vec<ConsentRow> = Vec::new();
+            for r in &records {
+                after.retain(|c| !(c.purpose == r.purpose && c.category == r.category));
+                after.push(ConsentRow {
+                    purpose: r.purpose.clone(),
+                    category: r.category.clone(),
+                    granted: r.granted,
+                    at: r.at,
+                    expires_at: r.expires_at,
+                    method: r.method,
+                });
+            }
+            self.build_receipt(subject, update, &self.view(&after, real_now), id.to_owned())
+        });
+        let stored = receipt.as_ref().map(|r| candor_store::ReceiptRecord {
+            id: r.consent_receipt_id.clone(),
+            subject: pseudonym,
+            at: real_now,
+            document: serde_json::to_string(r).unwrap_or_default(),
+        });
+        self.store
+            .record_consent(&records, &drafts, stored.as_ref())
+            .await?;
         let rows = self.current_rows(&pseudonym).await?;
-        Ok(self.view(&rows, real_now))
+        Ok((self.view(&rows, real_now), receipt))
     }
 
     async fn current_rows(&self, subject: &Pseudonym) -> Result<Vec<ConsentRow>> {
@@ -446,6 +476,13 @@ impl Engine {
             ));
         }
         Ok(rows)
+    }
+
+    /// Consent decisions over the last `days` days: per purpose, UTC day and direction, how
+    /// many distinct subjects decided (exact: for admin and dpo).
+    pub async fn consent_decisions(&self, days: u32) -> Result<Vec<crate::ConsentDecisions>> {
+        let since = Timestamp(self.now().0 - days as i64 * candor_domain::timestamp::DAY_MS);
+        Ok(self.store.consent_decisions(since).await?)
     }
 
     /// How many subjects hold a live grant of each purpose of the policy now (exact: for

@@ -38,6 +38,7 @@ mod writer;
 pub use analytics::{AnalyticsAnswer, AnalyticsBudget, AnalyticsQuery, BudgetStatus, QueryKind};
 pub use audit::AuditReport;
 pub use auth::{Access, ApiKeyView, KEY_RECHECK_MS, Principal, Role, key_id_of};
+pub use candor_store::ConsentDecisions;
 pub use clock::{Clock, ShiftedClock, SystemClock};
 pub use consent::{ConsentUpdate, ConsentView, PurposeChoice};
 pub use erase::{ErasureCertificate, ModelRetraining};

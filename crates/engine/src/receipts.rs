@@ -106,7 +106,8 @@ impl SignedDocument for ConsentReceipt {
 }
 
 impl Engine {
-    /// Records a consent change and returns the new state with a signed receipt.
+    /// Records a consent change and returns the new state with a signed receipt, stored with
+    /// the change (see [`Engine::consent_receipts`]).
     pub async fn set_consent_with_receipt(
         &self,
         actor: &Actor,
@@ -115,9 +116,50 @@ impl Engine {
         gpc: bool,
     ) -> Result<(ConsentView, ConsentReceipt)> {
         let receipt_id = crate::signing::random_id(16);
-        let view = self
+        let (view, receipt) = self
             .set_consent_logged(actor, subject, update, gpc, Some(&receipt_id))
             .await?;
+        let receipt = receipt.ok_or_else(|| {
+            crate::EngineError::Setup("a consent change asked for a receipt and got none".into())
+        })?;
+        Ok((view, receipt))
+    }
+
+    /// Every receipt stored for a subject, newest first (audited as a consent read).
+    pub async fn consent_receipts(
+        &self,
+        actor: &Actor,
+        subject: &SubjectId,
+    ) -> Result<Vec<ConsentReceipt>> {
+        let pseudonym = self.pseudonymize(subject);
+        let stored = self.store.consent_receipts(&pseudonym).await?;
+        let draft = self.draft(
+            actor,
+            candor_domain::AuditAction::ConsentRead,
+            Some(pseudonym),
+            None,
+            format!("receipts={}", stored.len()),
+        );
+        self.audit(vec![draft]).await?;
+        stored
+            .iter()
+            .map(|r| {
+                serde_json::from_str(&r.document).map_err(|_| {
+                    crate::EngineError::Store(candor_store::StoreError::Corrupt("consent_receipts"))
+                })
+            })
+            .collect()
+    }
+
+    /// The signed receipt of a change whose outcome for the purposes it names is `after`.
+    pub(crate) fn build_receipt(
+        &self,
+        subject: &SubjectId,
+        update: &ConsentUpdate,
+        after: &ConsentView,
+        receipt_id: String,
+    ) -> ConsentReceipt {
+        let view = after;
         let now = self.now();
         let purposes = update
             .purposes
@@ -189,6 +231,6 @@ impl Engine {
             signature: String::new(),
         };
         sign(&self.keys, &mut receipt);
-        Ok((view, receipt))
+        receipt
     }
 }

@@ -294,7 +294,8 @@ impl Engine {
                             false,
                             None,
                         )
-                        .await?,
+                        .await?
+                        .0,
                 )
             }
         };

@@ -132,7 +132,9 @@ impl Engine {
         let pseudonym = self.pseudonymize(subject);
         self.known_rows(&pseudonym).await?;
         let update = ConsentUpdate::whole(&purposes, false, ConsentMethod::Objection);
-        self.record_update(actor, subject, &update, false, None)
-            .await
+        Ok(self
+            .record_update(actor, subject, &update, false, None)
+            .await?
+            .0)
     }
 }

@@ -117,6 +117,7 @@ on_both_backends!(
     audit_log_is_a_merkle_tree_with_offline_proofs,
     keys_move_out_of_an_older_data_store_at_startup,
     sessions_are_sealed_narrow_and_end_on_every_node,
+    receipts_are_kept_with_their_change_and_erased_with_the_subject,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -3029,4 +3030,40 @@ async fn sessions_are_sealed_narrow_and_end_on_every_node(h: Harness) {
     for action in ["session.open", "session.revoke", "subject.erase"] {
         assert!(actions.iter().any(|a| a == action), "{action} is audited");
     }
+}
+
+/// Every receipt is stored in the transaction of the change it proves, can be listed and
+/// verified later, and goes with an erasure.
+async fn receipts_are_kept_with_their_change_and_erased_with_the_subject(h: Harness) {
+    use candor_engine::SignedDocument;
+    h.items(&["i1"]).await;
+    let person = sid("receipt-person-81");
+    let mut issued = Vec::new();
+    for granted in [true, false] {
+        let update = ConsentUpdate::whole(&[PROFILING], granted, ConsentMethod::Form);
+        let (_, receipt) = h
+            .engine
+            .set_consent_with_receipt(&actor(), &person, &update, false)
+            .await
+            .unwrap();
+        issued.push(receipt);
+        h.clock.advance(1);
+    }
+    let stored = h.engine.consent_receipts(&actor(), &person).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0], issued[1], "newest first, exactly as issued");
+    assert_eq!(stored[1], issued[0]);
+    let key = h.engine.verifying_key();
+    assert!(stored.iter().all(|r| r.verify(Some(&key))));
+    assert!(stored[0].services[0].purposes.iter().all(|p| !p.granted));
+    assert!(stored[1].services[0].purposes.iter().all(|p| p.granted));
+    h.engine.erase(&actor(), &person).await.unwrap();
+    assert!(
+        h.engine
+            .consent_receipts(&actor(), &person)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(h.engine.verify_audit().await.unwrap().ok);
 }

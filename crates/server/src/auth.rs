@@ -445,6 +445,11 @@ impl OperatorPage {
         self.principal.actor()
     }
 
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.metrics
+    }
+
     /// The key's role.
     pub fn role(&self) -> Role {
         self.role

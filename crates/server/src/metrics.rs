@@ -117,6 +117,25 @@ impl Metrics {
         }
     }
 
+    /// What this server has ingested since it started: events accepted, then events refused
+    /// by reason (reasons never seen are left out).
+    pub fn ingest_totals(&self) -> (u64, Vec<(RefusalReason, u64)>) {
+        let count = |outcome: &str, reason: &str| {
+            self.events
+                .get(&EventLabels {
+                    outcome: outcome.into(),
+                    reason: reason.into(),
+                })
+                .map_or(0, |c| c.get())
+        };
+        let refused = RefusalReason::ALL
+            .into_iter()
+            .map(|r| (r, count("refused", r.code())))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        (count("accepted", ""), refused)
+    }
+
     /// Counts a refused authentication: `missing` or `invalid`.
     pub fn record_auth_failure(&self, reason: &str) {
         self.auth_failures

@@ -1,5 +1,6 @@
-//! `consent_history` and `consent_current`: every consent change, append-only, and the latest
-//! row per (subject, purpose, category), which purpose-bound reads join on.
+//! `consent_history`, `consent_current` and `consent_receipts`: every consent change,
+//! append-only; the latest row per (subject, purpose, category), which purpose-bound reads
+//! join on; and the signed receipt of each change made through the API.
 
 use std::collections::HashMap;
 
@@ -16,8 +17,19 @@ use crate::{IN_CHUNK, INSERT_CHUNK, Result, StoreError, pseudonym};
 /// Consent records.
 #[async_trait]
 pub trait ConsentStore: Send + Sync {
-    /// Appends consent records (history) and makes them current, with audit entries.
-    async fn record_consent(&self, records: &[ConsentRecord], audit: &[AuditDraft]) -> Result<()>;
+    /// Appends consent records (history) and makes them current, with audit entries, and the
+    /// change's signed receipt if it has one, all in one transaction.
+    async fn record_consent(
+        &self,
+        records: &[ConsentRecord],
+        audit: &[AuditDraft],
+        receipt: Option<&ReceiptRecord>,
+    ) -> Result<()>;
+    /// A subject's stored receipts, newest first.
+    async fn consent_receipts(&self, subject: &Pseudonym) -> Result<Vec<ReceiptRecord>>;
+    /// Consent decisions since `since`, per purpose, UTC day (days since the epoch) and
+    /// grant or withdrawal: how many distinct subjects made each (an aggregate).
+    async fn consent_decisions(&self, since: Timestamp) -> Result<Vec<ConsentDecisions>>;
     /// Current consent rows of the given subjects.
     async fn consent_current(&self, subjects: &[Pseudonym])
     -> Result<Vec<(Pseudonym, ConsentRow)>>;
@@ -46,6 +58,32 @@ pub trait ConsentStore: Send + Sync {
     ) -> Result<Vec<ConsentLeaf>>;
     /// How many consent-history rows have no leaf (each one was written outside Candor).
     async fn unsealed_consent_rows(&self) -> Result<u64>;
+}
+
+/// A signed consent receipt as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptRecord {
+    /// The receipt's id (`consentReceiptId`).
+    pub id: String,
+    /// Whose consent it records.
+    pub subject: Pseudonym,
+    /// When the change was made.
+    pub at: Timestamp,
+    /// The signed receipt, JSON.
+    pub document: String,
+}
+
+/// How many subjects made one kind of consent decision about a purpose on one day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentDecisions {
+    /// The purpose.
+    pub purpose: String,
+    /// The UTC day, in days since the epoch.
+    pub day: i64,
+    /// Grants (`true`) or withdrawals.
+    pub granted: bool,
+    /// Distinct subjects.
+    pub subjects: u64,
 }
 
 /// A consent-history row's leaf, as verification reads it.
@@ -91,8 +129,23 @@ fn method(raw: &str) -> Result<ConsentMethod> {
 
 #[async_trait]
 impl<D: Dialect> ConsentStore for SqlStore<D> {
-    async fn record_consent(&self, records: &[ConsentRecord], audit: &[AuditDraft]) -> Result<()> {
+    async fn record_consent(
+        &self,
+        records: &[ConsentRecord],
+        audit: &[AuditDraft],
+        receipt: Option<&ReceiptRecord>,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
+        if let Some(r) = receipt {
+            let insert = Sql::new(
+                "INSERT INTO consent_receipts (id, subject, at, document) VALUES ($1, $2, $3, $4)",
+            )
+            .arg(r.id.as_str())
+            .arg(r.subject.0.to_vec())
+            .arg(r.at.0)
+            .arg(r.document.as_str());
+            D::execute(&mut tx, insert).await?;
+        }
         // Each row's leaf is computed from the row as stored (RETURNING), so it covers
         // exactly what the database holds.
         let mut leaves: Vec<(i64, [u8; 32])> = Vec::with_capacity(records.len());
@@ -233,6 +286,47 @@ impl<D: Dialect> ConsentStore for SqlStore<D> {
             }
         }
         Ok(out)
+    }
+
+    async fn consent_receipts(&self, subject: &Pseudonym) -> Result<Vec<ReceiptRecord>> {
+        let q = Sql::new(
+            "SELECT id, subject, at, document FROM consent_receipts WHERE subject = $1 \
+             ORDER BY at DESC, id",
+        )
+        .arg(subject.0.to_vec());
+        self.fetch(q)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ReceiptRecord {
+                    id: r.text("id")?,
+                    subject: pseudonym(r.blob("subject")?, "consent_receipts")?,
+                    at: Timestamp(r.int("at")?),
+                    document: r.text("document")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn consent_decisions(&self, since: Timestamp) -> Result<Vec<ConsentDecisions>> {
+        let mut q = Sql::new(
+            "SELECT purpose, at / 86400000 AS day, granted, COUNT(DISTINCT subject) AS subjects \
+             FROM consent_history WHERE at >= ",
+        );
+        q.bind(since.0);
+        q.push(" GROUP BY purpose, at / 86400000, granted ORDER BY purpose, day, granted");
+        self.fetch_bulk(q)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ConsentDecisions {
+                    purpose: r.text("purpose")?,
+                    day: r.int("day")?,
+                    granted: r.boolean("granted")?,
+                    subjects: r.int("subjects")? as u64,
+                })
+            })
+            .collect()
     }
 
     async fn granted_counts(&self, now: Timestamp) -> Result<Vec<(String, u64)>> {

@@ -33,7 +33,7 @@ mod subjects;
 pub use audit::AuditStore;
 pub use budgets::{BudgetCharge, BudgetState, BudgetStore};
 pub use catalogue::CatalogueStore;
-pub use consent::{ConsentLeaf, ConsentStore};
+pub use consent::{ConsentDecisions, ConsentLeaf, ConsentStore, ReceiptRecord};
 pub use dialect::{Dialect, SqlStore};
 pub use events::{EventGroup, EventStore, NewEvent, PurposeRead, StoredEvent};
 pub use keys::{ApiKeyRecord, KeyStore};

@@ -32,8 +32,9 @@ impl ErasedRows {
 /// Erasure and restriction.
 #[async_trait]
 pub trait SubjectStore: Send + Sync {
-    /// Erases a subject in one transaction: their events, consent records, sessions and data key (so
-    /// any copy of their ciphertext left anywhere is unreadable), with the audit entry. Then
+    /// Erases a subject in one transaction: their events, consent records and receipts,
+    /// sessions and data key (so any copy of their ciphertext left anywhere is unreadable),
+    /// with the audit entry. Then
     /// makes sure no deleted byte lingers in the database files (SQLite: `secure_delete`
     /// overwrote the pages, and the WAL is checkpointed and truncated).
     async fn erase_subject(&self, subject: &Pseudonym, audit: CountAudit<'_>)
@@ -80,6 +81,8 @@ impl<D: Dialect> SubjectStore for SqlStore<D> {
             history_ids.len() as u64 + D::execute(&mut tx, current.arg(bytes.clone())).await?;
         let restriction = Sql::new("DELETE FROM restrictions WHERE subject = $1");
         D::execute(&mut tx, restriction.arg(bytes.clone())).await?;
+        let receipts = Sql::new("DELETE FROM consent_receipts WHERE subject = $1");
+        D::execute(&mut tx, receipts.arg(bytes.clone())).await?;
         let sessions = Sql::new("DELETE FROM subject_sessions WHERE subject = $1");
         D::execute(&mut tx, sessions.arg(bytes.clone())).await?;
         let key = Sql::new("DELETE FROM subject_keys WHERE subject = $1");

@@ -15,8 +15,8 @@ use sqlx::Connection;
 
 use candor_store::prelude::*;
 use candor_store::{
-    ApiKeyRecord, EventGroup, NewEvent, PostgresStore, PurposeRead, SessionRecord, SqliteStore,
-    Store,
+    ApiKeyRecord, EventGroup, NewEvent, PostgresStore, PurposeRead, ReceiptRecord, SessionRecord,
+    SqliteStore, Store,
 };
 
 /// A deterministic stand-in for the engine's sealer (storage tests need stable bytes, not
@@ -172,15 +172,32 @@ async fn check_store(store: &dyn Store) {
                 consent(p(1), name, purchases, true, 1_000),
             ],
             &[draft("a")],
+            Some(&ReceiptRecord {
+                id: "r-1".into(),
+                subject: p(1),
+                at: Timestamp(1),
+                document: "{\"signed\":true}".into(),
+            }),
+        )
+        .await
+        .unwrap();
+    let receipts = store.consent_receipts(&p(1)).await.unwrap();
+    assert_eq!(
+        receipts.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["r-1"]
+    );
+    assert_eq!(receipts[0].document, "{\"signed\":true}");
+    assert!(store.consent_receipts(&p(2)).await.unwrap().is_empty());
+    store
+        .record_consent(
+            &[consent(p(1), name, purchases, false, 10)],
+            &[draft("b")],
+            None,
         )
         .await
         .unwrap();
     store
-        .record_consent(&[consent(p(1), name, purchases, false, 10)], &[draft("b")])
-        .await
-        .unwrap();
-    store
-        .record_consent(&[consent(p(2), name, browsing, true, 1_000)], &[])
+        .record_consent(&[consent(p(2), name, browsing, true, 1_000)], &[], None)
         .await
         .unwrap();
     assert_eq!(store.consent_history(&p(1)).await.unwrap().len(), 3);
@@ -453,6 +470,18 @@ async fn check_store(store: &dyn Store) {
             latest.weights.as_slice()
         ),
         (v2, "{\"a\":2}", &[4u8][..])
+    );
+
+    // Consent decisions: per purpose, day and direction, distinct subjects.
+    let decisions = store.consent_decisions(Timestamp(0)).await.unwrap();
+    assert!(decisions.iter().any(|d| d.granted) && decisions.iter().any(|d| !d.granted));
+    assert!(decisions.iter().all(|d| d.subjects >= 1 && d.day >= 0));
+    assert!(
+        store
+            .consent_decisions(Timestamp(i64::MAX))
+            .await
+            .unwrap()
+            .is_empty()
     );
 
     // Granted counts: one per purpose with a live grant, no subject named.

@@ -9,15 +9,17 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{AppState, Public};
-use crate::error::ErrorBody;
+use crate::auth::{AppState, Authorized, Public, roles};
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
+use crate::extract::ApiPath;
 
 /// The routes of this resource.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_receipt_key))
         .routes(routes!(verify_receipt))
+        .routes(routes!(subject_receipts))
 }
 
 /// The key that signs receipts and certificates.
@@ -57,4 +59,29 @@ pub async fn get_receipt_key(public: Public) -> Response {
 pub async fn verify_receipt(public: Public, ApiJson(receipt): ApiJson<ConsentReceipt>) -> Response {
     let valid = receipt.verify(Some(&public.engine().verifying_key()));
     Json(Verification { valid }).into_response()
+}
+
+/// A subject's stored consent receipts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptList {
+    /// Newest first, each exactly as issued (signed).
+    pub receipts: Vec<ConsentReceipt>,
+}
+
+/// Every consent receipt issued for a subject, newest first, each as signed when issued
+/// (dpo, or the person's own session). Audited as a consent read.
+#[utoipa::path(get, path = "/v1/subjects/{id}/receipts", tag = "rights",
+    params(("id" = String, Path, description = "Subject id")),
+    responses((status = 200, body = ReceiptList, description = "The receipts")),
+    security(("api_key" = ["dpo"]), ("subject_session" = [])))]
+pub async fn subject_receipts(
+    auth: Authorized<{ roles::DPO | roles::SUBJECT }>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<ReceiptList>, ApiError> {
+    let subject = auth.subject(&id)?;
+    let receipts = auth
+        .engine()
+        .consent_receipts(&auth.actor(), &subject)
+        .await?;
+    Ok(Json(ReceiptList { receipts }))
 }

@@ -104,6 +104,12 @@ pub async fn overview(who: Result<OperatorPage, PageError>) -> Result<Response, 
     } else {
         None
     };
+    let decisions = if exact {
+        who.engine().consent_decisions(30).await?
+    } else {
+        Vec::new()
+    };
+    let (accepted, refused) = who.metrics().ingest_totals();
     let body = html! {
         h2 { "What is held" }
         dl { dt { "Events stored" } dd { (stats.events) } dt { "Subjects" } dd { (stats.subjects) }
@@ -118,12 +124,46 @@ pub async fn overview(who: Result<OperatorPage, PageError>) -> Result<Response, 
             }
             table { thead { tr { th scope="col" { "Purpose" } th scope="col" { "Subjects with a live grant" } } }
                 tbody { @for (p, n) in &counts { tr { th scope="row" { (p) br; small { (policy.purposes.get(p).map_or("", |d| d.description.as_str())) } } td { (n) } } } } }
+            h2 { "Consent decisions, last 30 days" }
+            @if decisions.is_empty() { p { "No consent decision in the last 30 days." } } @else {
+                table class="decisions" {
+                    thead { tr { th scope="col" { "Day (UTC)" } th scope="col" { "Purpose" } th scope="col" { "Granted" }
+                                 th scope="col" { "Withdrawn" } th scope="col" { "Share granted" } } }
+                    tbody { @for ((d, p), (yes, no)) in decision_rows(&decisions) { tr {
+                        td { (Timestamp(d * candor_domain::timestamp::DAY_MS).to_rfc3339().get(..10).unwrap_or_default()) }
+                        td { (p) } td { (yes) } td { (no) }
+                        td { (format!("{:.0}%", 100.0 * yes as f64 / (yes + no).max(1) as f64)) } } } }
+                }
+            }
         } @else {
-            p { "Exact consent counts are shown to admin and dpo keys. An analyst asks for them with "
-                "differential privacy on the " a href="/console/analytics" { "analytics" } " page." }
+            p { "Exact consent counts are shown to admin and dpo keys. An analyst asks aggregate "
+                "questions with differential privacy on the " a href="/console/analytics" { "analytics" } " page." }
+        }
+        h2 { "Ingestion on this server since it started" }
+        p { (accepted) " events accepted." }
+        @if !refused.is_empty() {
+            table { thead { tr { th scope="col" { "Refused because" } th scope="col" { "Events" } } }
+                tbody { @for (reason, n) in &refused { tr { td { code { (reason.code()) } } td { (n) } } } } }
         }
     };
     Ok(shell(&who, "Overview", None, body).into_response())
+}
+
+/// Decisions by (day, purpose): how many subjects granted and how many withdrew, newest day
+/// first.
+fn decision_rows(
+    decisions: &[candor_engine::ConsentDecisions],
+) -> Vec<((i64, String), (u64, u64))> {
+    let mut rows: std::collections::BTreeMap<(i64, String), (u64, u64)> = Default::default();
+    for d in decisions {
+        let row = rows.entry((-d.day, d.purpose.clone())).or_default();
+        if d.granted {
+            row.0 += d.subjects;
+        } else {
+            row.1 += d.subjects;
+        }
+    }
+    rows.into_iter().map(|((d, p), v)| ((-d, p), v)).collect()
 }
 
 /// `POST /console/login`: checks the key and keeps it in the console cookie.

@@ -82,6 +82,7 @@ async fn center(who: &SubjectPage, gpc: bool, flash: Option<Markup>) -> Result<M
         other => other?,
     };
     let requests = engine.subject_requests(who.subject()).await?;
+    let receipts = engine.consent_receipts(&actor, who.subject()).await?;
     let request = RecommendRequest {
         n: 10,
         ..Default::default()
@@ -96,9 +97,11 @@ async fn center(who: &SubjectPage, gpc: bool, flash: Option<Markup>) -> Result<M
         @if let Some(flash) = flash { section class="flash" role="status" { (flash) } }
         nav aria-label="Sections" {
             ul { li { a href="#consent" { "Your choices" } } li { a href="#held" { "What we hold" } }
-                 li { a href="#recommendations" { "Your recommendations" } } li { a href="#rights" { "Your rights" } } }
+                 li { a href="#recommendations" { "Your recommendations" } } li { a href="#rights" { "Your rights" } }
+                 li { a href="#receipts" { "Your receipts" } } }
         }
         (consent_section(who, &consent, gpc, &token))
+        (receipts_section(&receipts))
         (held_section(policy, &report))
         (recommendations_section(who, recommendations).await)
         (rights_section(&report, &requests, &token))
@@ -222,6 +225,37 @@ fn consent_section(who: &SubjectPage, consent: &ConsentView, gpc: bool, token: &
                     }
                 }
                 button type="submit" { "Save my choices" }
+            }
+        }
+    }
+}
+
+/// Every receipt the person was given, newest first, each with a button that verifies it.
+fn receipts_section(receipts: &[ConsentReceipt]) -> Markup {
+    html! {
+        section id="receipts" aria-labelledby="receipts-h" {
+            h2 id="receipts-h" { "Your receipts" }
+            @if receipts.is_empty() {
+                p { "Each time you change a choice you get a signed receipt; you have none yet." }
+            } @else {
+                p { "Each is signed by us: proof of what you chose, and when." }
+                ul class="receipts" {
+                    @for r in receipts {
+                        @let json = serde_json::to_string_pretty(r).unwrap_or_default();
+                        @let when = candor_domain::Timestamp(r.consent_timestamp * 1000).to_rfc3339();
+                        li {
+                            details { summary { (day(&when)) " — "
+                                @for (i, p) in r.services.iter().flat_map(|s| s.purposes.iter()).enumerate() {
+                                    @if i > 0 { "; " } (if p.granted { "on: " } else { "off: " }) (p.purpose_category.join(", ").trim_end_matches('.'))
+                                } " (" (r.collection_method) ")" }
+                                pre { (json) } }
+                            form method="post" action="/privacy/receipts/verify" {
+                                input type="hidden" name="receipt" value=(json);
+                                button type="submit" aria-label=(format!("Verify receipt {}", r.consent_receipt_id)) { "Verify" }
+                            }
+                        }
+                    }
+                }
             }
         }
     }
