@@ -99,6 +99,11 @@ test('analyst: a DP query lowers the meter by its cost; no per-subject page', as
     const response = await page.goto(`${demo.base}${path}`);
     assert.equal(response.status(), 403, path);
   }
+  await page.goto(`${demo.base}/console`);
+  await page.getByRole('button', { name: 'Count with differential privacy' }).click();
+  const counted = page.locator('.flash table tbody tr');
+  assert.equal(await counted.count(), 5, 'one noisy row per purpose');
+  assert.match(await page.locator('.flash').textContent(), /95% interval/);
   await page.goto(`${demo.base}/console/analytics`);
   const before = Number(await page.locator('#budget').getAttribute('data-spent-rho'));
   await page.getByLabel('Kind').selectOption('top_k');

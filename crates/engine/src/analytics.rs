@@ -20,6 +20,8 @@ pub use candor_privacy::query::{AnswerRow, Query as AnalyticsQuery, QueryKind};
 pub const ANALYTICS_PURPOSE: &str = "analytics.reporting";
 /// The one dataset analysts query: consented events.
 pub const DATASET: &str = "events";
+/// The kind of [`Engine::analytics_consent_counts`] answers.
+pub const CONSENT_COUNTS: &str = "consent_by_purpose";
 /// The ledger of DP item model releases (accounted; capped if settings say so).
 pub const MODEL_RELEASES: &str = "model_releases";
 
@@ -268,26 +270,6 @@ impl Engine {
         // a failure before the charge costs nothing.
         let noisy =
             query::add_noise(&plan, &exact).map_err(|e| EngineError::Noise(e.to_string()))?;
-        let now = self.now();
-        let draft = self.draft(
-            actor,
-            AuditAction::AnalyticsCharge,
-            None,
-            Some(ANALYTICS_PURPOSE),
-            format!(
-                "dataset={DATASET} kind={} rho={:.6} epsilon={:.4}",
-                plan.shape.kind().as_str(),
-                plan.rho,
-                epsilon
-            ),
-        );
-        let charge = BudgetCharge {
-            dataset: DATASET,
-            rho: plan.rho,
-            limit_rho: limit,
-            at: now,
-            refill_ms: self.config.analytics.refill_ms,
-        };
         // The answer is built before the charge: one without values is never paid for.
         let rows = query::answer_rows(&plan, &partitions, &noisy);
         if let Some(bad) = rows
@@ -299,10 +281,83 @@ impl Engine {
                 bad.key
             )));
         }
+        let budget = self
+            .charge(actor, plan.shape.kind().as_str(), plan.rho, epsilon)
+            .await?;
+        Ok(answer(rows, budget))
+    }
+
+    /// Charges a release of `rho` to the budget, atomically and audited, and returns the
+    /// budget after it; `budget_exhausted` when the budget cannot pay (nothing is charged).
+    async fn charge(
+        &self,
+        actor: &Actor,
+        kind: &str,
+        rho: f64,
+        epsilon: f64,
+    ) -> Result<BudgetStatus> {
+        let now = self.now();
+        let draft = self.draft(
+            actor,
+            AuditAction::AnalyticsCharge,
+            None,
+            Some(ANALYTICS_PURPOSE),
+            format!("dataset={DATASET} kind={kind} rho={rho:.6} epsilon={epsilon:.4}"),
+        );
+        let charge = BudgetCharge {
+            dataset: DATASET,
+            rho,
+            limit_rho: self.budget_limit()?,
+            at: now,
+            refill_ms: self.config.analytics.refill_ms,
+        };
         let Some(state) = self.store.charge_budget(&charge, &[draft]).await? else {
             return Err(exhausted());
         };
-        Ok(answer(rows, self.budget_status(Some(state), now)?))
+        self.budget_status(Some(state), now)
+    }
+
+    /// How many subjects hold a live grant of each purpose of the policy, with differential
+    /// privacy (analyst): each person adds at most 1 to each purpose's count, so the counts
+    /// have L2 sensitivity √(purposes); discrete Gaussian noise at the ε asked (at the
+    /// budget's δ), each row with its 95% interval. It is charged to the same per-person
+    /// budget as the event queries: a person's consent and events are released together.
+    pub async fn analytics_consent_counts(
+        &self,
+        actor: &Actor,
+        epsilon: f64,
+    ) -> Result<AnalyticsAnswer> {
+        let delta = self.config.analytics.delta;
+        let rho = candor_privacy::accountant::rho_for_epsilon(epsilon, delta)
+            .map_err(|e| EngineError::refused(ErrorCode::InvalidField, e.to_string()))?;
+        if rho > self.budget_limit()? || rho > self.analytics_budget().await?.remaining_rho {
+            return Err(exhausted());
+        }
+        let exact: Vec<(String, i64)> = self
+            .granted_counts()
+            .await?
+            .into_iter()
+            .map(|(purpose, n)| (purpose, n as i64))
+            .collect();
+        let rows = candor_privacy::answer::noisy_counts(&exact, rho)
+            .map_err(|e| EngineError::Noise(e.to_string()))?;
+        let budget = self.charge(actor, CONSENT_COUNTS, rho, epsilon).await?;
+        Ok(AnalyticsAnswer {
+            kind: CONSENT_COUNTS,
+            dataset: DATASET,
+            dry_run: false,
+            cost: QueryCost {
+                rho,
+                epsilon,
+                delta,
+            },
+            mechanism: "discrete_gaussian",
+            sensitivity: (exact.len().max(1) as f64).sqrt(),
+            max_contributions: exact.len() as u32,
+            max_per_partition: 1,
+            rows,
+            budget,
+        })
     }
 
     /// Records a DP model release in the model ledger (audited) and returns the ρ and ε of

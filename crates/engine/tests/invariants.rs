@@ -118,6 +118,7 @@ on_both_backends!(
     keys_move_out_of_an_older_data_store_at_startup,
     sessions_are_sealed_narrow_and_end_on_every_node,
     receipts_are_kept_with_their_change_and_erased_with_the_subject,
+    consent_counts_for_analysts_are_noisy_and_charged,
 );
 
 /// Invariant 1: a refused event is stored nowhere, not even as bytes in the WAL.
@@ -3066,4 +3067,73 @@ async fn receipts_are_kept_with_their_change_and_erased_with_the_subject(h: Harn
             .is_empty()
     );
     assert!(h.engine.verify_audit().await.unwrap().ok);
+}
+
+/// Analysts get consent counts per purpose only with differential privacy: one noisy row per
+/// purpose with its interval, charged to the budget and audited; a bad cost is refused and
+/// charges nothing, and one the budget cannot pay is refused.
+async fn consent_counts_for_analysts_are_noisy_and_charged(h: Harness) {
+    for n in 0..3 {
+        h.engine
+            .set_consent(
+                &actor(),
+                &sid(&format!("counted-{n}")),
+                &grant(&[PROFILING]),
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    let exact = h.engine.granted_counts().await.unwrap();
+    assert_eq!(exact[PROFILING], 3);
+    let before = h.engine.analytics_budget().await.unwrap();
+    let answer = h
+        .engine
+        .analytics_consent_counts(&actor(), 1.0)
+        .await
+        .unwrap();
+    assert_eq!(answer.rows.len(), h.engine.policy().purposes.len());
+    assert!(
+        answer
+            .rows
+            .iter()
+            .all(|r| r.low <= r.value && r.value <= r.high)
+    );
+    let expected_sigma = (answer.rows.len() as f64).sqrt() / (2.0 * answer.cost.rho).sqrt();
+    assert!(
+        answer
+            .rows
+            .iter()
+            .all(|r| (r.noise_scale - expected_sigma).abs() < 1e-9)
+    );
+    let after = h.engine.analytics_budget().await.unwrap();
+    assert!((after.spent_rho - before.spent_rho - answer.cost.rho).abs() < 1e-12);
+    for epsilon in [0.0, f64::NAN, -1.0] {
+        assert!(matches!(
+            h.engine.analytics_consent_counts(&actor(), epsilon).await,
+            Err(EngineError::Refused {
+                code: ErrorCode::InvalidField,
+                ..
+            })
+        ));
+    }
+    assert!(matches!(
+        h.engine.analytics_consent_counts(&actor(), 1e6).await,
+        Err(EngineError::Refused {
+            code: ErrorCode::BudgetExhausted,
+            ..
+        })
+    ));
+    let unchanged = h.engine.analytics_budget().await.unwrap();
+    assert_eq!(
+        unchanged.spent_rho, after.spent_rho,
+        "refusals cost nothing"
+    );
+    let charges = h
+        .audit_entries()
+        .await
+        .into_iter()
+        .filter(|e| e.action == "analytics.charge")
+        .count();
+    assert_eq!(charges, 1);
 }

@@ -227,6 +227,28 @@ pub struct AnswerRow {
     pub confidence: f64,
 }
 
+/// Noisy counts over public keys where each person adds at most 1 to each count (so the L2
+/// sensitivity is √(number of keys)): discrete Gaussian noise calibrated to ρ-zCDP, each row
+/// with its 95% interval. The exact counts never leave this function.
+pub fn noisy_counts(exact: &[(String, i64)], rho: f64) -> Result<Vec<AnswerRow>, AccountantError> {
+    if !(rho.is_finite() && rho > 0.0) {
+        return Err(AccountantError::Invalid("rho must be a positive number"));
+    }
+    let sensitivity = (exact.len().max(1) as f64).sqrt();
+    let release = Release {
+        sensitivity,
+        sigma: sensitivity / (2.0 * rho).sqrt(),
+        unit: 1.0,
+    };
+    exact
+        .iter()
+        .map(|(key, value)| {
+            let noisy = value + crate::noise::discrete_gaussian(release.sigma)?;
+            Ok(row(key, noisy, release))
+        })
+        .collect()
+}
+
 /// Half-width, in grid units, of the central 95% interval of N_ℤ(0, σ²).
 fn half_width(sigma: f64) -> f64 {
     if sigma <= 1000.0 {
@@ -414,6 +436,20 @@ mod tests {
         assert_eq!(answer[0].key, "mean");
         assert!((answer[0].value - 2.0).abs() < 1e-12);
         assert_eq!(answer[0].confidence, 0.90);
+        // Counts over public keys: σ follows √keys / √(2ρ); each interval holds its value.
+        let exact = vec![
+            ("a".to_string(), 10),
+            ("b".to_string(), 0),
+            ("c".to_string(), 3),
+        ];
+        let rows = noisy_counts(&exact, 0.5).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert!(
+            rows.iter()
+                .all(|r| (r.noise_scale - 3f64.sqrt()).abs() < 1e-12)
+        );
+        assert!(rows.iter().all(|r| r.low <= r.value && r.value <= r.high));
+        assert!(noisy_counts(&exact, 0.0).is_err());
         assert!(answer[0].low <= 2.0 && answer[0].high >= 2.0);
     }
 

@@ -79,7 +79,9 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
     let addr = listener.local_addr()?;
+    let tls = tls(settings)?;
     let state = candor_server::AppState::new(engine.clone(), settings.server.max_body_bytes)
+        .secure_cookies(tls.is_some())
         .allow_origins(settings.allowed_origins()?)
         .rate_limits(candor_server::ratelimit::RateLimits {
             per_address: std::num::NonZeroU32::new(settings.server.rate_limit_per_address),
@@ -94,7 +96,6 @@ pub async fn serve(
         }
     });
     let app = candor_server::app(state);
-    let tls = tls(settings)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
         "listening on {scheme}://{addr} (store: {})",

@@ -20,6 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_plan))
         .routes(routes!(post_analytics_query))
         .routes(routes!(get_analytics_budget))
+        .routes(routes!(post_consent_counts))
 }
 
 /// Budget-planner parameters: the same as `candor privacy epsilon`.
@@ -182,4 +183,32 @@ pub async fn get_analytics_budget(
     auth: Authorized<{ roles::ANALYST | roles::DPO }>,
 ) -> Result<Response, ApiError> {
     Ok(Json(auth.engine().analytics_budget().await?).into_response())
+}
+
+/// The cost of a question about consent.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentCountsBody {
+    /// ε of the release, at the budget's δ.
+    pub epsilon: f64,
+}
+
+/// How many people hold a live grant of each purpose, with differential privacy (analyst):
+/// each person adds at most 1 to each count; discrete Gaussian noise at the ε asked, each row
+/// with its 95% interval; charged to the analytics budget.
+#[utoipa::path(post, path = "/v1/analytics/consent-counts", tag = "analytics",
+    request_body = ConsentCountsBody,
+    responses((status = 200, body = candor_engine::AnalyticsAnswer, description = "The noisy counts, their cost and the budget left"),
+              (status = 400, body = ErrorBody, description = "A cost that is not a positive number"),
+              (status = 403, body = ErrorBody, description = "Not an analyst key, or `budget_exhausted`")),
+    security(("api_key" = ["analyst"])))]
+pub async fn post_consent_counts(
+    auth: Authorized<{ roles::ANALYST }>,
+    ApiJson(body): ApiJson<ConsentCountsBody>,
+) -> Result<Json<candor_engine::AnalyticsAnswer>, ApiError> {
+    let answer = auth
+        .engine()
+        .analytics_consent_counts(&auth.actor(), body.epsilon)
+        .await?;
+    Ok(Json(answer))
 }

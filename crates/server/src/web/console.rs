@@ -95,6 +95,10 @@ pub async fn overview(who: Result<OperatorPage, PageError>) -> Result<Response, 
     let Ok(who) = who else {
         return Ok(login_page(StatusCode::OK, None));
     };
+    overview_page(who, None).await
+}
+
+async fn overview_page(who: OperatorPage, flash: Option<Markup>) -> Result<Response, PageError> {
     who.require(PAGES[0].2)?;
     let stats = who.engine().stats().await?;
     let policy = who.engine().policy();
@@ -136,8 +140,14 @@ pub async fn overview(who: Result<OperatorPage, PageError>) -> Result<Response, 
                 }
             }
         } @else {
-            p { "Exact consent counts are shown to admin and dpo keys. An analyst asks aggregate "
-                "questions with differential privacy on the " a href="/console/analytics" { "analytics" } " page." }
+            p { "Exact counts are shown to admin and dpo keys. An analyst gets them with "
+                "differential privacy, charged to the analytics budget:" }
+            form method="post" action="/console/consent-counts" {
+                input type="hidden" name="form_token" value=(who.form_token());
+                label for="consent-epsilon" { "ε" }
+                input type="number" id="consent-epsilon" name="epsilon" step="any" min="0" value="0.5" required;
+                button type="submit" { "Count with differential privacy" }
+            }
         }
         h2 { "Ingestion on this server since it started" }
         p { (accepted) " events accepted." }
@@ -146,7 +156,28 @@ pub async fn overview(who: Result<OperatorPage, PageError>) -> Result<Response, 
                 tbody { @for (reason, n) in &refused { tr { td { code { (reason.code()) } } td { (n) } } } } }
         }
     };
-    Ok(shell(&who, "Overview", None, body).into_response())
+    Ok(shell(&who, "Overview", flash, body).into_response())
+}
+
+/// `POST /console/consent-counts` (analyst): the DP consent counts, shown on the overview.
+pub async fn consent_counts(who: OperatorPage, form: PageForm) -> Result<Response, PageError> {
+    who.check_form(form.get("form_token"))?;
+    who.require(roles::ANALYST)?;
+    let epsilon = form
+        .get("epsilon")
+        .and_then(|e| e.trim().parse::<f64>().ok());
+    let flash = match epsilon {
+        None => html! { p role="alert" { "ε must be a number." } },
+        Some(epsilon) => match who
+            .engine()
+            .analytics_consent_counts(&who.actor(), epsilon)
+            .await
+        {
+            Ok(answer) => answer_markup(&answer),
+            Err(e) => refused(e)?,
+        },
+    };
+    overview_page(who, Some(flash)).await
 }
 
 /// Decisions by (day, purpose): how many subjects granted and how many withdrew, newest day

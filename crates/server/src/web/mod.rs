@@ -63,6 +63,7 @@ pub fn router() -> Router<AppState> {
         .route("/console", get(console::overview))
         .route("/console/login", post(console::login))
         .route("/console/logout", post(console::logout))
+        .route("/console/consent-counts", post(console::consent_counts))
         .route("/console/requests", get(console::requests))
         .route(
             "/console/requests/{id}/{action}",
