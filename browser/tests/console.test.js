@@ -52,6 +52,7 @@ test('admin: overview, model with its Lorenz curve, keys minted and revoked', as
   await page.getByText(/Trained version \d+/).waitFor();
 
   await page.getByRole('link', { name: 'Keys' }).click();
+  await screenshot(page, 'console-keys');
   await page.getByLabel('Role').selectOption('service');
   await page.getByLabel('Label').fill('from the console');
   await page.getByRole('button', { name: 'Mint a key' }).click();

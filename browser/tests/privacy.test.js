@@ -141,6 +141,7 @@ test('download the data, then delete it with a confirmation and a certificate', 
 
   await page.getByRole('link', { name: 'See your events and delete any that are wrong' }).click();
   assert.deepEqual(await axeViolations(page), []);
+  await screenshot(page, 'privacy-events');
   const before = await page.locator('tbody tr').count();
   await page.locator('tbody tr button').first().click();
   await page.waitForURL('**/privacy/events');

@@ -1,5 +1,6 @@
 //! `candor serve` with TLS from outside: it announces https, serves the certificate in
-//! `[server] tls_cert`, and serves a new one after the files change and it gets SIGHUP.
+//! `[server] tls_cert`, serves a new one after the files change and it gets SIGHUP, and marks
+//! the privacy center's session cookie `Secure`.
 
 mod support;
 
@@ -32,7 +33,11 @@ fn issue(dir: &Path) -> (CertificateDer<'static>, CertificateDer<'static>) {
 
 /// The certificate the server presents to a client that trusts `ca` (`None`: handshake
 /// failed).
-async fn presented(addr: &str, ca: &CertificateDer<'static>) -> Option<CertificateDer<'static>> {
+/// A TLS connection to the server, trusting `ca`.
+async fn connect(
+    addr: &str,
+    ca: &CertificateDer<'static>,
+) -> Option<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let mut roots = RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
     #[allow(deprecated)]
@@ -43,11 +48,26 @@ async fn presented(addr: &str, ca: &CertificateDer<'static>) -> Option<Certifica
         .with_root_certificates(roots)
         .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let stream = TlsConnector::from(Arc::new(config))
+    TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
-        .ok()?;
+        .ok()
+}
+
+/// The certificate the server presents.
+async fn presented(addr: &str, ca: &CertificateDer<'static>) -> Option<CertificateDer<'static>> {
+    let stream = connect(addr, ca).await?;
     stream.get_ref().1.peer_certificates().map(|c| c[0].clone())
+}
+
+/// One HTTP/1.1 request over TLS; the whole response, headers and body.
+async fn https(addr: &str, ca: &CertificateDer<'static>, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = connect(addr, ca).await.expect("TLS connects");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    String::from_utf8_lossy(&response).into_owned()
 }
 
 #[test]
@@ -70,6 +90,34 @@ fn serve_speaks_tls_and_reloads_the_certificate_on_sighup() {
         .build()
         .unwrap();
     assert_eq!(rt.block_on(presented(&addr, &ca1)), Some(leaf1));
+    // Behind TLS the privacy center's cookie is Secure (and HttpOnly, SameSite=Strict).
+    let key = support::create_key(data.to_str().unwrap(), None, "service");
+    let opened = rt.block_on(https(
+        &addr,
+        &ca1,
+        &format!(
+            "POST /v1/subjects/tls-person/sessions HTTP/1.1\r\nHost: localhost\r\n\
+             Authorization: Bearer {key}\r\nContent-Type: application/json\r\n\
+             Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        ),
+    ));
+    let body = opened.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let session: serde_json::Value = serde_json::from_str(body).expect(&opened);
+    let token = session["token"].as_str().unwrap();
+    let exchanged = rt.block_on(https(
+        &addr,
+        &ca1,
+        &format!(
+            "GET /privacy?session={token} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        ),
+    ));
+    let cookie = exchanged
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {exchanged}"));
+    for attribute in ["candor_session=", "HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
     let (ca2, leaf2) = issue(dir.path());
     let hup = Command::new("kill")
         .args(["-HUP", &child.id().to_string()])

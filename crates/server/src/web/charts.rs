@@ -9,10 +9,16 @@ const ACCENT: RGBColor = RGBColor(0x1d, 0x4e, 0x89);
 /// A horizontal bar chart of labelled values, as an SVG document; `None` when plotters fails
 /// (the page then shows the table alone).
 pub fn bars(rows: &[(String, f64)]) -> Option<String> {
+    bars_with_intervals(rows, &[])
+}
+
+/// [`bars`], with each row's interval (low, high) drawn across its bar when given.
+pub fn bars_with_intervals(rows: &[(String, f64)], intervals: &[(f64, f64)]) -> Option<String> {
     let n = rows.len().max(1);
     let max = rows
         .iter()
         .map(|(_, v)| *v)
+        .chain(intervals.iter().map(|(_, high)| *high))
         .fold(0.0_f64, f64::max)
         .max(1.0);
     let height = 40 + 34 * n as u32;
@@ -49,6 +55,17 @@ pub fn bars(rows: &[(String, f64)]) -> Option<String> {
                 );
                 bar.set_margin(6, 6, 0, 0);
                 bar
+            }))
+            .ok()?;
+        chart
+            .draw_series(intervals.iter().enumerate().map(|(i, (low, high))| {
+                PathElement::new(
+                    [
+                        (low.max(0.0), SegmentValue::CenterOf(i)),
+                        (*high, SegmentValue::CenterOf(i)),
+                    ],
+                    BLACK.stroke_width(2),
+                )
             }))
             .ok()?;
         root.present().ok()?;
