@@ -105,6 +105,33 @@ test('with JavaScript off, at 360 px, by keyboard alone', async () => {
   await context.close();
 });
 
+test('a lapsed consent asks to be renewed; a purpose can be narrowed to some of its data', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  // user-0009 was imported with a consent given 400 days ago: it has lapsed.
+  const lapsed = await sessionLink(demo, 'user-0009');
+  await page.goto(lapsed.url);
+  const profiling = page.locator('fieldset.purpose', { has: page.locator(PROFILING) });
+  assert.match(await profiling.locator('.renew').textContent(), /has lapsed/);
+  assert.equal(await page.locator(PROFILING).isChecked(), false);
+  // Renew it, narrowed to browsing history only.
+  await page.check(PROFILING);
+  await profiling.locator('summary').click();
+  await profiling.getByLabel('purchase history').uncheck();
+  await page.getByRole('button', { name: 'Save my choices' }).click();
+  await page.locator('.flash details.receipt').waitFor();
+  const consent = await api(demo, demo.key, 'GET', '/v1/subjects/user-0009/consent');
+  const states = Object.fromEntries(consent.body.purposes['personalize.content.profiling'].categories
+    .map((c) => [c.category, c.state]));
+  assert.deepEqual(states, {
+    'user.behavior.browsing_history': 'granted',
+    'user.behavior.purchase_history': 'withdrawn',
+  });
+  await page.goto(`${demo.base}/privacy`);
+  assert.equal(await profiling.locator('.renew').count(), 0, 'renewed: no prompt');
+  await context.close();
+});
+
 test('Global Privacy Control shows the notice and keeps sharing off', async () => {
   const context = await browser.newContext({ extraHTTPHeaders: { 'Sec-GPC': '1' } });
   await context.addInitScript(() => {
