@@ -116,6 +116,22 @@ pub struct ConsentHistoryEntry {
     pub method: ConsentMethod,
 }
 
+/// Makes `records` current in `rows`, in order: each replaces the row of its purpose and
+/// category (what the store does when they are recorded).
+fn apply_records(rows: &mut Vec<ConsentRow>, records: &[ConsentRecord]) {
+    for r in records {
+        rows.retain(|c| !(c.purpose == r.purpose && c.category == r.category));
+        rows.push(ConsentRow {
+            purpose: r.purpose.clone(),
+            category: r.category.clone(),
+            granted: r.granted,
+            at: r.at,
+            expires_at: r.expires_at,
+            method: r.method,
+        });
+    }
+}
+
 impl Engine {
     fn consent_record(
         &self,
@@ -404,17 +420,7 @@ impl Engine {
                 .map(|(_, r)| r)
                 .collect::<Vec<_>>();
             // The update above is about to become current: GPC applies on top of it.
-            for r in &records {
-                current.retain(|c| !(c.purpose == r.purpose && c.category == r.category));
-                current.push(ConsentRow {
-                    purpose: r.purpose.clone(),
-                    category: r.category.clone(),
-                    granted: r.granted,
-                    at: r.at,
-                    expires_at: r.expires_at,
-                    method: r.method,
-                });
-            }
+            apply_records(&mut current, &records);
             let gpc_records = self.gpc_records(pseudonym, &current, real_now);
             drafts.extend(self.gpc_drafts(actor, pseudonym, &gpc_records));
             records.extend(gpc_records);
@@ -422,17 +428,7 @@ impl Engine {
         // The receipt states the change's outcome: the newest record of each category it set.
         let receipt = receipt.map(|id| {
             let mut after: Vec<ConsentRow> = Vec::new();
-            for r in &records {
-                after.retain(|c| !(c.purpose == r.purpose && c.category == r.category));
-                after.push(ConsentRow {
-                    purpose: r.purpose.clone(),
-                    category: r.category.clone(),
-                    granted: r.granted,
-                    at: r.at,
-                    expires_at: r.expires_at,
-                    method: r.method,
-                });
-            }
+            apply_records(&mut after, &records);
             self.build_receipt(subject, update, &self.view(&after, real_now), id.to_owned())
         });
         let stored = receipt.as_ref().map(|r| candor_store::ReceiptRecord {

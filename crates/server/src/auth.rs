@@ -344,6 +344,18 @@ async fn cookie_principal(
     Ok(principal)
 }
 
+/// Refuses a form that does not carry `principal`'s form token (403 page).
+fn check_form(
+    state: &AppState,
+    principal: &Principal,
+    presented: Option<&str>,
+) -> Result<(), crate::web::PageError> {
+    match presented {
+        Some(token) if state.engine.check_form_token(principal, token) => Ok(()),
+        _ => Err(crate::web::PageError::bad_form()),
+    }
+}
+
 /// A person on their privacy center's pages: a live subject session from [`SESSION_COOKIE`].
 pub struct SubjectPage {
     principal: Principal,
@@ -398,10 +410,7 @@ impl SubjectPage {
 
     /// Refuses a form whose token is not this session's (403 page).
     pub fn check_form(&self, presented: Option<&str>) -> Result<(), crate::web::PageError> {
-        match presented {
-            Some(token) if self.state.engine.check_form_token(&self.principal, token) => Ok(()),
-            _ => Err(crate::web::PageError::bad_form()),
-        }
+        check_form(&self.state, &self.principal, presented)
     }
 }
 
@@ -478,10 +487,7 @@ impl OperatorPage {
 
     /// Refuses a form whose token is not this login's (403 page).
     pub fn check_form(&self, presented: Option<&str>) -> Result<(), crate::web::PageError> {
-        match presented {
-            Some(token) if self.state.engine.check_form_token(&self.principal, token) => Ok(()),
-            _ => Err(crate::web::PageError::bad_form()),
-        }
+        check_form(&self.state, &self.principal, presented)
     }
 }
 

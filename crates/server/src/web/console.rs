@@ -8,13 +8,13 @@
 //! role a page asks for and the role its forms ask for stay visibly the same.
 
 use axum::extract::Path;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use candor_domain::Timestamp;
 use candor_engine::{AnalyticsQuery, Role};
 use maud::{Markup, PreEscaped, html};
 
-use super::{PageError, PageForm, charts, page, see_other};
+use super::{PageError, PageForm, charts, page, see_other, set_cookie};
 use crate::auth::{CONSOLE_COOKIE, OperatorPage, Public, roles};
 use crate::error::ApiError;
 
@@ -208,32 +208,22 @@ pub async fn login(public: Public, form: PageForm) -> Result<Response, PageError
             Some("That key is unknown, revoked or expired."),
         ));
     }
-    let cookie = cookie::Cookie::build((CONSOLE_COOKIE, key))
-        .path("/console")
-        .http_only(true)
-        .secure(public.secure_cookies())
-        .same_site(cookie::SameSite::Strict)
-        .build();
     let mut response = see_other("/console");
-    if let Ok(value) = cookie.to_string().parse() {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
+    set_cookie(
+        &mut response,
+        CONSOLE_COOKIE,
+        Some(&key),
+        "/console",
+        public.secure_cookies(),
+    );
     Ok(response)
 }
 
 /// `POST /console/logout`: forgets the key in this browser.
 pub async fn logout(who: OperatorPage, form: PageForm) -> Result<Response, PageError> {
     who.check_form(form.get("form_token"))?;
-    let gone = cookie::Cookie::build((CONSOLE_COOKIE, ""))
-        .path("/console")
-        .http_only(true)
-        .same_site(cookie::SameSite::Strict)
-        .max_age(cookie::time::Duration::ZERO)
-        .build();
     let mut response = login_page(StatusCode::OK, None);
-    if let Ok(value) = gone.to_string().parse() {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
+    set_cookie(&mut response, CONSOLE_COOKIE, None, "/console", false);
     Ok(response)
 }
 

@@ -260,6 +260,31 @@ impl<S: Send + Sync> FromRequest<S> for PageForm {
     }
 }
 
+/// Sets a credential cookie on `response`: HttpOnly, SameSite=Strict, scoped to `path`,
+/// Secure when `secure`; `None` for the value clears it.
+pub fn set_cookie(
+    response: &mut Response,
+    name: &'static str,
+    value: Option<&str>,
+    path: &'static str,
+    secure: bool,
+) {
+    let mut cookie = cookie::Cookie::build((name, value.unwrap_or_default().to_owned()))
+        .path(path)
+        .http_only(true)
+        .secure(secure)
+        .same_site(cookie::SameSite::Strict)
+        .build();
+    if value.is_none() {
+        cookie.set_max_age(cookie::time::Duration::ZERO);
+    }
+    if let Ok(header_value) = cookie.to_string().parse() {
+        response
+            .headers_mut()
+            .insert(header::SET_COOKIE, header_value);
+    }
+}
+
 /// A `303 See Other` to a page of this site.
 pub fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_owned())]).into_response()

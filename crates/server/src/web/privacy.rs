@@ -21,7 +21,7 @@ use candor_engine::{
 };
 use maud::{Markup, PreEscaped, html};
 
-use super::{PageError, PageForm, charts, page, see_other};
+use super::{PageError, PageForm, charts, page, see_other, set_cookie};
 use crate::auth::{Public, SESSION_COOKIE, SubjectPage};
 use crate::extract::Gpc;
 
@@ -51,19 +51,13 @@ async fn exchange(public: &Public, token: &str) -> Result<Response, PageError> {
         public.metrics().record_auth_failure("invalid");
         return Err(PageError::signed_out());
     }
-    let cookie = cookie::Cookie::build((SESSION_COOKIE, token.to_owned()))
-        .path("/privacy")
-        .http_only(true)
-        .secure(public.secure_cookies())
-        .same_site(cookie::SameSite::Strict)
-        .build();
     let mut response = see_other("/privacy");
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        cookie
-            .to_string()
-            .parse()
-            .map_err(|_| PageError::signed_out())?,
+    set_cookie(
+        &mut response,
+        SESSION_COOKIE,
+        Some(token),
+        "/privacy",
+        public.secure_cookies(),
     );
     Ok(response)
 }
@@ -727,15 +721,7 @@ pub async fn erase(who: SubjectPage, form: PageForm) -> Result<Response, PageErr
 }
 
 fn clear_cookie(response: &mut Response) {
-    let gone = cookie::Cookie::build((SESSION_COOKIE, ""))
-        .path("/privacy")
-        .http_only(true)
-        .same_site(cookie::SameSite::Strict)
-        .max_age(cookie::time::Duration::ZERO)
-        .build();
-    if let Ok(value) = gone.to_string().parse() {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
+    set_cookie(response, SESSION_COOKIE, None, "/privacy", false);
 }
 
 /// `POST /privacy/requests`: files a rights request, received now, and shows its deadline.
