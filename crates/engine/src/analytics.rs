@@ -339,8 +339,10 @@ impl Engine {
             .into_iter()
             .map(|(purpose, n)| (purpose, n as i64))
             .collect();
+        // The parameters are checked before any noise is drawn, so an error here is the
+        // caller's (a cost too small to answer), not a fault.
         let rows = candor_privacy::answer::noisy_counts(&exact, rho)
-            .map_err(|e| EngineError::Noise(e.to_string()))?;
+            .map_err(|e| EngineError::refused(ErrorCode::InvalidField, e.to_string()))?;
         let budget = self.charge(actor, CONSENT_COUNTS, rho, epsilon).await?;
         Ok(AnalyticsAnswer {
             kind: CONSENT_COUNTS,

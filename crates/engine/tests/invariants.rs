@@ -3108,7 +3108,7 @@ async fn consent_counts_for_analysts_are_noisy_and_charged(h: Harness) {
     );
     let after = h.engine.analytics_budget().await.unwrap();
     assert!((after.spent_rho - before.spent_rho - answer.cost.rho).abs() < 1e-12);
-    for epsilon in [0.0, f64::NAN, -1.0] {
+    for epsilon in [0.0, f64::NAN, -1.0, 3.2e-210] {
         assert!(matches!(
             h.engine.analytics_consent_counts(&actor(), epsilon).await,
             Err(EngineError::Refused {

@@ -240,6 +240,9 @@ pub fn noisy_counts(exact: &[(String, i64)], rho: f64) -> Result<Vec<AnswerRow>,
         sigma: sensitivity / (2.0 * rho).sqrt(),
         unit: 1.0,
     };
+    if release.sigma > crate::query::MAX_NOISE_SIGMA {
+        return Err(AccountantError::Invalid(crate::query::TOO_LITTLE));
+    }
     exact
         .iter()
         .map(|(key, value)| {
@@ -450,6 +453,10 @@ mod tests {
         );
         assert!(rows.iter().all(|r| r.low <= r.value && r.value <= r.high));
         assert!(noisy_counts(&exact, 0.0).is_err());
+        assert!(
+            noisy_counts(&exact, 1e-300).is_err(),
+            "too little to answer"
+        );
         assert!(answer[0].low <= 2.0 && answer[0].high >= 2.0);
     }
 

@@ -35,7 +35,10 @@ const VALUE_GRID: f64 = 1024.0;
 /// Milliseconds in a day.
 pub(crate) const DAY_MS: i64 = 86_400_000;
 /// The largest noise σ (grid units) a query may ask for.
-const MAX_NOISE_SIGMA: f64 = 1e12;
+pub(crate) const MAX_NOISE_SIGMA: f64 = 1e12;
+/// Why a cost too small to answer is refused.
+pub(crate) const TOO_LITTLE: &str =
+    "the cost is so small that the noise would swamp any answer; ask for more";
 
 /// The kinds of question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -430,9 +433,7 @@ pub fn plan(q: &Query, delta: f64) -> Result<Plan, QueryError> {
     let shape = shape(q)?;
     let releases = releases(shape, rho, max_contributions, max_per_partition);
     if releases.iter().any(|r| r.sigma > MAX_NOISE_SIGMA) {
-        return Err(invalid(
-            "the cost is so small that the noise would swamp any answer; ask for more",
-        ));
+        return Err(invalid(TOO_LITTLE));
     }
     Ok(Plan {
         shape,
