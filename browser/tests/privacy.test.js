@@ -129,6 +129,13 @@ test('a lapsed consent asks to be renewed; a purpose can be narrowed to some of 
   });
   await page.goto(`${demo.base}/privacy`);
   assert.equal(await profiling.locator('.renew').count(), 0, 'renewed: no prompt');
+  // With the switch on but no category ticked, nothing is granted.
+  await profiling.locator('summary').click();
+  await profiling.getByLabel('browsing history').uncheck();
+  await page.getByRole('button', { name: 'Save my choices' }).click();
+  await page.locator('.flash details.receipt').waitFor();
+  const none = await api(demo, demo.key, 'GET', '/v1/subjects/user-0009/consent');
+  assert.equal(none.body.purposes['personalize.content.profiling'].state, 'withdrawn');
   await context.close();
 });
 

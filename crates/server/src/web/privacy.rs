@@ -208,6 +208,8 @@ fn consent_section(who: &SubjectPage, consent: &ConsentView, gpc: bool, token: &
                         @if purpose.categories.len() > 1 && purpose.legal_basis == LegalBasis::Consent && !locked {
                             details {
                                 summary { "Allow only some of this data" }
+                                // Says the category boxes were on the form, so none ticked means none.
+                                input type="hidden" name=(format!("narrowable:{name}")) value="yes";
                                 @for c in &purpose.categories {
                                     @let cid = format!("{id}-{}", c.replace('.', "-"));
                                     @let on = !granted || state.is_some_and(|s| s.categories.iter().any(|k| &k.category == c && k.state == ConsentState::Granted));
@@ -515,9 +517,9 @@ pub async fn save_consent(
             .filter(|(k, _)| *k == field)
             .map(|(_, v)| v.clone())
             .collect();
-        if purpose.categories.len() <= 1
-            || (chosen.is_empty() && !form.0.iter().any(|(k, _)| *k == field))
-        {
+        // Without category boxes on the form (one category, or locked by GPC) the switch is
+        // the whole purpose; with them, only the ticked ones, and none ticked grants nothing.
+        if form.get(&format!("narrowable:{name}")).is_none() {
             chosen = purpose.categories.clone();
         }
         let wants = on.contains(name.as_str()) && !chosen.is_empty();
