@@ -228,7 +228,6 @@ impl Engine {
     ) -> Result<AnalyticsAnswer> {
         let plan = self.plan_query(q)?;
         let delta = self.config.analytics.delta;
-        let limit = self.budget_limit()?;
         let epsilon = Accountant::new()
             .zcdp(plan.rho)
             .and_then(|a| a.epsilon(delta))
@@ -254,15 +253,7 @@ impl Engine {
         if q.dry_run {
             return Ok(answer(Vec::new(), self.analytics_budget().await?));
         }
-        if plan.rho > limit {
-            return Err(exhausted());
-        }
-        // A cheap pre-check before the work (reading and aggregating every consented event):
-        // a query the budget cannot pay for now is refused at once. The atomic charge after
-        // the work still decides, so concurrent queries cannot overspend.
-        if plan.rho > self.analytics_budget().await?.remaining_rho {
-            return Err(exhausted());
-        }
+        self.ensure_affordable(plan.rho).await?;
         let partitions = self.partitions(&plan).await?;
         let subjects = self.contributions(actor).await?;
         let exact = query::aggregate(&plan, &partitions, subjects, &mut rand::thread_rng());
@@ -285,6 +276,16 @@ impl Engine {
             .charge(actor, plan.shape.kind().as_str(), plan.rho, epsilon)
             .await?;
         Ok(answer(rows, budget))
+    }
+
+    /// A cheap pre-check before the work (reading and aggregating every consented row): a
+    /// release the budget cannot pay for now is refused at once. The atomic charge after the
+    /// work still decides, so concurrent releases cannot overspend.
+    async fn ensure_affordable(&self, rho: f64) -> Result<()> {
+        if rho > self.budget_limit()? || rho > self.analytics_budget().await?.remaining_rho {
+            return Err(exhausted());
+        }
+        Ok(())
     }
 
     /// Charges a release of `rho` to the budget, atomically and audited, and returns the
@@ -330,9 +331,7 @@ impl Engine {
         let delta = self.config.analytics.delta;
         let rho = candor_privacy::accountant::rho_for_epsilon(epsilon, delta)
             .map_err(|e| EngineError::refused(ErrorCode::InvalidField, e.to_string()))?;
-        if rho > self.budget_limit()? || rho > self.analytics_budget().await?.remaining_rho {
-            return Err(exhausted());
-        }
+        self.ensure_affordable(rho).await?;
         let exact: Vec<(String, i64)> = self
             .granted_counts()
             .await?

@@ -1,6 +1,6 @@
-//! API keys, roles and the principal every request acts as. Keys are minted here, stored only as hashes, looked up by their public
-//! id and compared in constant time. Roles decide which endpoints a key may call; the server
-//! enforces them per route.
+//! API keys, roles and the principal every request acts as. Keys are minted here, stored only
+//! as hashes, looked up by their public id and compared in constant time. Roles decide which
+//! endpoints a key may call; the server enforces them per route.
 
 use candor_crypto::{ct_eq, generate_api_key, hash_api_secret, split_api_key};
 use candor_domain::ErrorCode;
@@ -147,6 +147,11 @@ pub(crate) struct CachedKey {
 /// node stops admitting anything on every node within this.
 pub const KEY_RECHECK_MS: i64 = 500;
 
+/// Whether what a node read about a credential at `checked` may still be trusted at `now`.
+pub(crate) fn still_fresh(checked: Timestamp, now: Timestamp) -> bool {
+    (0..KEY_RECHECK_MS).contains(&(now.0 - checked.0))
+}
+
 /// The public id of a bearer token shaped like an API key (safe to log), if it is one.
 pub fn key_id_of(token: &str) -> Option<&str> {
     split_api_key(token).map(|(id, _)| id)
@@ -261,7 +266,7 @@ impl Engine {
     async fn key_state(&self, id: &str) -> Result<Option<CachedKey>> {
         let cached = self.api_keys.read().get(id).cloned();
         let now = self.now();
-        if let Some(c) = cached.filter(|c| (0..KEY_RECHECK_MS).contains(&(now.0 - c.checked.0))) {
+        if let Some(c) = cached.filter(|c| still_fresh(c.checked, now)) {
             return Ok(Some(c));
         }
         let Some(record) = self.store.get_api_key(id).await? else {

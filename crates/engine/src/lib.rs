@@ -49,7 +49,7 @@ pub use model::{ModelCard, ModelCardView, ModelEvaluation, ModelPrivacyCard};
 pub use read::Event;
 pub use receipts::ConsentReceipt;
 pub use recommend::{RecommendRequest, Recommendations};
-pub use sessions::{SubjectSession, is_session_token};
+pub use sessions::SubjectSession;
 pub use signing::SignedDocument;
 
 /// What went wrong. `Refused` is the caller's mistake, or a rule that refuses the request: it
@@ -358,8 +358,10 @@ impl Engine {
         }
     }
 
-    /// Deletes events past their retention; returns how many.
+    /// Deletes events past their retention, and subject sessions past their expiry; returns
+    /// how many events.
     pub async fn sweep_retention(&self, actor: &Actor) -> Result<u64> {
+        self.purge_expired_sessions().await?;
         let audit = |n: u64| {
             self.draft(
                 actor,
@@ -406,13 +408,10 @@ pub fn spawn_periodic(
             };
             let actor = Actor::system();
             let outcome = match job {
-                Periodic::RetentionSweep => match engine.purge_expired_sessions().await {
-                    Ok(_) => engine
-                        .sweep_retention(&actor)
-                        .await
-                        .map(|n| (n > 0).then(|| format!("deleted {n} expired events"))),
-                    Err(e) => Err(e),
-                },
+                Periodic::RetentionSweep => engine
+                    .sweep_retention(&actor)
+                    .await
+                    .map(|n| (n > 0).then(|| format!("deleted {n} expired events"))),
                 Periodic::ModelRefresh => engine
                     .refresh_model()
                     .await

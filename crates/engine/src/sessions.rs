@@ -3,14 +3,15 @@
 //! the session, the subject's pseudonym, the expiry and (sealed, never in the clear) the
 //! subject id. A session admits only what the person may do about themselves (the server
 //! decides which operations); it lives until it expires, is revoked, or the subject is erased,
-//! and every server stops admitting it within [`KEY_RECHECK_MS`] of a revocation anywhere.
+//! and every server stops admitting it within [`crate::KEY_RECHECK_MS`] of a revocation
+//! anywhere.
 
 use candor_crypto::SESSION_TOKEN_PREFIX;
 use candor_domain::{AuditAction, ErrorCode, Pseudonym, SubjectId, Timestamp};
 use candor_store::SessionRecord;
 use zeroize::Zeroizing;
 
-use crate::auth::KEY_RECHECK_MS;
+use crate::auth::still_fresh;
 use crate::signing::random_id;
 use crate::{Actor, Engine, EngineError, Principal, Result};
 
@@ -78,7 +79,7 @@ pub(crate) struct CachedSession {
 }
 
 /// Whether a bearer token is shaped like a session token (not an API key).
-pub fn is_session_token(token: &str) -> bool {
+pub(crate) fn is_session_token(token: &str) -> bool {
     token.starts_with(SESSION_TOKEN_PREFIX)
 }
 
@@ -132,7 +133,8 @@ impl Engine {
     }
 
     /// Revokes every session of a subject (audited when there was one); returns how many.
-    /// This server stops admitting them at once, every other within [`KEY_RECHECK_MS`].
+    /// This server stops admitting them at once, every other within
+    /// [`crate::KEY_RECHECK_MS`].
     pub async fn revoke_sessions(&self, actor: &Actor, subject: &SubjectId) -> Result<u64> {
         let pseudonym = self.pseudonymize(subject);
         let draft = self.draft(
@@ -155,7 +157,8 @@ impl Engine {
     }
 
     /// Checks a session token: `None` unless it opens under this key ring, has not expired,
-    /// and its session is still held by the store (checked at most [`KEY_RECHECK_MS`] ago).
+    /// and its session is still held by the store (checked at most
+    /// [`crate::KEY_RECHECK_MS`] ago).
     pub(crate) async fn authenticate_session(&self, token: &str) -> Result<Option<Principal>> {
         let Some(claims) = self
             .keys
@@ -169,8 +172,7 @@ impl Engine {
             return Ok(None);
         }
         let cached = self.sessions.read().get(&claims.id).cloned();
-        let subject = match cached.filter(|c| (0..KEY_RECHECK_MS).contains(&(now.0 - c.checked.0)))
-        {
+        let subject = match cached.filter(|c| still_fresh(c.checked, now)) {
             Some(c) => c.subject,
             None => {
                 let subject = self.store.get_session(&claims.id).await?.map(|r| r.subject);
@@ -195,7 +197,7 @@ impl Engine {
         let now = self.now();
         self.sessions
             .write()
-            .retain(|_, s| (0..KEY_RECHECK_MS).contains(&(now.0 - s.checked.0)));
+            .retain(|_, s| still_fresh(s.checked, now));
         Ok(self.store.purge_expired_sessions(now).await?)
     }
 }

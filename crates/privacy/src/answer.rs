@@ -439,6 +439,11 @@ mod tests {
         assert_eq!(answer[0].key, "mean");
         assert!((answer[0].value - 2.0).abs() < 1e-12);
         assert_eq!(answer[0].confidence, 0.90);
+        assert!(answer[0].low <= 2.0 && answer[0].high >= 2.0);
+    }
+
+    #[test]
+    fn noisy_counts_are_calibrated_and_refuse_useless_costs() {
         // Counts over public keys: σ follows √keys / √(2ρ); each interval holds its value.
         let exact = vec![
             ("a".to_string(), 10),
@@ -457,7 +462,6 @@ mod tests {
             noisy_counts(&exact, 1e-300).is_err(),
             "too little to answer"
         );
-        assert!(answer[0].low <= 2.0 && answer[0].high >= 2.0);
     }
 
     #[test]

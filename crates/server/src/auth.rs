@@ -59,11 +59,6 @@ impl AppState {
         self
     }
 
-    /// Whether cookies are marked `Secure`.
-    pub fn cookies_are_secure(&self) -> bool {
-        self.secure_cookies
-    }
-
     /// Applies these rate limits (none by default).
     pub fn rate_limits(mut self, limits: crate::ratelimit::RateLimits) -> Self {
         self.limiter = Arc::new(crate::ratelimit::Limiter::new(limits));
