@@ -223,6 +223,7 @@ test('a session acts for its own person only, and forms need their token', async
   await page.check(PROFILING);
   await page.getByRole('button', { name: 'Save my choices' }).click();
   await page.getByRole('heading', { name: 'This form was refused' }).waitFor();
+  assert.equal(await page.locator('[data-error-code]').getAttribute('data-error-code'), 'forbidden');
   // From another origin, even with the token and the cookie.
   const cookie = (await context.cookies()).find((c) => c.name === 'candor_session');
   const forged = await fetch(`${demo.base}/privacy/objection`, {

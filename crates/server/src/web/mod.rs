@@ -21,6 +21,8 @@ use maud::{DOCTYPE, Markup, html};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::AppState;
+use candor_domain::ErrorCode;
+
 use crate::error::ApiError;
 
 mod charts;
@@ -148,53 +150,57 @@ pub fn page(title: &str, body: Markup) -> Markup {
     }
 }
 
-/// A page-shaped error: the status of the API's error and a sentence, as HTML.
+/// A page-shaped error: an error of the API's table (its code and status) with a title, as
+/// HTML that names the code, so a refused page is as machine-readable as a refused call.
 #[derive(Debug)]
 pub struct PageError {
-    status: StatusCode,
     title: &'static str,
-    message: String,
+    error: ApiError,
 }
 
 impl PageError {
+    fn new(title: &'static str, code: ErrorCode, message: &str) -> Self {
+        Self {
+            title,
+            error: ApiError::new(code, message),
+        }
+    }
+
     /// No live session: the person must come back through the site that sent them.
     pub fn signed_out() -> Self {
-        Self {
-            status: StatusCode::UNAUTHORIZED,
-            title: "Your session has ended",
-            message: "For your safety, privacy sessions are short. Go back to the site that \
-                      sent you here and open your privacy settings again."
-                .into(),
-        }
+        Self::new(
+            "Your session has ended",
+            ErrorCode::Unauthorized,
+            "For your safety, privacy sessions are short. Go back to the site that sent you \
+             here and open your privacy settings again.",
+        )
     }
 
     /// No live operator login.
     pub fn operator_signed_out() -> Self {
-        Self {
-            status: StatusCode::UNAUTHORIZED,
-            title: "Please sign in",
-            message: "Sign in to the console with an API key.".into(),
-        }
+        Self::new(
+            "Please sign in",
+            ErrorCode::Unauthorized,
+            "Sign in to the console with an API key.",
+        )
     }
 
     /// A form without its token, or from another site.
     pub fn bad_form() -> Self {
-        Self {
-            status: StatusCode::FORBIDDEN,
-            title: "This form was refused",
-            message: "The form did not come from this page (its security token is missing or \
-                      wrong). Reload the page and try again."
-                .into(),
-        }
+        Self::new(
+            "This form was refused",
+            ErrorCode::Forbidden,
+            "The form did not come from this page (its security token is missing or wrong). \
+             Reload the page and try again.",
+        )
     }
 }
 
 impl From<ApiError> for PageError {
-    fn from(err: ApiError) -> Self {
+    fn from(error: ApiError) -> Self {
         Self {
-            status: err.status(),
             title: "Something was refused",
-            message: err.message().to_owned(),
+            error,
         }
     }
 }
@@ -207,11 +213,13 @@ impl From<candor_engine::EngineError> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
+        let code = self.error.code();
         let body = html! {
             h1 { (self.title) }
-            p role="alert" { (self.message) }
+            p role="alert" data-error-code=(code) { (self.error.message()) }
+            p { small { "Error code: " code { (code) } } }
         };
-        (self.status, page(self.title, body)).into_response()
+        (self.error.status(), page(self.title, body)).into_response()
     }
 }
 
@@ -251,10 +259,12 @@ impl<S: Send + Sync> FromRequest<S> for PageForm {
         }
         let axum::Form(fields) = axum::Form::<Vec<(String, String)>>::from_request(req, state)
             .await
-            .map_err(|rejection| PageError {
-                status: StatusCode::BAD_REQUEST,
-                title: "This form was refused",
-                message: rejection.body_text(),
+            .map_err(|rejection| {
+                PageError::new(
+                    "This form was refused",
+                    ErrorCode::InvalidBody,
+                    &rejection.body_text(),
+                )
             })?;
         Ok(Self(fields))
     }
